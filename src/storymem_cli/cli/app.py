@@ -1,0 +1,92 @@
+"""The `storymem` command: one Typer app, one top-level error handler.
+
+Each command lives in its own module under ``cli/`` and registers itself on
+``app``. Command modules import torch, diffusers and the models lazily, inside
+the command body, so ``--help`` and ``validate`` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from storymem_cli import __version__
+from storymem_cli.errors import EXIT_FAILURE, StorymemError
+
+
+def print_error(err: StorymemError) -> None:
+    """Print a user-facing error to stderr: the message, then the hint on its own line."""
+    typer.echo(f"error: {err.message}", err=True)
+    if err.hint:
+        typer.echo(f"  hint: {err.hint}", err=True)
+
+
+class _StorymemGroup(TyperGroup):
+    """Turns our errors into a message and an exit code inside the app itself, so the
+    console script and a test runner (typer.testing.CliRunner) behave the same."""
+
+    def invoke(self, ctx):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except StorymemError as err:
+            print_error(err)
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    cls=_StorymemGroup,
+    name="storymem",
+    help=(
+        "Turn a story script (scenes, one prompt per shot, cut flags) into a multi-shot video "
+        "whose characters and places stay consistent, with StoryMem: Wan2.2 video diffusion "
+        "conditioned on a memory bank of keyframes from earlier shots.\n\n"
+        "Results go to stdout (JSON with --json); progress and warnings to stderr. "
+        "Exit codes: 0 success, 1 unexpected failure, 2 invalid input."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"storymem {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True
+    ),
+) -> None:
+    # No docstring: it would replace the app's help text.
+    return None
+
+
+def _register_commands() -> None:
+    # Imported here, after `app` exists: each command module decorates functions with
+    # @app.command(). One import per command module.
+    return None
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and turn our errors into clean exits."""
+    try:
+        app(args=argv, prog_name="storymem")
+    except StorymemError as err:  # raised outside a command (e.g. in a callback)
+        print_error(err)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except MemoryError:
+        typer.echo("error: out of memory", err=True)
+        sys.exit(EXIT_FAILURE)
