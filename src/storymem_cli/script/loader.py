@@ -272,7 +272,7 @@ def _image_problem(path: Path) -> str | None:
         return f"{path} is not a file: give the path of a PNG or JPEG image"
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()  # decode fully: verify() passes files whose pixel data is cut short
     except UnidentifiedImageError:
         return f"{path} is not an image PIL can read: use a PNG or JPEG file"
     except OSError as err:
