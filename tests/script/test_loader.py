@@ -192,3 +192,14 @@ def test_long_prompt_and_long_story_warnings(write, base_story):
     _, warnings = load_script(write(base_story, "b.json"))
     story_warning = [w for w in warnings if w.path == "scenes"]
     assert len(story_warning) == 1 and "33 shots" in story_warning[0].message
+
+
+def test_the_readme_example_is_valid(write):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Story script format", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    script, warnings = load_script(write(example))
+    assert warnings == []
+    assert [s.cut for s in script.shots] == [True, False]
