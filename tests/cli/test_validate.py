@@ -7,8 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -77,7 +78,7 @@ def test_warnings_go_to_stderr_with_file_and_path(tmp_path):
     path.write_text(json.dumps(data))
     result = invoke(str(path))
     assert result.exit_code == 0
-    assert f"{path}: scenes[0].cut[1]: warning: the string \"False\" is read as false" in result.stderr
+    assert f'{path}: scenes[0].cut[1]: warning: the string "False" is read as false' in result.stderr
     assert "1 continuation" in result.stdout
 
 
@@ -138,7 +139,12 @@ MALFORMED = [
         "scenes[0].cut[0]",
         "first shot must be a cut",
     ),
-    ("empty prompt", _mutate(lambda d: _set(d, ["scenes", 0, "video_prompts", 1], "")), "scenes[0].video_prompts[1]", "is empty"),
+    (
+        "empty prompt",
+        _mutate(lambda d: _set(d, ["scenes", 0, "video_prompts", 1], "")),
+        "scenes[0].video_prompts[1]",
+        "is empty",
+    ),
     (
         "non-string prompt",
         _mutate(lambda d: _set(d, ["scenes", 1, "video_prompts", 0], {"text": "hi"})),
@@ -146,17 +152,42 @@ MALFORMED = [
         "must be a string",
     ),
     ("no scenes", _mutate(lambda d: _set(d, ["scenes"], [])), "scenes", "no scenes"),
-    ("scene without shots", _mutate(lambda d: _set(d, ["scenes", 1, "video_prompts"], [])), "scenes[1].video_prompts", "no shots"),
-    ("duplicate scene_num", _mutate(lambda d: _set(d, ["scenes", 1, "scene_num"], 1)), "scenes[1].scene_num", "used twice"),
-    ("decreasing scene_num", _mutate(lambda d: _set(d, ["scenes", 0, "scene_num"], 4)), "scenes[1].scene_num", "increasing order"),
+    (
+        "scene without shots",
+        _mutate(lambda d: _set(d, ["scenes", 1, "video_prompts"], [])),
+        "scenes[1].video_prompts",
+        "no shots",
+    ),
+    (
+        "duplicate scene_num",
+        _mutate(lambda d: _set(d, ["scenes", 1, "scene_num"], 1)),
+        "scenes[1].scene_num",
+        "used twice",
+    ),
+    (
+        "decreasing scene_num",
+        _mutate(lambda d: _set(d, ["scenes", 0, "scene_num"], 4)),
+        "scenes[1].scene_num",
+        "increasing order",
+    ),
     (
         "unknown key",
         _mutate(lambda d: _rename(d, ["scenes", 0, "video_prompts"], "vidoe_prompts")),
         "scenes[0].vidoe_prompts",
         'did you mean "video_prompts"',
     ),
-    ("scene_num as string", _mutate(lambda d: _set(d, ["scenes", 1, "scene_num"], "2")), "scenes[1].scene_num", "whole number"),
-    ("cut not a boolean", _mutate(lambda d: _set(d, ["scenes", 0, "cut", 1], "no")), "scenes[0].cut[1]", "true or false"),
+    (
+        "scene_num as string",
+        _mutate(lambda d: _set(d, ["scenes", 1, "scene_num"], "2")),
+        "scenes[1].scene_num",
+        "whole number",
+    ),
+    (
+        "cut not a boolean",
+        _mutate(lambda d: _set(d, ["scenes", 0, "cut", 1], "no")),
+        "scenes[0].cut[1]",
+        "true or false",
+    ),
     ("cut not a list", _mutate(lambda d: _set(d, ["scenes", 0, "cut"], True)), "scenes[0].cut", "must be a list"),
     ("missing story_name", _mutate(lambda d: d.pop("story_name")), "story_name", 'missing required key "story_name"'),
     ("seed out of range", _mutate(lambda d: _set(d, ["scenes", 1, "seeds"], [-5])), "scenes[1].seeds[0]", "from 0 to"),
@@ -229,9 +260,7 @@ def test_json_output(tmp_path):
     }
     assert report[1]["valid"] is False
     assert report[1]["story_name"] is None and report[1]["shots"] is None
-    assert report[1]["errors"] == [
-        {"path": "scenes[0].cut[0]", "message": report[1]["errors"][0]["message"]}
-    ]
+    assert report[1]["errors"] == [{"path": "scenes[0].cut[0]", "message": report[1]["errors"][0]["message"]}]
     assert report[1]["warnings"][0]["path"] == "scenes[0].cut[0]"
 
 

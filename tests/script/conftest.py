@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -25,13 +26,17 @@ def story() -> dict[str, Any]:
                         "The kite lifts into the wind above the boy. Low-angle shot.",
                         "His grandmother in a blue scarf claps from the foot of the hill. Medium shot.",
                     ],
-                    "first_frame_prompt": ["Boy with a red kite on a hill.", "Red kite rising.", "Grandmother clapping."],
+                    "first_frame_prompt": [
+                        "Boy with a red kite on a hill.",
+                        "Red kite rising.",
+                        "Grandmother clapping.",
+                    ],
                     "cut": [True, False, True],
                 },
                 {
                     "scene_num": 2,
                     "video_prompts": [
-                        "At sunset the boy and his grandmother sit on the hill, the kite resting beside them. Wide shot.",
+                        "At sunset the boy and his grandmother sit on the hill beside the kite. Wide shot.",
                         "Close-up of the boy's smiling face in the orange light.",
                     ],
                     "first_frame_prompt": ["Two figures on a hill at sunset.", "Smiling boy in orange light."],

@@ -155,3 +155,16 @@ def test_schema_accepts_the_examples_and_rejects_broken_scripts():
     broken["scenes"][0]["cut"][1] = "no"
     broken["scenes"][1]["vidoe_prompts"] = []
     assert len(list(validator.iter_errors(broken))) == 2
+
+
+def test_derived_values_follow_a_copied_and_edited_script(write, base_story):
+    script, _ = load_script(write(base_story))
+    before = (script.sha256, script.shot_fingerprint(0), len(script.shots))
+    scenes = [
+        script.scenes[0].model_copy(
+            update={"video_prompts": ["A new first shot.", *script.scenes[0].video_prompts[1:]]}
+        )
+    ]
+    edited = script.model_copy(update={"scenes": scenes})
+    assert (edited.sha256, edited.shot_fingerprint(0), len(edited.shots)) != before
+    assert len(edited.shots) == 3
