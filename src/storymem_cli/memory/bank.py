@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from storymem_cli.config import MemoryConfig
 from storymem_cli.errors import InvalidInputError, StorymemError
@@ -78,6 +78,13 @@ class MemoryEntry(BaseModel):
     novelty: float | None = None  # 1 - cosine to the previous keyframe of its shot
     added_by_shot: int | None = None  # None: references (user state, not a render step)
     evicted_by_shot: int | None = None  # None while active
+
+    @model_validator(mode="after")
+    def _file_inside_memory_folder(self) -> MemoryEntry:
+        # A hand-edited memory.json must not make the bank read or write outside memory/.
+        if self.file != f"{MEMORY_DIR}/{self.id}.png" or "/" in self.id or "\\" in self.id or ".." in self.id:
+            raise ValueError(f"file must be {MEMORY_DIR}/<id>.png with a plain id, got {self.file!r}")
+        return self
 
     @property
     def active(self) -> bool:
