@@ -249,3 +249,25 @@ def test_loading_twice_is_refused(experts, files):
     load_storymem_lora(high, low, high_file, low_file)
     with pytest.raises(LoraError, match="already has a LoRA adapter"):
         load_storymem_lora(high, low, high_file, low_file)
+
+
+def test_lora_takes_the_dtype_of_a_bf16_expert(tmp_path, make_transformer, make_lora, forward, merge_by_hand):
+    """The release's files are fp32; on bf16 experts the adapter must be bf16 too (no dtype clash)."""
+    high, low = make_transformer(seed=0), make_transformer(seed=1)
+    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2)
+    want = merge_by_hand(high, lora_high)
+    high, low = high.to(torch.bfloat16), low.to(torch.bfloat16)
+    f_high = _save(tmp_path, "backbone_high_noise.safetensors", lora_high)
+    f_low = _save(tmp_path, "backbone_low_noise.safetensors", lora_low)
+    load_storymem_lora(high, low, f_high, f_low)
+    for model in (high, low):
+        layer = model.blocks[1].attn2.to_v
+        assert layer.lora_A["storymem"].weight.dtype == torch.bfloat16
+        assert layer.lora_B["storymem"].weight.dtype == torch.bfloat16
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(1, 8, 2, 4, 4, generator=gen)
+    text = torch.randn(1, 5, 16, generator=gen)
+    with torch.no_grad():
+        got = high(hidden.bfloat16(), torch.tensor([500]), text.bfloat16(), return_dict=False)[0].float()
+        ref = want(hidden, torch.tensor([500]), text, return_dict=False)[0]
+    assert (got - ref).abs().max() < 0.1 * ref.abs().max()  # bf16 rounding only

@@ -359,6 +359,7 @@ def inject_storymem_lora(
         bias="none",
     )
     peft_state = {parsed.peft_key: tensors[key] for key, parsed in plan.keys.items()}
+    previously_active = _active_adapters(transformer)  # peft activates only the new adapter
     # low_cpu_mem_usage: adapters are created on the meta device and the file's tensors are
     # assigned (then moved to the layer's device and dtype), no random init of 2 x 613M values.
     try:
@@ -375,18 +376,27 @@ def inject_storymem_lora(
             f"(unexpected {_quote(list(result.unexpected_keys))}, missing {_quote(missing)})"
         )
     transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
-    if hasattr(transformer, "set_adapter"):
-        transformer.set_adapter(_active_adapters(transformer) | {adapter_name})
+    _activate(transformer, previously_active | {adapter_name})
 
 
 def _active_adapters(transformer: torch.nn.Module) -> set[str]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
+    active: set[str] = set()
     for module in transformer.modules():
         if isinstance(module, BaseTunerLayer):
-            active = module.active_adapter
-            return {active} if isinstance(active, str) else set(active)
-    return set()
+            names = module.active_adapter
+            active |= {names} if isinstance(names, str) else set(names)
+    return active
+
+
+def _activate(transformer: torch.nn.Module, names: set[str]) -> None:
+    """Make exactly ``names`` active on every LoRA layer (a layer skips the ones it lacks)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_adapter(sorted(names))
 
 
 def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
@@ -466,10 +476,12 @@ def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_nam
             raise LoraError(f"{path}: {expert} already has an adapter named {name!r}; pick another name")
     for expert, transformer in experts:
         fresh = {k: v.clone() for k, v in tensors.items()}
+        previously_active = _active_adapters(transformer)  # diffusers leaves only the new one active
         try:
             pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
         except (ValueError, KeyError, RuntimeError) as e:
             raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
+        _activate(transformer, previously_active | {name})
         layers = _set_adapter_strength(transformer, name, strength)
         if layers == 0:
             raise LoraError(
@@ -479,8 +491,8 @@ def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_nam
 
 
 def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: float) -> int:
-    """Scale adapter ``name`` by ``strength``, keep it active beside the others, fuse it where
-    the layer is already fused. Returns how many layers carry it."""
+    """Scale adapter ``name`` by ``strength``; fuse it where the layer is already fused.
+    Returns how many layers carry it."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = 0
@@ -489,9 +501,6 @@ def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: flo
             continue
         layers += 1
         module.set_scale(name, strength)
-        active = [module.active_adapter] if isinstance(module.active_adapter, str) else list(module.active_adapter)
-        if name not in active:
-            module.set_adapter([*active, name])
         if module.merged:
             module.merge(adapter_names=[name])
     return layers
