@@ -70,7 +70,9 @@ def test_other_keys_are_not_storymem_keys(key):
 
 def test_peft_parameter_names_map_back():
     assert parse_peft_key("blocks.3.ffn.net.0.proj.lora_A.storymem.weight", "storymem") == LoraKey(3, "ffn.0", "A")
-    assert parse_peft_key("blocks.3.attn1.to_out.0.lora_B.storymem.weight", "storymem") == LoraKey(3, "self_attn.o", "B")
+    assert parse_peft_key("blocks.3.attn1.to_out.0.lora_B.storymem.weight", "storymem") == LoraKey(
+        3, "self_attn.o", "B"
+    )
     assert parse_peft_key("blocks.3.attn1.to_out.0.lora_B.other.weight", "storymem") is None
     assert parse_peft_key("condition_embedder.time_proj.lora_A.storymem.weight", "storymem") is None
 

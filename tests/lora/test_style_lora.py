@@ -107,6 +107,36 @@ def test_storymem_layout_file_is_not_a_style_lora(tmp_path, experts, make_lora):
 def test_a_file_diffusers_cannot_place_is_an_error(tmp_path, experts, forward):
     high, low = experts
     path = tmp_path / "other.safetensors"
-    save_file({"transformer.not_a_layer.lora_A.weight": torch.zeros(2, 4), "transformer.not_a_layer.lora_B.weight": torch.zeros(4, 2)}, str(path))
+    save_file(
+        {
+            "transformer.not_a_layer.lora_A.weight": torch.zeros(2, 4),
+            "transformer.not_a_layer.lora_B.weight": torch.zeros(4, 2),
+        },
+        str(path),
+    )
     with pytest.raises(LoraError, match=str(path)):
         load_style_lora(_pipe(high, low), path, 1.0)
+
+
+def test_style_lora_that_fits_one_expert_only_loads_into_neither(tmp_path, make_transformer, forward):
+    high, low = make_transformer(seed=0), make_transformer(seed=1, ffn_dim=40)
+    base_high = forward(high)
+    style = _style(high)
+    path = tmp_path / "my.style.v2.safetensors"
+    save_file({f"transformer.{k.peft_key}": v for k, v in style.items()}, str(path))
+    with pytest.raises(LoraError, match="could not load it into transformer_2"):
+        load_style_lora(_pipe(high, low), path, 1.0)
+    assert "style_my_style_v2" not in (getattr(high, "peft_config", None) or {})
+    torch.testing.assert_close(forward(high), base_high, atol=0, rtol=0)
+
+
+def test_adapter_name_from_a_dotted_file_name(tmp_path, experts):
+    high, low = experts
+    path = tmp_path / "my.style.v2.safetensors"
+    save_file({f"transformer.{k.peft_key}": v for k, v in _style(high).items()}, str(path))
+    load_style_lora(_pipe(high, low), path, 1.0)
+    assert "style_my_style_v2" in high.peft_config and "style_my_style_v2" in low.peft_config
+    with pytest.raises(LoraError, match="already has an adapter named 'style_my_style_v2'"):
+        load_style_lora(_pipe(high, low), path, 1.0)
+    with pytest.raises(LoraError, match="finite"):
+        load_style_lora(_pipe(high, low), path, float("nan"), adapter_name="other")
