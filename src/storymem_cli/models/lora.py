@@ -470,10 +470,21 @@ def save_storymem_lora(
 # --------------------------------------------------------------------------- style LoRAs
 
 ExpertName = Literal["transformer", "transformer_2"]
+StyleExperts = Literal["both", "high", "low"]
 
 
-def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_name: str | None = None) -> None:
+def load_style_lora(
+    pipe: Any,
+    path: str | Path,
+    strength: float,
+    *,
+    adapter_name: str | None = None,
+    experts: StyleExperts = "both",
+) -> None:
     """Apply an ordinary diffusers-format Wan LoRA (a user's style LoRA) to both experts.
+
+    ``experts="high"`` / ``"low"`` puts it on ``transformer`` / ``transformer_2`` only,
+    for Wan2.2 style LoRAs that ship one file per expert.
 
     diffusers' own loader reads the file (diffusers, ComfyUI ``diffusion_model.`` and
     musubi layouts); its strength becomes the adapter's weight. Each expert gets its
@@ -492,15 +503,23 @@ def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_nam
             f"{path}: this is a StoryMem-layout LoRA (original Wan module names), not a style LoRA",
             hint="give it as the StoryMem LoRA (--lora), not as a style LoRA",
         )
-    experts: list[tuple[ExpertName, Any]] = [("transformer", pipe.transformer)]
-    if getattr(pipe, "transformer_2", None) is not None:
-        experts.append(("transformer_2", pipe.transformer_2))
-    for expert, transformer in experts:
+    if experts not in ("both", "high", "low"):
+        raise LoraError(f"style LoRA experts must be 'both', 'high' or 'low', got {experts!r}")
+    targets: list[tuple[ExpertName, Any]] = []
+    if experts in ("both", "high"):
+        targets.append(("transformer", pipe.transformer))
+    if experts in ("both", "low"):
+        if getattr(pipe, "transformer_2", None) is None:
+            if experts == "low":
+                raise LoraError(f"{path}: the pipeline has no low-noise expert (transformer_2)")
+        else:
+            targets.append(("transformer_2", pipe.transformer_2))
+    for expert, transformer in targets:
         if name in (getattr(transformer, "peft_config", None) or {}):
             raise LoraError(f"{path}: {expert} already has an adapter named {name!r}; pick another name")
     done: list[Any] = []
     try:
-        for expert, transformer in experts:
+        for expert, transformer in targets:
             _load_style_into(pipe, expert, transformer, tensors, path, name, strength)
             done.append(transformer)
     except Exception:
