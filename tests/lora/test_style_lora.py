@@ -93,6 +93,10 @@ def test_style_lora_adds_to_the_storymem_lora(tmp_path, experts, forward, make_l
     load_storymem_lora(high, low, high_file, low_file, fuse=fuse)
     load_style_lora(_pipe(high, low), style_file, 0.5)
 
+    for model in (high, low):
+        assert model.blocks[0].attn1.to_q.merged is fuse  # a fused StoryMem LoRA stays fused
+        assert set(model.blocks[0].attn1.to_q.merged_adapters) == ({"storymem", "style_style"} if fuse else set())
+        assert model.blocks[1].attn2.to_k.merged is fuse  # a layer the style LoRA does not touch
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
     torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
 
@@ -157,3 +161,24 @@ def test_one_file_per_expert(tmp_path, experts, forward):
     assert set(low.peft_config) == {"style_style_low"}
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
     torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
+
+
+def test_failed_style_lora_leaves_a_fused_storymem_lora_fused(
+    tmp_path, make_transformer, make_lora, forward, merge_by_hand
+):
+    high, low = make_transformer(seed=0), make_transformer(seed=1, ffn_dim=40)
+    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2)
+    high_file, low_file = tmp_path / "backbone_high_noise.safetensors", tmp_path / "backbone_low_noise.safetensors"
+    save_file(lora_high, str(high_file))
+    save_file(lora_low, str(low_file))
+    want_high = merge_by_hand(high, lora_high)
+    load_storymem_lora(high, low, high_file, low_file, fuse=True)
+    style_file = tmp_path / "style.safetensors"
+    save_file({f"transformer.{k.peft_key}": v for k, v in _style(high).items()}, str(style_file))
+
+    with pytest.raises(LoraError, match="transformer_2"):
+        load_style_lora(_pipe(high, low), style_file, 1.0)
+
+    assert set(high.peft_config) == {"storymem"}
+    assert high.blocks[0].attn1.to_q.merged_adapters == ["storymem"]
+    torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)

@@ -14,10 +14,12 @@ CLI imports this module's names without paying for them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -381,23 +383,37 @@ def inject_storymem_lora(
     )
     peft_state = {parsed.peft_key: tensors[key] for key, parsed in plan.keys.items()}
     previously_active = _active_adapters(transformer)  # peft activates only the new adapter
+    previously_merged = _merged_adapters(transformer)  # peft cannot add to merged layers
+    _unmerge_all(transformer)
     # low_cpu_mem_usage: adapters are created on the meta device and the file's tensors are
     # assigned (then moved to the layer's device and dtype), no random init of 2 x 613M values.
     try:
-        inject_adapter_in_model(config, transformer, adapter_name=adapter_name, low_cpu_mem_usage=True)
+        with _second_adapter_is_intended():
+            inject_adapter_in_model(config, transformer, adapter_name=adapter_name, low_cpu_mem_usage=True)
         result = set_peft_model_state_dict(transformer, peft_state, adapter_name, low_cpu_mem_usage=True)
     except Exception:
         _remove_adapter(transformer, adapter_name)
+        _merge(transformer, previously_merged)
         raise
     missing = [k for k in result.missing_keys if f".{adapter_name}." in k]
     if result.unexpected_keys or missing:
         _remove_adapter(transformer, adapter_name)
+        _merge(transformer, previously_merged)
         raise LoraError(
             f"{plan.source}: peft did not take every tensor "
             f"(unexpected {_quote(list(result.unexpected_keys))}, missing {_quote(missing)})"
         )
     transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
     _activate(transformer, previously_active | {adapter_name})
+    _merge(transformer, previously_merged)
+
+
+@contextlib.contextmanager
+def _second_adapter_is_intended() -> Iterator[None]:
+    """StoryMem + style LoRAs side by side is the point; silence peft's warning about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute")
+        yield
 
 
 def _active_adapters(transformer: torch.nn.Module) -> set[str]:
@@ -411,21 +427,55 @@ def _active_adapters(transformer: torch.nn.Module) -> set[str]:
     return active
 
 
+def _merged_adapters(transformer: torch.nn.Module) -> set[str]:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged: set[str] = set()
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            merged |= set(module.merged_adapters)
+    return merged
+
+
+def _unmerge_all(transformer: torch.nn.Module) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer) and module.merged:
+            module.unmerge()
+
+
 def _activate(transformer: torch.nn.Module, names: set[str]) -> None:
     """Make exactly ``names`` active on every LoRA layer (a layer skips the ones it lacks)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
+    _unmerge_all(transformer)  # peft would unmerge anyway, with a warning
     for module in transformer.modules():
         if isinstance(module, BaseTunerLayer):
             module.set_adapter(sorted(names))
 
 
-def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
+def _merge(transformer: torch.nn.Module, names: set[str]) -> None:
+    """Merge ``names`` into the weights wherever a layer has them (peft unmerges on injection)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
+    if not names:
+        return
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge(adapter_names=sorted(names & set(module.scaling)))
+
+
+def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
+    """Delete an adapter (merged or not); the other merged adapters stay merged."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    merged = _merged_adapters(transformer)
+    _activate(transformer, _active_adapters(transformer) - {adapter_name})  # unmerges too
     for module in transformer.modules():
         if isinstance(module, BaseTunerLayer) and adapter_name in module.scaling:
             module.delete_adapter(adapter_name)
+    _merge(transformer, merged - {adapter_name})
     peft_config = getattr(transformer, "peft_config", None)
     if isinstance(peft_config, dict):
         peft_config.pop(adapter_name, None)
@@ -533,31 +583,35 @@ def _load_style_into(
 ) -> None:
     fresh = {k: v.clone() for k, v in tensors.items()}
     previously_active = _active_adapters(transformer)  # diffusers leaves only the new one active
+    previously_merged = _merged_adapters(transformer)  # peft cannot add to merged layers
+    _unmerge_all(transformer)
     try:
-        pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
+        with _second_adapter_is_intended():
+            pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
     except (ValueError, KeyError, RuntimeError) as e:
         _remove_adapter(transformer, name)
+        _merge(transformer, previously_merged)
         raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
     _activate(transformer, previously_active | {name})
     if _set_adapter_strength(transformer, name, strength) == 0:
         _remove_adapter(transformer, name)
+        _merge(transformer, previously_merged)
         raise LoraError(
             f"{path}: diffusers loaded no LoRA layer from it into {expert}",
             hint="keys look like " + _quote(sorted(tensors)[:2]) + "; expected a diffusers or ComfyUI Wan LoRA",
         )
+    # a fused StoryMem LoRA stays fused, and the style LoRA joins it (peft ignores unmerged
+    # adapters on a merged layer)
+    _merge(transformer, previously_merged | {name} if previously_merged else set())
 
 
 def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: float) -> int:
-    """Scale adapter ``name`` by ``strength``; fuse it where the layer is already fused.
-    Returns how many layers carry it."""
+    """Scale adapter ``name`` by ``strength``; returns how many layers carry it."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = 0
     for module in transformer.modules():
-        if not isinstance(module, BaseTunerLayer) or name not in getattr(module, "scaling", {}):
-            continue
-        layers += 1
-        module.set_scale(name, strength)
-        if module.merged:
-            module.merge(adapter_names=[name])
+        if isinstance(module, BaseTunerLayer) and name in getattr(module, "scaling", {}):
+            module.set_scale(name, strength)
+            layers += 1
     return layers
