@@ -51,6 +51,14 @@ def find_storymem_lora_files(path: str | Path, variant: str) -> tuple[Path, Path
             f"StoryMem LoRA path {root} does not exist",
             hint=_download_hint(variant),
         )
+    other = {d: v for v, d in STORYMEM_VARIANT_DIRS.items() if v != variant}
+    if root.resolve().name in other:
+        # the MI2V and MM2V files have the same keys and shapes: only the folder tells them apart
+        raise LoraError(
+            f"{root} holds the {other[root.resolve().name]} variant of the StoryMem LoRA, "
+            f"but {variant} continuation needs {STORYMEM_VARIANT_DIRS[variant]}",
+            hint="point to the repo root or the matching variant folder",
+        )
     candidates = [root, root / STORYMEM_VARIANT_DIRS[variant]]
     for folder in candidates:
         high = _pick_file(folder, EXPERT_FILE_STEMS["transformer"])
