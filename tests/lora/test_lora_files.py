@@ -104,3 +104,17 @@ def test_the_other_variant_folder_is_refused(tmp_path):
         find_storymem_lora_files(mm2v, "mi2v")
     with pytest.raises(LoraError, match="holds the mm2v variant"):
         find_storymem_lora_files(mm2v / "backbone_low_noise.safetensors", "mi2v")
+
+
+def test_sha256_is_recomputed_when_the_file_changes(tmp_path):
+    import hashlib
+    import os
+
+    from storymem_cli.models.lora_files import file_sha256
+
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(b"one")
+    assert file_sha256(path) == hashlib.sha256(b"one").hexdigest()
+    path.write_bytes(b"two!")
+    os.utime(path, ns=(1, 1))
+    assert file_sha256(path) == hashlib.sha256(b"two!").hexdigest()

@@ -5,6 +5,7 @@ No torch at import time: the CLI can name these without paying for it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -131,6 +132,14 @@ def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime): the experts are reloaded
+    (and the ~2.3 GB LoRA files re-reported) every time the model swaps T2V and M2V."""
+    stat = Path(path).stat()
+    return _sha256_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
