@@ -79,3 +79,13 @@ def read_clip(path: Path) -> np.ndarray:
     if frames.shape[-1] == 4:
         frames = frames[..., :3]
     return np.ascontiguousarray(frames.astype(np.uint8, copy=False))
+
+
+def count_frames(path: Path) -> int:
+    """Frame count of a video file (ffmpeg decodes it without handing frames to Python)."""
+    from imageio_ffmpeg import count_frames_and_secs
+
+    try:
+        return int(count_frames_and_secs(str(path))[0])
+    except Exception as err:  # ffmpeg failures surface as RuntimeError / OSError / ValueError
+        raise InvalidInputError(f"{path}: cannot read as a video ({type(err).__name__}: {err})") from None

@@ -1,4 +1,4 @@
-"""Which frames the metrics look at, and how they are prepared (VBench's recipe, SPEC 9)."""
+"""Which frames ViCLIP looks at, and how they are prepared (VBench's recipe, SPEC 9)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-
-# CLIP's normalisation, used by both ViCLIP and the CLIP ViT-L/14 behind the aesthetic head.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def vbench_frame_indices(n: int, num_frames: int = 8) -> list[int]:
@@ -29,21 +25,19 @@ def vbench_frame_indices(n: int, num_frames: int = 8) -> list[int]:
     return picked + [picked[-1]] * (num_frames - k)
 
 
-def clip_transform(frames: np.ndarray, size: int = 224) -> "torch.Tensor":
-    """uint8 (F, H, W, 3) -> float32 (F, 3, size, size): bicubic short side to `size`,
-    centre crop, /255, CLIP mean/std. Resizes the uint8 tensor without antialiasing,
-    as VBench's `clip_transform` does."""
-    import torch
-    from torchvision.transforms.v2 import functional as TF
-
-    x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-    x = TF.resize(x, size, interpolation=TF.InterpolationMode.BICUBIC, antialias=False)
-    x = TF.center_crop(x, [size, size])
-    x = x.float().div(255.0)
-    return TF.normalize(x, CLIP_MEAN, CLIP_STD)
+def locate(global_indices: list[int], lengths: list[int]) -> list[tuple[int, int]]:
+    """Indices into the concatenation of clips of `lengths` -> (clip, frame in clip)."""
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    out = []
+    for g in global_indices:
+        clip = int(np.searchsorted(starts, g, side="right") - 1)
+        out.append((clip, int(g - starts[clip])))
+    return out
 
 
-def viclip_input(frames: np.ndarray, size: int = 224, num_frames: int = 8) -> "torch.Tensor":
-    """A clip's frames -> ViCLIP's input (1, num_frames, 3, size, size)."""
-    idx = vbench_frame_indices(len(frames), num_frames)
-    return clip_transform(frames[idx], size).unsqueeze(0)
+def viclip_input(frames: np.ndarray, size: int = 224) -> "torch.Tensor":
+    """8 already-sampled uint8 frames (T, H, W, 3) -> ViCLIP's input (1, T, 3, size, size):
+    the same short-side bicubic resize, centre crop and CLIP mean/std as the aesthetic score."""
+    from storymem_cli.scoring.clip import clip_preprocess
+
+    return clip_preprocess(frames, size).unsqueeze(0)
