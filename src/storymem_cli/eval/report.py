@@ -12,12 +12,13 @@ from pathlib import Path
 from storymem_cli.eval.evaluate import StoryResult
 from storymem_cli.eval.metrics import METRICS, mean_over_stories
 
+# Two-line headers keep the table inside an 80-column terminal.
 HEADERS = {
-    "aesthetic": "aesthetic",
-    "prompt_global": "PF global",
-    "prompt_single": "PF single",
-    "consistency_all": "consistency all",
-    "consistency_top10": "top-10 pairs",
+    "aesthetic": "aesthetic\nquality",
+    "prompt_global": "prompt\nglobal",
+    "prompt_single": "prompt\nsingle",
+    "consistency_all": "consistency\nall pairs",
+    "consistency_top10": "consistency\ntop-10",
 }
 TINY_WARNING = (
     "RANDOM-WEIGHT TINY METRIC MODELS (--models tiny): these numbers exercise the pipeline "
@@ -78,14 +79,15 @@ def _fmt(value: float | None) -> str:
 
 def story_table(results: list[StoryResult], summary: SystemSummary, metrics: list[str], tiny: bool):
     """Rich table: one row per story of a system, then the mean."""
+    from rich import box
     from rich.table import Table
 
     title = f"{summary.system}: {summary.stories} stor{'y' if summary.stories == 1 else 'ies'}"
-    table = Table(title=title + ("  [bold red](random tiny models)[/]" if tiny else ""), title_justify="left")
+    table = Table(title=title + ("  [bold red](random tiny models)[/]" if tiny else ""), title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("story")
     table.add_column("shots", justify="right")
     for m in metrics:
-        table.add_column(HEADERS[m], justify="right")
+        table.add_column(HEADERS[m], justify="right", no_wrap=True)
     for r in results:
         table.add_row(r.story, str(r.shots), *(_fmt(r.scores.get(m)) for m in metrics))
     table.add_section()
@@ -95,13 +97,15 @@ def story_table(results: list[StoryResult], summary: SystemSummary, metrics: lis
 
 def compare_table(summaries: list[SystemSummary], metrics: list[str], tiny: bool):
     """Rich table: one row per system (means), paper rows included."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="side by side (means over stories)" + ("  [bold red](ours: random tiny models)[/]" if tiny else ""), title_justify="left")
+    title = "side by side (means over stories)" + ("  [bold red](ours: random tiny models)[/]" if tiny else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("system")
-    table.add_column("stories", justify="right")
+    table.add_column("n", justify="right")
     for m in metrics:
-        table.add_column(HEADERS[m], justify="right")
+        table.add_column(HEADERS[m], justify="right", no_wrap=True)
     for s in summaries:
         style = "dim" if s.source == "paper" else None
         table.add_row(s.system, str(s.stories), *(_fmt(s.means[m]) for m in metrics), style=style)
@@ -145,7 +149,7 @@ def plot(summaries: list[SystemSummary], metrics: list[str], path: Path, tiny: b
     for k, s in enumerate(summaries):
         values = [np.nan if s.means[m] is None else s.means[m] for m in metrics]
         ax.bar(x + (k - (len(summaries) - 1) / 2) * width, values, width, label=s.system)
-    ax.set_xticks(x, [HEADERS[m] for m in metrics])
+    ax.set_xticks(x, [HEADERS[m].replace("\n", " ") for m in metrics])
     ax.set_ylabel("score (higher is better)")
     ax.set_title("ST-Bench metrics" + ("  (RANDOM TINY MODELS: meaningless)" if tiny else ""), color="red" if tiny else "black")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
