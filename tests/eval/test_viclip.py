@@ -128,3 +128,49 @@ def test_frame_order_matters_through_the_temporal_embedding(tiny):
 def test_wrong_frame_count_is_rejected(tiny):
     with pytest.raises(ValueError, match="8 frames"):
         tiny.encode_video(torch.zeros(1, 4, 3, 28, 28))
+
+
+
+def test_forward_matches_open_clip_for_a_one_frame_config():
+    """Cross-check with an independent implementation. With one frame, ViCLIP's vision
+    tower is a CLIP image ViT whose patch tokens (not the cls token) also get the
+    temporal embedding; so, under the same weights, with that embedding folded into
+    open_clip's patch positions, the embeddings must agree. The text towers are the CLIP
+    text transformer outright."""
+    from open_clip.model import CLIP
+
+    cfg = ViCLIPConfig.tiny().model_copy(update={"num_frames": 1})
+    torch.manual_seed(0)
+    ours = ViCLIP(cfg).eval()
+    with torch.no_grad():  # large enough that adding it to the cls token too would show
+        ours.vision_encoder.temporal_positional_embedding.normal_(0, 0.5)
+    clip = CLIP(
+        embed_dim=cfg.embed_dim,
+        quick_gelu=True,
+        vision_cfg={"image_size": cfg.image_size, "layers": cfg.vision_layers, "width": cfg.vision_width,
+                    "head_width": cfg.vision_width // cfg.vision_heads, "patch_size": cfg.patch_size},
+        text_cfg={"context_length": cfg.context_length, "vocab_size": cfg.vocab_size, "width": cfg.text_width,
+                  "heads": cfg.text_heads, "layers": cfg.text_layers},
+    ).eval()
+    state = ours.state_dict()
+    temporal = state["vision_encoder.temporal_positional_embedding"][0, 0]
+    mapped = {"logit_scale": clip.logit_scale.detach()}
+    for k, v in state.items():
+        name = k.split(".", 1)[1] if "." in k else k
+        if k.startswith("vision_encoder.") and "temporal" not in k:
+            if name == "conv1.weight":
+                v = v[:, :, 0]
+            elif name == "positional_embedding":
+                v = torch.cat([v[:1], v[1:] + temporal])  # temporal position on patches only
+            mapped["visual." + name] = v
+        elif k.startswith("text_encoder."):
+            mapped[name] = v
+    clip.load_state_dict(mapped, strict=True)
+
+    frame = torch.randn(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(3))
+    tokens = tokenize(["a fox in the snow", "the keeper lights the lantern " * 9])
+    with torch.no_grad():
+        reference_image = torch.nn.functional.normalize(clip.encode_image(frame), dim=-1)
+        reference_text = torch.nn.functional.normalize(clip.encode_text(tokens), dim=-1)
+    assert torch.allclose(ours.encode_video(frame[:, None]), reference_image, atol=1e-5)
+    assert torch.allclose(ours.encode_text(tokens), reference_text, atol=1e-5)
