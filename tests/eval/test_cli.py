@@ -135,6 +135,7 @@ def test_missing_weights_name_each_file_and_where_to_get_it(run_dir: Path, tmp_p
     err = result.stderr
     assert "ViClip-InternVid-10M-FLT.pth" in err and "OpenGVLab/ViCLIP" in err
     assert "nohead.pth" in err and "sa_0_4_vit_l_14_linear.pth" in err
+    assert "ViT-L-14-quickgelu/openai" in err  # the CLIP is not in the (empty) hub cache either
     assert "--metrics" in err
 
 
@@ -146,3 +147,9 @@ def test_bad_metric_name_is_invalid_input(run_dir: Path):
 def test_not_a_run_folder_is_invalid_input(tmp_path: Path):
     result = invoke(str(tmp_path), "--models", "tiny")
     assert result.exit_code == 2 and "run.json" in result.stderr
+
+
+def test_compare_with_a_file_that_is_not_a_results_file(run_dir: Path, tmp_path: Path):
+    (tmp_path / "other.json").write_text('{"story_name": "x"}')
+    result = invoke(str(run_dir), "--models", "tiny", "--metrics", "aesthetic", "--compare", str(tmp_path / "other.json"))
+    assert result.exit_code == 2 and "not a results file" in result.stderr

@@ -63,7 +63,7 @@ def _resolve_device(device: str) -> str:
 @app.command("eval")
 def eval_command(
     run_dirs: list[Path] = typer.Argument(
-        None, metavar="RUN_DIR...", show_default=False,
+        None, metavar="RUN_DIR", show_default=False,
         help="Run folders written by `storymem render` (script.json + the shot clips run.json lists), "
         "or folders holding run folders (one story each).",
     ),
@@ -94,17 +94,15 @@ def eval_command(
         help="Put another system beside this one (repeatable): a run folder or folder of run folders (evaluated too), "
         "a results file from `storymem eval --json`, or 'paper' for the paper's Table 1 rows.",
     ),
-    as_json: bool = typer.Option(False, "--json", help='Print JSON: {"models", "stories": [one entry per story with the five metric keys, shots, pairs, notes], "systems": [means]}.'),
+    as_json: bool = typer.Option(False, "--json", help='Print JSON: {"models", "stories", "systems"}; "stories" has one entry per story with the five metric keys, shots, pairs and notes; "systems" the means.'),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV: one row per story, then one per system mean (story = mean) and paper row."),
     plot_path: Path = typer.Option(None, "--plot", help="Write a PNG bar chart of the mean metrics per system to this path."),
 ) -> None:
     """Score story videos with the ST-Bench metrics of the StoryMem paper (Table 1).
 
-    Aesthetic quality (LAION predictor on CLIP ViT-L/14, VBench recipe, /10); prompt
-    following with ViCLIP, global (whole story video vs story_overview) and single-shot
-    (each shot vs its prompt); cross-shot consistency (ViCLIP video cosine over all shot
-    pairs, and over the 10 pairs with the most similar prompts). Definitions and where to
-    get each weight file: docs/eval.md.
+    Aesthetic quality: LAION predictor on CLIP ViT-L/14 features, VBench recipe, / 10. Prompt following with ViCLIP: global (the whole story video vs story_overview) and single-shot (each shot vs its prompt). Cross-shot consistency: ViCLIP video cosine over all shot pairs, and over the 10 pairs with the most similar prompts.
+
+    Definitions, our readings of what the paper leaves open, and where to get each weight file: docs/eval.md.
     """
     from storymem_cli.eval import report
     from storymem_cli.eval.clips import clips_in_folder

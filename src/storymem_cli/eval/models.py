@@ -61,6 +61,17 @@ def find_viclip(path: str | os.PathLike[str] | None) -> Path | None:
     return next((p for p in default_viclip_paths() if p.is_file()), None)
 
 
+def _missing_clip(clip_l: str | os.PathLike[str] | None) -> list[str]:
+    from storymem_cli.scoring.clip import resolve_clip_checkpoint
+    from storymem_cli.scoring.laion import CLIP_MODEL
+
+    try:
+        resolve_clip_checkpoint(CLIP_MODEL, clip_l if clip_l is not None else "openai", what="aesthetic CLIP ViT-L/14")
+    except MissingWeightsError as err:
+        return [f"{err.message}: {err.hint}" if err.hint else err.message]
+    return []
+
+
 @dataclass
 class MetricModels:
     """What `evaluate_story` embeds and scores with. A metric whose model is None is skipped."""
@@ -149,6 +160,8 @@ def load_metric_models(
             )
         except MissingWeightsError as err:
             missing.append(f"{err.message}: {err.hint}" if err.hint else err.message)
+            if "head" in err.message:  # the head is checked first: say whether the CLIP is missing too
+                missing += _missing_clip(clip_l)
 
     if missing:
         raise MissingWeightsError(

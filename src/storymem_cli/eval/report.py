@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from storymem_cli.errors import InvalidInputError
 from storymem_cli.eval.evaluate import StoryResult
 from storymem_cli.eval.metrics import METRICS, mean_over_stories
 
@@ -61,16 +62,21 @@ def paper_rows() -> list[SystemSummary]:
 
 def results_from_json(path: Path) -> list[StoryResult]:
     """Stories from a file written by `storymem eval --json` (to compare without re-running)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    out = []
-    for entry in data.get("stories", []):
-        out.append(
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        stories = data["stories"]
+        return [
             StoryResult(
                 story=entry["story"], system=entry["system"], shots=entry.get("shots", 0),
                 scores={m: entry.get(m) for m in METRICS}, notes=list(entry.get("notes", [])),
             )
-        )
-    return out
+            for entry in stories
+        ]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise InvalidInputError(
+            f"--compare {path}: not a results file of `storymem eval --json` ({type(err).__name__}: {err})",
+            hint="save one with `storymem eval RUN_DIR --json > results.json`, or pass a run folder",
+        ) from None
 
 
 def _fmt(value: float | None) -> str:
