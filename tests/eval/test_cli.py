@@ -126,16 +126,15 @@ def test_compare_a_saved_result_side_by_side(run_dir: Path, tmp_path: Path):
         assert name in result.stdout
 
 
-def test_missing_weights_name_each_file_and_where_to_get_it(run_dir: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_missing_weights_name_each_file_and_where_to_get_it(run_dir: Path, tmp_path: Path):
+    # Local paths only, so nothing reaches for the network.
     result = invoke(str(run_dir), "--viclip", str(tmp_path / "nope.pth"),
-                    "--aesthetic-head", str(tmp_path / "nohead.pth"))
+                    "--aesthetic-head", str(tmp_path / "nohead.pth"), "--clip-l", str(tmp_path / "noclip.bin"))
     assert result.exit_code == 1
     err = result.stderr
     assert "ViClip-InternVid-10M-FLT.pth" in err and "OpenGVLab/ViCLIP" in err
     assert "nohead.pth" in err and "sa_0_4_vit_l_14_linear.pth" in err
-    assert "ViT-L-14-quickgelu/openai" in err  # the CLIP is not in the (empty) hub cache either
+    assert "noclip.bin" in err  # the CLIP is named too, not only the first missing file
     assert "--metrics" in err
 
 
@@ -153,3 +152,19 @@ def test_compare_with_a_file_that_is_not_a_results_file(run_dir: Path, tmp_path:
     (tmp_path / "other.json").write_text('{"story_name": "x"}')
     result = invoke(str(run_dir), "--models", "tiny", "--metrics", "aesthetic", "--compare", str(tmp_path / "other.json"))
     assert result.exit_code == 2 and "not a results file" in result.stderr
+
+
+def test_long_prompts_and_a_missing_overview_are_reported(tmp_path: Path):
+    long_prompt = "A lighthouse keeper " + "slowly climbs the old stairs " * 8  # > 30 BPE tokens
+    script = tmp_path / "s.json"
+    write_script(script, [PROMPTS[0], long_prompt], overview="")
+    for i in range(2):
+        write_clip(tmp_path / "clips" / f"{i + 1}.mp4", 5, seed=i)
+    result = invoke("--script", str(script), "--shots", str(tmp_path / "clips"), "--models", "tiny", "--json",
+                    "--metrics", "prompt_global,prompt_single")
+    assert result.exit_code == 0, result.output
+    (story,) = json.loads(result.stdout)["stories"]
+    assert story["truncated_prompts"] == 1
+    assert story["prompt_global"] is None and story["prompt_single"] is not None
+    notes = " ".join(story["notes"])
+    assert "1 of 2 shot prompts exceed ViCLIP's 30 text tokens" in notes and "no story_overview" in notes

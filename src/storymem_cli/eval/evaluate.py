@@ -111,8 +111,9 @@ def evaluate_story(
     # 4. Embed prompts and videos.
     scores: dict[str, float | None] = {m: None for m in M.METRICS}
     top = M.TopPairs(None)
-    truncated = sum(token_count(s.prompt) > models.context_length - 2 for s in shots)
+    truncated = 0
     if use_viclip:
+        truncated = sum(token_count(s.prompt) > models.context_length - 2 for s in shots)
         shot_video = models.embed_videos(shot_inputs)
         shot_text = models.embed_texts([s.prompt for s in shots])
         if truncated:
