@@ -77,8 +77,8 @@ class MetricModels:
     """What `evaluate_story` embeds and scores with. A metric whose model is None is skipped."""
 
     kind: ModelsKind
-    viclip: "ViCLIP | None" = None
-    aesthetic: "LaionAesthetic | None" = None
+    viclip: ViCLIP | None = None
+    aesthetic: LaionAesthetic | None = None
     device: str = "cpu"
     sources: dict[str, str] = field(default_factory=dict)  # metric model -> file or "random (tiny)"
 
@@ -90,7 +90,7 @@ class MetricModels:
     def context_length(self) -> int:
         return self.viclip.config.context_length if self.viclip is not None else 32
 
-    def embed_videos(self, clips: list["np.ndarray"]) -> np.ndarray:
+    def embed_videos(self, clips: list[np.ndarray]) -> np.ndarray:
         """ViCLIP inputs (1, T, 3, S, S) each -> (N, D) float32 unit rows."""
         import torch
 

@@ -35,7 +35,7 @@ def locate(global_indices: list[int], lengths: list[int]) -> list[tuple[int, int
     return out
 
 
-def viclip_input(frames: np.ndarray, size: int = 224) -> "torch.Tensor":
+def viclip_input(frames: np.ndarray, size: int = 224) -> torch.Tensor:
     """8 already-sampled uint8 frames (T, H, W, 3) -> ViCLIP's input (1, T, 3, size, size):
     the same short-side bicubic resize, centre crop and CLIP mean/std as the aesthetic score."""
     from storymem_cli.scoring.clip import clip_preprocess

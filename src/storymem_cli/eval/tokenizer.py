@@ -16,12 +16,14 @@ if TYPE_CHECKING:
 
 @lru_cache(maxsize=4)
 def _tokenizer(context_length: int):
-    from open_clip.tokenizer import SimpleTokenizer  # bundles bpe_simple_vocab_16e6.txt.gz
+    from open_clip.tokenizer import (
+        SimpleTokenizer,  # bundles bpe_simple_vocab_16e6.txt.gz
+    )
 
     return SimpleTokenizer(context_length=context_length)
 
 
-def tokenize(texts: list[str], context_length: int = 32) -> "torch.Tensor":
+def tokenize(texts: list[str], context_length: int = 32) -> torch.Tensor:
     """Texts -> (N, context_length) int64: SOT, BPE ids, EOT, zero padding; truncated with EOT last."""
     return _tokenizer(context_length)(list(texts), context_length=context_length)
 

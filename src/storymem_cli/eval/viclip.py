@@ -52,7 +52,7 @@ class ViCLIPConfig(BaseModel):
     vocab_size: int = Field(49408, ge=1)  # CLIP BPE vocabulary
 
     @classmethod
-    def tiny(cls) -> "ViCLIPConfig":
+    def tiny(cls) -> ViCLIPConfig:
         """A few-hundred-kB random-weight ViCLIP for tests and `--models tiny` (same code path).
 
         The vocabulary stays full size so the real tokenizer feeds it."""

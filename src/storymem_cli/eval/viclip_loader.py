@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 _SHOWN = 5  # how many offending keys an error names
 
 
-def read_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a ViCLIP checkpoint: `.safetensors` flat, anything else torch's `{"model": ...}`."""
     import torch
 
@@ -45,7 +45,7 @@ def read_state_dict(path: Path) -> dict[str, "torch.Tensor"]:
     )
 
 
-def check_state_dict(state: dict[str, "torch.Tensor"], model: "ViCLIP", source: str) -> None:
+def check_state_dict(state: dict[str, torch.Tensor], model: ViCLIP, source: str) -> None:
     """Raise InvalidInputError naming missing keys, unexpected keys, or shape mismatches."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -69,7 +69,7 @@ def check_state_dict(state: dict[str, "torch.Tensor"], model: "ViCLIP", source: 
         )
 
 
-def load_viclip(path: Path, config: "ViCLIPConfig | None" = None, device: str = "cpu") -> "ViCLIP":
+def load_viclip(path: Path, config: ViCLIPConfig | None = None, device: str = "cpu") -> ViCLIP:
     """Build a ViCLIP of `config` (default: the published L/14) and load `path` into it strictly."""
     import torch
 
@@ -83,7 +83,7 @@ def load_viclip(path: Path, config: "ViCLIPConfig | None" = None, device: str = 
     return model.float().to(device).eval()
 
 
-def save_viclip(model: "ViCLIP", path: Path) -> None:
+def save_viclip(model: ViCLIP, path: Path) -> None:
     """Write `model` in the release layout (`{"model": state_dict}`), or flat safetensors by suffix."""
     import torch
 
