@@ -24,6 +24,7 @@ def frame(g: int) -> np.ndarray:
 class RecordingModels:
     image_size = 16
     context_length = 32
+    num_frames = 8
     aesthetic = None
 
     def __init__(self):

@@ -59,7 +59,7 @@ def tiny() -> ViCLIP:
 def _outputs(model: ViCLIP) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     video = torch.randn(2, 8, 3, 28, 28, generator=g)
-    tokens = tokenize(["a fox in the snow", "a lighthouse keeper climbs the stairs"])
+    tokens = tokenize(["a fox in the snow", "a lighthouse keeper climbs the stairs"], 32)
     return model.encode_video(video), model.encode_text(tokens)
 
 
@@ -100,7 +100,7 @@ def test_wrong_shape_and_wrong_container_are_refused(tiny, tmp_path: Path):
 
 
 def test_tokenizer_context_32_truncates_with_eot_last():
-    short, long = tokenize(["a fox", "snow " * 60])
+    short, long = tokenize(["a fox", "snow " * 60], 32)
     assert short.shape == (32,) and short[0].item() == 49406  # start of text
     assert short[:4].tolist()[-1] == 49407 and short[4:].eq(0).all()  # EOT then padding
     assert long[-1].item() == 49407 and long.eq(49407).sum() == 1
@@ -108,7 +108,7 @@ def test_tokenizer_context_32_truncates_with_eot_last():
 
 def test_text_embedding_is_read_at_the_eot_token(tiny):
     # Tokens after EOT are causal-masked away from EOT, so changing them changes nothing.
-    a = tokenize(["a fox in the snow"])
+    a = tokenize(["a fox in the snow"], 32)
     b = a.clone()
     b[0, 7:] = 320  # overwrite the padding after EOT (position 6) with a real token id
     assert int(a[0].argmax()) < 7
@@ -168,7 +168,7 @@ def test_forward_matches_open_clip_for_a_one_frame_config():
     clip.load_state_dict(mapped, strict=True)
 
     frame = torch.randn(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(3))
-    tokens = tokenize(["a fox in the snow", "the keeper lights the lantern " * 9])
+    tokens = tokenize(["a fox in the snow", "the keeper lights the lantern " * 9], cfg.context_length)
     with torch.no_grad():
         reference_image = torch.nn.functional.normalize(clip.encode_image(frame), dim=-1)
         reference_text = torch.nn.functional.normalize(clip.encode_text(tokens), dim=-1)

@@ -23,9 +23,6 @@ from storymem_cli.eval.sampling import locate, vbench_frame_indices, viclip_inpu
 if TYPE_CHECKING:
     from storymem_cli.eval.models import MetricModels
 
-NUM_FRAMES = 8  # ViCLIP reads 8 frames per video (SPEC 9)
-
-
 @dataclass
 class StoryResult:
     """One story's scores; a metric not computed (not selected, or undefined) is None."""
@@ -84,15 +81,16 @@ def evaluate_story(
 
     # 2. Where the whole story video's 8 frames fall (the story video = the shots joined in order).
     lengths = [count_frames(p) for p in clip_paths] if "prompt_global" in metrics else []
+    n_frames = models.num_frames if use_viclip else 0
     wanted: dict[int, list[tuple[int, int]]] = {}  # shot -> [(slot in the 8, frame in shot)]
     if lengths:
-        for slot, (shot, frame) in enumerate(locate(vbench_frame_indices(sum(lengths), NUM_FRAMES), lengths)):
+        for slot, (shot, frame) in enumerate(locate(vbench_frame_indices(sum(lengths), n_frames), lengths)):
             wanted.setdefault(shot, []).append((slot, frame))
 
     # 3. One pass over the clips.
     aesthetic_scores: list[np.ndarray] = []
     shot_inputs = []
-    story_frames: list[np.ndarray | None] = [None] * NUM_FRAMES
+    story_frames: list[np.ndarray | None] = [None] * n_frames
     frames_per_shot = []
     for i, path in enumerate(clip_paths):
         if progress:
@@ -102,7 +100,7 @@ def evaluate_story(
         if "aesthetic" in metrics:
             aesthetic_scores.append(models.aesthetic.score(frames))
         if use_viclip:
-            shot_inputs.append(viclip_input(frames[vbench_frame_indices(len(frames), NUM_FRAMES)], models.image_size))
+            shot_inputs.append(viclip_input(frames[vbench_frame_indices(len(frames), n_frames)], models.image_size))
         for slot, frame in wanted.get(i, []):
             # ffmpeg's count and the decoded frames can disagree by a frame at the very end
             story_frames[slot] = frames[min(frame, len(frames) - 1)]

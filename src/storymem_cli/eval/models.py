@@ -84,11 +84,15 @@ class MetricModels:
 
     @property
     def image_size(self) -> int:
-        return self.viclip.config.image_size if self.viclip is not None else 224
+        return self.viclip.config.image_size
 
     @property
     def context_length(self) -> int:
-        return self.viclip.config.context_length if self.viclip is not None else 32
+        return self.viclip.config.context_length
+
+    @property
+    def num_frames(self) -> int:
+        return self.viclip.config.num_frames
 
     def embed_videos(self, clips: list[np.ndarray]) -> np.ndarray:
         """ViCLIP inputs (1, T, 3, S, S) each -> (N, D) float32 unit rows."""

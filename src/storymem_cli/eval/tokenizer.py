@@ -23,7 +23,7 @@ def _tokenizer(context_length: int):
     return SimpleTokenizer(context_length=context_length)
 
 
-def tokenize(texts: list[str], context_length: int = 32) -> torch.Tensor:
+def tokenize(texts: list[str], context_length: int) -> torch.Tensor:
     """Texts -> (N, context_length) int64: SOT, BPE ids, EOT, zero padding; truncated with EOT last."""
     return _tokenizer(context_length)(list(texts), context_length=context_length)
 
