@@ -168,3 +168,11 @@ def test_long_prompts_and_a_missing_overview_are_reported(tmp_path: Path):
     assert story["prompt_global"] is None and story["prompt_single"] is not None
     notes = " ".join(story["notes"])
     assert "1 of 2 shot prompts exceed ViCLIP's 30 text tokens" in notes and "no story_overview" in notes
+
+
+def test_unfinished_render_is_refused(run_dir: Path):
+    run = json.loads((run_dir / "run.json").read_text())
+    run["status"] = "rendering"
+    (run_dir / "run.json").write_text(json.dumps(run))
+    result = invoke(str(run_dir), "--models", "tiny")
+    assert result.exit_code == 2 and "not finished" in result.stderr

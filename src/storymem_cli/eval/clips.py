@@ -44,6 +44,11 @@ def clips_in_run(run_dir: Path) -> list[Path]:
         ) from None
     except json.JSONDecodeError as err:
         raise InvalidInputError(f"{run_json}: not valid JSON ({err})") from None
+    if isinstance(run, dict) and run.get("status", "done") != "done":
+        raise InvalidInputError(
+            f"{run_json}: the render is not finished (status {run.get('status')!r})",
+            hint="resume it with `storymem render` before evaluating, or evaluate the finished shots with --script/--shots",
+        )
     shots = run.get("shots") if isinstance(run, dict) else None
     if not isinstance(shots, list) or not shots:
         raise InvalidInputError(f"{run_json}: field 'shots' is missing or empty", hint="render the story first")
