@@ -24,15 +24,28 @@ def cfg() -> MemoryConfig:
     return MemoryConfig()
 
 
-def unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+class Synthetic:
+    """Helpers for synthetic embeddings, handed to tests as the ``synth`` fixture
+    (pytest's importlib mode does not let tests import conftest)."""
+
+    @staticmethod
+    def unit(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float32)
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    @staticmethod
+    def plateaus(
+        n_plateaus: int, frames_per: int, dim: int = 64, seed: int = 0, noise: float = 0.01
+    ) -> np.ndarray:
+        """Embeddings of a shot made of ``n_plateaus`` still segments: near-identical within a
+        segment (cosine > 0.99), near-orthogonal across segments."""
+        unit = Synthetic.unit
+        g = np.random.default_rng(seed)
+        centres = unit(g.normal(size=(n_plateaus, dim)))
+        rows = [unit(c + noise * g.normal(size=(frames_per, dim))) for c in centres]
+        return np.concatenate(rows).astype(np.float32)
 
 
-def plateaus(n_plateaus: int, frames_per: int, dim: int = 64, seed: int = 0, noise: float = 0.01) -> np.ndarray:
-    """Embeddings of a shot made of ``n_plateaus`` still segments: near-identical within a
-    segment (cosine > 0.99), near-orthogonal across segments."""
-    g = np.random.default_rng(seed)
-    centres = unit(g.normal(size=(n_plateaus, dim)))
-    rows = [unit(c + noise * g.normal(size=(frames_per, dim))) for c in centres]
-    return np.concatenate(rows).astype(np.float32)
+@pytest.fixture
+def synth() -> type[Synthetic]:
+    return Synthetic
