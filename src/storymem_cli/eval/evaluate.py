@@ -129,6 +129,8 @@ def evaluate_story(
         if script.story_overview.strip():
             story_video = models.embed_videos([viclip_input(np.stack(story_frames), models.image_size)])
             scores["prompt_global"] = M.prompt_following_global(story_video, models.embed_texts([script.story_overview]))
+            if token_count(script.story_overview) > models.context_length - 2:
+                notes.append(f"the story overview exceeds ViCLIP's {models.context_length - 2} text tokens and is read truncated")
         else:
             notes.append("the script has no story_overview, so there is no global prompt-following score")
     if "consistency_all" in metrics:
