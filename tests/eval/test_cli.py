@@ -176,3 +176,16 @@ def test_unfinished_render_is_refused(run_dir: Path):
     (run_dir / "run.json").write_text(json.dumps(run))
     result = invoke(str(run_dir), "--models", "tiny")
     assert result.exit_code == 2 and "not finished" in result.stderr
+
+
+def test_compare_another_run_folder_evaluated_with_the_same_models(tmp_path: Path):
+    ours = make_run(tmp_path / "ours" / "s1", prompts=PROMPTS[:2])
+    theirs = make_run(tmp_path / "theirs" / "s1", prompts=PROMPTS[:2])
+    result = invoke(str(ours), "--label", "ours", "--compare", str(tmp_path / "theirs"), "--models", "tiny",
+                    "--metrics", "prompt_single", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [s["system"] for s in data["systems"]] == ["ours", "theirs"]
+    # same clips, same prompts, same models -> same score
+    assert data["systems"][0]["prompt_single"] == pytest.approx(data["systems"][1]["prompt_single"])
+    assert theirs.is_dir()
