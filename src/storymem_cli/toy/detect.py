@@ -44,7 +44,7 @@ CHROMA_THRESHOLD = (CHARACTER_CHROMA_MIN + SETTING_CHROMA_MAX) / 2  # midway bet
 WEAK_CHROMA_THRESHOLD = 100  # next to a body pixel, this saturated is still body (its edge, blurred)
 MIN_NEIGHBOURS = 4  # a body pixel has at least 4 body pixels in its 3x3 block (itself included)
 MIN_BODY_PIXELS = 6  # fewer coloured pixels than this in a frame: no character in it
-BOX_GROWTH = 2  # pixels a shape's box may grow per side to make up for faded tips
+BOX_GROWTH = 1  # pixels a shape's box may grow per side to make up for faded tips
 MIN_BOX_SIDE = 3  # a body box thinner than this (mid-turn, far shrunk) says nothing about shape
 SKY_BAND = (0.0, 9.0)  # world rows above every character's hat and below the roof props
 GROUND_BAND = (57.0, 64.0)  # world rows below every character's feet (world.GROUND_ROW = 54)
@@ -177,6 +177,21 @@ def setting_references(size: int = FRAME_SIZE) -> np.ndarray:
     return np.asarray(refs)
 
 
+def _body_mask(frames: np.ndarray, colour_idx: int) -> np.ndarray:
+    """(F, H, W) pixels of the body colour, from the unsmoothed frames: smoothing would
+    round the outline (a cross's inner corners) that tells shapes apart."""
+    raw = frames.astype(np.float32)
+    chroma = raw.max(axis=-1) - raw.min(axis=-1)
+    same = np.zeros(chroma.shape, dtype=bool)
+    candidate = chroma > WEAK_CHROMA_THRESHOLD
+    same[candidate] = _nearest_colour(raw[candidate]) == colour_idx
+    strong = same & (chroma > CHROMA_THRESHOLD)
+    # A blurred outline is less saturated; keep such pixels next to certain ones.
+    strong |= same & _box3(strong, np.logical_or.reduce)
+    # Noise leaves specks of body colour; a body pixel has body pixels around it.
+    return strong & (_box3(strong.astype(np.int8), sum) >= MIN_NEIGHBOURS)
+
+
 def detect_clip(frames: np.ndarray) -> Detection:
     """Read the character's colour and shape and the setting of a (F, H, W, 3) uint8 clip
     (or a single (H, W, 3) frame)."""
@@ -198,12 +213,7 @@ def detect_clip(frames: np.ndarray) -> Detection:
     voters = 0
     with_body = 0
     if colour_idx is not None:
-        same = nearest == colour_idx
-        strong = coloured & same
-        # Smoothing eats about a pixel of the body's edge; win it back from less saturated
-        # pixels next to certain ones (hysteresis), then drop isolated specks of noise.
-        body = strong | (same & _box3(strong, np.logical_or.reduce))
-        body &= _box3(body.astype(np.int8), sum) >= MIN_NEIGHBOURS
+        body = _body_mask(frames, colour_idx)
         for f in range(frames.shape[0]):
             if body[f].sum() >= MIN_BODY_PIXELS:
                 with_body += 1

@@ -45,6 +45,9 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- character geometry
 
 
+CROSS_ARM = 0.4  # half-width of the cross's arms (unit box): thick enough to survive blur
+
+
 def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Body of ``shape`` in unit coordinates: the shape fills the box |u| <= 1, |v| <= 1 (v down)."""
     au, av = np.abs(u), np.abs(v)
@@ -57,7 +60,7 @@ def shape_mask(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     if shape == "triangle":  # apex up, base down
         return (av <= 1.0) & (au <= (v + 1.0) * 0.5)
     if shape == "cross":
-        arm = 1.0 / 3.0
+        arm = CROSS_ARM
         return ((au <= arm) & (av <= 1.0)) | ((av <= arm) & (au <= 1.0))
     raise ValueError(f"unknown shape {shape!r}")
 
@@ -69,7 +72,7 @@ _FACE = {
     "square": (0.4, -0.3, 0.2),
     "triangle": (0.28, 0.4, 0.18),
     "diamond": (0.32, -0.1, 0.18),
-    "cross": (0.4, 0.0, 0.2),
+    "cross": (0.2, 0.0, 0.17),  # in the centre square: an eye in an arm would cut it in two
 }
 
 
