@@ -71,6 +71,7 @@ def _root(
 def _register_commands() -> None:
     # Imported here, after `app` exists: each command module decorates functions with
     # @app.command(). One import per command module.
+    from storymem_cli.cli import validate  # noqa: F401
     return None
 
 

@@ -1,0 +1,284 @@
+"""Read a story script file: bytes -> text -> JSON5 -> validated :class:`StoryScript`.
+
+Every problem of a file is collected, each with its JSON path and what to do, and raised
+together as one :class:`ScriptError`. No torch here: ``storymem validate`` imports this.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import json5
+from pydantic import BaseModel, ValidationError
+
+from storymem_cli.script.model import SEED_MAX, Reference, Scene, StoryScript
+from storymem_cli.script.problems import ScriptError, ScriptProblem, json_path
+from storymem_cli.script.rules import normalize_cuts, story_problems, story_warnings
+
+MAX_SCRIPT_BYTES = 5 * 1024 * 1024  # a 30-shot story is ~20 KB; anything this big is not a script
+
+_FORMAT_HINT = (
+    'a story script is a JSON object: {"story_name": "...", '
+    '"scenes": [{"scene_num": 1, "video_prompts": [...], "cut": [...]}]}'
+)
+
+
+def load_script(path: Path | str) -> tuple[StoryScript, list[ScriptProblem]]:
+    """Load and validate a story script. Returns the script and its warnings; raises
+    :class:`ScriptError` with every problem found when the script cannot be used."""
+    path = Path(path)
+    base_dir = path.parent.resolve()
+    text = _read_text(path)
+    data, problems = _parse(path, text)
+    data, warnings = normalize_cuts(data)
+
+    script = None
+    try:
+        script = StoryScript.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as err:
+        problems += _type_problems(err)
+    problems += story_problems(data)
+    problems += _reference_problems(data, base_dir)
+    warnings += story_warnings(data)
+    if problems or script is None:
+        raise ScriptError(path, _unique(problems), warnings=_unique(warnings))
+    return script, _unique(warnings)
+
+
+def _unique(problems: list[ScriptProblem]) -> list[ScriptProblem]:
+    return list(dict.fromkeys(problems))
+
+
+def _fail(path: Path, message: str) -> ScriptError:
+    return ScriptError(path, [ScriptProblem("", message)])
+
+
+def _read_text(path: Path) -> str:
+    try:
+        if path.is_dir():
+            raise _fail(path, "is a folder, not a story script file: give the path of a .json file")
+        size = path.stat().st_size
+        if size > MAX_SCRIPT_BYTES:
+            raise _fail(path, f"is {size} bytes, too large for a story script: check that this is the right file")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise _fail(path, "file not found: check the path") from None
+    except OSError as err:
+        raise _fail(path, f"cannot read the file ({err.strerror or err}): check its permissions") from None
+
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(path, "is UTF-16 text: save it as UTF-8")
+    if b"\x00" in raw:
+        raise _fail(path, "looks like a binary file, not a JSON story script: " + _FORMAT_HINT)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise _fail(
+            path,
+            f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}, column {column}): save the file as UTF-8",
+        ) from None
+    if not text.strip():
+        raise _fail(path, "is empty: " + _FORMAT_HINT)
+    return text
+
+
+class _Object(dict):
+    """A JSON object that remembers the keys it saw twice (JSON5 keeps the last silently)."""
+
+    duplicates: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    seen: set[str] = set()
+    obj.duplicates = [key for key, _ in pairs if key in seen or seen.add(key)]
+    return obj
+
+
+_JSON5_ERROR = re.compile(r"^<string>:(?P<line>\d+) (?P<what>.*?) at column (?P<column>\d+)$")
+
+
+def _parse(path: Path, text: str) -> tuple[Any, list[ScriptProblem]]:
+    try:
+        data = json5.loads(text, object_pairs_hook=_pairs)
+    except ValueError as err:
+        match = _JSON5_ERROR.match(str(err))
+        where = f"line {match['line']}, column {match['column']}: {match['what']}" if match else str(err)
+        raise _fail(path, f"syntax error at {where}: fix the JSON (comments and trailing commas are allowed)") from None
+    except RecursionError:
+        raise _fail(path, "is nested too deeply to be a story script: " + _FORMAT_HINT) from None
+    problems: list[ScriptProblem] = []
+    return _plain(data, (), problems), problems
+
+
+def _plain(value: Any, loc: tuple[str | int, ...], problems: list[ScriptProblem]) -> Any:
+    """Plain dicts and lists again, reporting duplicate keys on the way."""
+    if isinstance(value, dict):
+        for key in getattr(value, "duplicates", []):
+            problems.append(
+                ScriptProblem(
+                    json_path((*loc, key)),
+                    f'key "{key}" appears more than once in this object: keep one (only the last would count)',
+                )
+            )
+        return {key: _plain(item, (*loc, key), problems) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item, (*loc, i), problems) for i, item in enumerate(value)]
+    return value
+
+
+# --- pydantic errors -> messages that say what to do -------------------------------------------
+
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {(): StoryScript, ("scenes",): Scene, ("references",): Reference}
+
+_ADD_KEY = {
+    "story_name": 'add "story_name": "..." with the title of the story',
+    "scenes": 'add "scenes": [...] with at least one scene',
+    "scene_num": 'add "scene_num": N (scenes are numbered in increasing order)',
+    "video_prompts": 'add "video_prompts": [...] with one prompt per shot',
+    "image": 'add "image": "path/to/image.png" (relative to the script\'s folder)',
+    "name": 'add "name": "..." saying what the image shows',
+}
+
+_EMPTY = {
+    "video_prompts": "write one or two sentences describing the shot (subject, action, setting, camera)",
+    "first_frame_prompt": "describe the shot's first frame, or remove the first_frame_prompt list",
+    "story_name": "give the story a title",
+    "name": "say what the image shows, e.g. the character's name",
+}
+
+_TOO_SHORT = {
+    "scenes": 'the story has no scenes: add at least one {"scene_num": 1, "video_prompts": [...]}',
+    "video_prompts": "the scene has no shots: add at least one prompt, or remove the scene",
+}
+
+_OBJECT_SHAPE = {
+    (): _FORMAT_HINT,
+    ("scenes",): 'each scene is an object: {"scene_num": N, "video_prompts": [...], "cut": [...]}',
+    ("references",): 'each reference is an object: {"image": "path.png", "name": "..."}',
+}
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )
+    if isinstance(value, (list, dict)):
+        return f"a {kind}" if kind == "list" else "an object"
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return "null" if value is None else f"the {kind} {shown}"
+
+
+def _field(loc: tuple[str | int, ...]) -> str:
+    """The innermost key of a location: ("scenes", 0, "cut", 2) -> "cut"."""
+    keys = [part for part in loc if isinstance(part, str)]
+    return keys[-1] if keys else ""
+
+
+def _keys_of(loc: tuple[str | int, ...]) -> tuple[str, ...]:
+    return tuple(part for part in loc if isinstance(part, str))
+
+
+def _type_problems(err: ValidationError) -> list[ScriptProblem]:
+    errors = [e for e in err.errors() if e["type"] != "script_rules"]  # the loader reports those per path
+    suggested: set[tuple] = set()
+    problems: list[ScriptProblem] = []
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            message, suggestion = _unknown_key(e["loc"])
+            if suggestion:
+                suggested.add((*e["loc"][:-1], suggestion))
+            problems.append(ScriptProblem(json_path(e["loc"]), message))
+    for e in errors:
+        if e["type"] == "extra_forbidden" or (e["type"] == "missing" and tuple(e["loc"]) in suggested):
+            continue
+        problems.append(ScriptProblem(json_path(e["loc"]), _message(e)))
+    return problems
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> tuple[str, str | None]:
+    key = str(loc[-1])
+    model = _MODELS.get(_keys_of(loc[:-1]))
+    known = list(model.model_fields) if model else []
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f'unknown key "{key}": did you mean "{close[0]}"?', close[0]
+    listing = ", ".join(known)
+    return f'unknown key "{key}": remove it or rename it (known keys here: {listing})', None
+
+
+def _message(e: dict) -> str:
+    loc, kind, value = tuple(e["loc"]), e["type"], e.get("input")
+    field = _field(loc)
+    got = _describe(value)
+    if kind == "missing":
+        return f'missing required key "{field}": ' + _ADD_KEY.get(field, "add it")
+    if kind == "model_type":
+        shape = _OBJECT_SHAPE.get(_keys_of(loc), "write an object {...}")
+        return f"must be an object, got {got}: {shape}"
+    if kind == "list_type":
+        return f"must be a list [...], got {got}: put one entry per shot (or per item) in square brackets"
+    if kind == "too_short":
+        return _TOO_SHORT.get(field, f"must not be empty, got {got}")
+    if kind == "string_type":
+        return f"must be a string, got {got}: write the text in double quotes"
+    if kind == "string_pattern_mismatch":
+        return "is empty: " + _EMPTY.get(field, "write some text")
+    if kind == "bool_type" and field == "cut":
+        return (
+            f"must be true or false, got {got}: true = hard cut to a new shot, "
+            "false = continue from the end of the previous shot"
+        )
+    if kind in ("int_type", "int_from_float", "int_parsing") and field == "seeds":
+        return f"must be a whole number from 0 to {SEED_MAX} or null, got {got}"
+    if kind in ("greater_than_equal", "less_than_equal") and field == "seeds":
+        return f"must be from 0 to {SEED_MAX} (or null for the run's seed), got {got}"
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        return f"must be a whole number, got {got}" + (": number scenes 1, 2, 3, ..." if field == "scene_num" else "")
+    if kind in ("path_type", "path_parsing"):
+        return f"must be a file path string, got {got}"
+    return f"{e['msg']} (got {got})"
+
+
+# --- reference images -------------------------------------------------------------------------
+
+
+def _reference_problems(data: Any, base_dir: Path) -> list[ScriptProblem]:
+    references = data.get("references") if isinstance(data, dict) else None
+    if not isinstance(references, list):
+        return []
+    problems = []
+    for i, ref in enumerate(references):
+        image = ref.get("image") if isinstance(ref, dict) else None
+        if not isinstance(image, str) or not image.strip():
+            continue
+        message = _image_problem((base_dir / Path(image).expanduser()).resolve())
+        if message:
+            problems.append(ScriptProblem(f"references[{i}].image", message))
+    return problems
+
+
+def _image_problem(path: Path) -> str | None:
+    from PIL import Image, UnidentifiedImageError  # PIL only: no torch on the validate path
+
+    if not path.exists():
+        return f"image not found: {path} (paths are relative to the script's folder): fix the path or add the file"
+    if not path.is_file():
+        return f"{path} is not a file: give the path of a PNG or JPEG image"
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode fully: verify() passes files whose pixel data is cut short
+    except UnidentifiedImageError:
+        return f"{path} is not an image PIL can read: use a PNG or JPEG file"
+    except OSError as err:
+        return f"cannot read image {path} ({err}): re-save it as PNG or JPEG"
+    except Exception as err:  # PIL raises assorted errors (SyntaxError, struct.error) on corrupt files
+        return f"{path} is a corrupt image ({type(err).__name__}: {err}): re-save it as PNG or JPEG"
+    return None
