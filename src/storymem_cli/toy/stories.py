@@ -21,7 +21,7 @@ import numpy as np
 
 from storymem_cli.toy.captions import ROLES, caption, describe, parse_caption
 from storymem_cli.toy.render import render_clip
-from storymem_cli.toy.world import ACCESSORIES, ACTIONS, COLOURS, SETTINGS, SHAPES, Character, Shot
+from storymem_cli.toy.world import ACTIONS, SETTINGS, Character, Shot, random_character
 
 STORY_STREAM = 1  # first word of every story's seed sequence; datasets use another, so they never collide
 
@@ -77,14 +77,6 @@ class ToyStory:
         return [render_clip(s.shot, np.random.default_rng(q)) for s, q in zip(self.shots, seeds)]
 
 
-def _pick_character(rng: np.random.Generator, unlike: Character | None = None) -> Character:
-    while True:
-        c = Character(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(ACCESSORIES)))
-        # A friend differs in shape and colour, so the two are told apart by either.
-        if unlike is None or (c.shape != unlike.shape and c.colour != unlike.colour):
-            return c
-
-
 def make_story(
     seed: int,
     characters: int = 1,
@@ -100,9 +92,9 @@ def make_story(
     if not 1 <= shots_per_scene[0] <= shots_per_scene[1]:
         raise ValueError(f"shots_per_scene must be a range of at least 1, got {shots_per_scene}")
     rng = np.random.default_rng([STORY_STREAM, seed])
-    cast = {"hero": _pick_character(rng)}
+    cast = {"hero": random_character(rng)}
     if characters == 2:
-        cast["friend"] = _pick_character(rng, unlike=cast["hero"])
+        cast["friend"] = random_character(rng, unlike=cast["hero"])
     n_scenes = int(rng.integers(scenes[0], scenes[1] + 1))
     settings = [str(s) for s in rng.choice(list(SETTINGS), n_scenes, replace=False)]
 

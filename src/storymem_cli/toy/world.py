@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import product
 
+import numpy as np
+
 RGB = tuple[int, int, int]
 
 FRAME_SIZE = 64  # 64x64 frames: 8x8 latent pixels with the Wan VAE's 8x spatial stride
@@ -137,3 +139,12 @@ def all_shots() -> list[Shot]:
 
 def chroma(rgb: RGB) -> int:
     return max(rgb) - min(rgb)
+
+
+def random_character(rng: np.random.Generator, unlike: Character | None = None) -> Character:
+    """A uniformly random character; with ``unlike``, one that differs from it in both shape and
+    colour, so the two are told apart by either."""
+    while True:
+        c = Character(str(rng.choice(SHAPES)), str(rng.choice(list(COLOURS))), str(rng.choice(ACCESSORIES)))
+        if unlike is None or (c.shape != unlike.shape and c.colour != unlike.colour):
+            return c
