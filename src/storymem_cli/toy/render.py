@@ -127,7 +127,7 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
 def motion(action: str, rng: np.random.Generator, frames: int = CLIP_FRAMES) -> Motion:
     """The motion of ``action`` with a random start, size and amplitude, feet on the ground."""
     t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
-    s0 = rng.uniform(8.0, 10.0)
+    s0 = rng.uniform(9.0, 11.0)
     scale = np.ones_like(t)
     squash = np.ones_like(t)
     lift = np.zeros_like(t)
@@ -146,9 +146,9 @@ def motion(action: str, rng: np.random.Generator, frames: int = CLIP_FRAMES) -> 
         squash = np.maximum(np.abs(np.cos(np.pi * t)), 0.12)
         facing = np.where(t < 0.5, facing, -facing)
     elif action == "grow":
-        scale = 1.0 + 0.5 * _smoothstep(t)
+        scale = 1.0 + 0.45 * _smoothstep(t)
     elif action == "shrink":
-        scale = 1.0 - 0.38 * _smoothstep(t)
+        scale = 1.0 - 0.4 * _smoothstep(t)
     else:
         raise ValueError(f"unknown action {action!r}")
     if action.endswith("_left"):
