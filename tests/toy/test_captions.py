@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from storymem_cli.toy.captions import ROLES, caption, describe, normalise, parse_caption, vocab
+from storymem_cli.toy.captions import (
+    ROLES,
+    caption,
+    describe,
+    normalise,
+    parse_caption,
+    vocab,
+)
 from storymem_cli.toy.world import ACTIONS, SETTINGS, Character, Shot, all_shots
 
 

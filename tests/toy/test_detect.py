@@ -8,7 +8,14 @@ import pytest
 from storymem_cli.toy.corrupt import CORRUPTIONS
 from storymem_cli.toy.detect import detect_clip, setting_references
 from storymem_cli.toy.render import render_background, render_clip
-from storymem_cli.toy.world import ACTIONS, SETTINGS, SHAPES, Character, Shot, all_characters
+from storymem_cli.toy.world import (
+    ACTIONS,
+    SETTINGS,
+    SHAPES,
+    Character,
+    Shot,
+    all_characters,
+)
 
 CORRUPTED_CLIPS = 48  # per corruption: a spread of characters, actions and settings
 CORRUPTED_FLOOR = 0.95  # measured 0.99-1.0 on 400 clips per corruption (benchmarks/toy_world.py)

@@ -20,7 +20,15 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from storymem_cli.toy.world import ACCESSORIES, ACTIONS, COLOURS, SETTINGS, SHAPES, Character, Shot
+from storymem_cli.toy.world import (
+    ACCESSORIES,
+    ACTIONS,
+    COLOURS,
+    SETTINGS,
+    SHAPES,
+    Character,
+    Shot,
+)
 
 ROLES: tuple[str, ...] = ("hero", "friend")  # "the hero": first character of a story, "the friend": second
 

@@ -37,12 +37,27 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.toy.captions import caption
 from storymem_cli.toy.render import render_clip
-from storymem_cli.toy.world import ACTIONS, CLIP_FRAMES, FPS, FRAME_SIZE, SETTINGS, Shot, random_character
+from storymem_cli.toy.world import (
+    ACTIONS,
+    CLIP_FRAMES,
+    FPS,
+    FRAME_SIZE,
+    SETTINGS,
+    Shot,
+    random_character,
+)
 
 INDEX_NAME = "index.json"
 FORMAT_NAME = "storymem-clips"

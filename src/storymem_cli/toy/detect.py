@@ -147,7 +147,7 @@ def _grown_box_coords(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _band(size: int, band: tuple[float, float]) -> slice:
-    return slice(int(round(band[0] * size / FRAME_SIZE)), int(round(band[1] * size / FRAME_SIZE)))
+    return slice(round(band[0] * size / FRAME_SIZE), round(band[1] * size / FRAME_SIZE))
 
 
 def _setting_features(smooth: np.ndarray, exclude: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from storymem_cli.toy.world import (
+    BOW_RGB,
     CLIP_FRAMES,
     COLOURS,
     EYE_RGB,
@@ -21,7 +22,6 @@ from storymem_cli.toy.world import (
     GLASSES_RGB,
     GROUND_ROW,
     HAT_RGB,
-    BOW_RGB,
     SETTINGS,
     Setting,
     Shot,
