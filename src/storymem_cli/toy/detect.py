@@ -46,7 +46,7 @@ MIN_NEIGHBOURS = 4  # a body pixel has at least 4 body pixels in its 3x3 block (
 MIN_BODY_PIXELS = 6  # fewer coloured pixels than this in a frame: no character in it
 BOX_GROWTH = 1  # pixels a shape's box may grow per side to make up for faded tips
 MIN_BOX_SIDE = 3  # a body box thinner than this (mid-turn, far shrunk) says nothing about shape
-SKY_BAND = (0.0, 9.0)  # world rows above every character's hat and below the roof props
+SKY_BAND = (0.0, 9.0)  # world rows above the characters (only a jumping hat reaches in: the median ignores it)
 GROUND_BAND = (57.0, 64.0)  # world rows below every character's feet (world.GROUND_ROW = 54)
 SHAPE_FRAME_STRIDE = 2  # shape votes from every other frame: neighbours add little
 SETTING_FRAME_STRIDE = 4  # settings do not move
