@@ -7,6 +7,7 @@ pair is released, so a story needs memory for two experts, not four.
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from storymem_cli.config import WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
+from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS, WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, ModelPreset
 from storymem_cli.models.runtime import RuntimeOptions
@@ -215,6 +216,7 @@ class StoryModel:
     def generate(self, request: ShotRequest, progress: Progress | None = None) -> np.ndarray:
         """uint8 (F, H, W, 3): all ``request.frames`` frames of the shot, untrimmed."""
         self._check_mode(request)
+        self._warn_if_truncated(request.prompt)
         sampling = self.sampling_for(request)
         generator = torch.Generator("cpu").manual_seed(request.seed)
         negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
@@ -257,6 +259,15 @@ class StoryModel:
             ).frames[0]
             self.last_rope = request.rope
         return to_uint8(video)
+
+    def _warn_if_truncated(self, prompt: str) -> None:
+        tokens = len(self.shared["tokenizer"](prompt).input_ids)
+        if tokens > TEXT_ENCODER_MAX_TOKENS:
+            warnings.warn(
+                f"prompt is {tokens} tokens; the text encoder reads the first {TEXT_ENCODER_MAX_TOKENS} "
+                f"and ignores the rest: {prompt[:60]!r}...",
+                stacklevel=3,
+            )
 
     def _check_mode(self, request: ShotRequest) -> None:
         if self.lora_files is None or request.mode in ("t2v", "m2v"):
