@@ -21,6 +21,7 @@ import argparse
 import copy
 import statistics
 import time
+import timeit
 
 import numpy as np
 import PIL.Image
@@ -29,8 +30,9 @@ from diffusers import WanImageToVideoPipeline, WanTransformer3DModel
 
 from storymem_cli.config import RopeConfig
 from storymem_cli.models.tiny import TEXT_DIM, build_tiny_components
-from storymem_cli.pipeline.layout import latent_frame_count
+from storymem_cli.pipeline.layout import frame_positions, latent_frame_count
 from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
+from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.scheduler import make_scheduler
 
 WARMUP_STEPS = 2
@@ -69,6 +71,14 @@ def step_times(run) -> list[float]:  # type: ignore[no-untyped-def]
 
     run(on_step)
     return np.diff(stamps)[WARMUP_STEPS - 1 :].tolist()
+
+
+def rope_us(model: WanTransformer3DModel, latent_frames: int, args: argparse.Namespace, memory_frames: int = 0) -> float:
+    """Microseconds per call of ``model.rope`` on a latent video of the benchmark's size."""
+    hidden = torch.zeros(1, 36, latent_frames, args.height // 8, args.width // 8, device=args.device)
+    positions = frame_positions(memory_frames, latent_frames - memory_frames, RopeConfig())
+    with rope_positions([model] if memory_frames else [], positions):
+        return timeit.timeit(lambda: model.rope(hidden), number=100) / 100 * 1e6
 
 
 def main() -> None:
@@ -128,6 +138,8 @@ def main() -> None:
         print(f"{label:<62} best {best[key] * 1e3:8.1f} ms   median {median[key] * 1e3:8.1f} ms   n={len(times[key])}")
     print(f"ratio M2V / stock at equal latent frames: {best['m2v'] / best['stock']:.3f} best, "
           f"{median['m2v'] / median['stock']:.3f} median  (goal <= 1.05)")  # fmt: skip
+    print(f"rope tables per forward: ours (cached) {rope_us(m2v_pipe.transformer, total_latents, args, memory_frames=args.memory):.1f} us, "
+          f"stock {rope_us(stock_pipe.transformer, total_latents, args):.1f} us")  # fmt: skip
     print(f"ratio M={args.memory} memory / no memory (price of memory): {best['m2v'] / best['none']:.3f} best, "
           f"{median['m2v'] / median['none']:.3f} median")  # fmt: skip
 

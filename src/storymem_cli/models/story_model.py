@@ -48,6 +48,17 @@ def resolve_dtype(name: str, runtime: RuntimeOptions, device: torch.device) -> t
     return getattr(torch, name)
 
 
+def check_attention_backend(name: str | None) -> None:
+    """Fail before loading any weights when the backend name is unknown to diffusers."""
+    if name is None:
+        return
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    known = sorted(b.value for b in AttentionBackendName)
+    if name.lower() not in known:
+        raise InvalidInputError(f"unknown attention backend {name!r}", hint=f"use one of: {', '.join(known)}")
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
     """diffusers' float [0, 1] (F, H, W, 3) frames -> uint8."""
     return np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
@@ -102,6 +113,7 @@ class StoryModel:
 
     @classmethod
     def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
+        check_attention_backend(runtime.attention_backend)
         base = tiny_model_dir() if preset.builtin else None
         i2v, i2v_repo = locate_source(preset.i2v_source, base)
         t2v, t2v_repo = locate_source(preset.t2v_source, base)
