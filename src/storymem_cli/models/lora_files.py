@@ -89,7 +89,10 @@ def _pick_file(folder: Path, stem: str) -> Path | None:
 
 def _download_hint(variant: str) -> str:
     sub = STORYMEM_VARIANT_DIRS.get(variant, "Wan2.2-MI2V-A14B")
-    return f"download it with: huggingface-cli download {STORYMEM_HUB_REPO} --include '{sub}/*' --local-dir DIR"
+    return (
+        f"download it with: hf download {STORYMEM_HUB_REPO} --include '{sub}/*' --local-dir DIR, "
+        "then pass --lora DIR (or drop --lora to use the Hugging Face cache)"
+    )
 
 
 def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

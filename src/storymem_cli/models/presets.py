@@ -11,11 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING, SamplingConfig, VideoConfig
+from storymem_cli.models.lora_files import STORYMEM_HUB_REPO as STORYMEM_LORA_REPO  # SPEC 5
+from storymem_cli.models.lora_files import STORYMEM_VARIANT_DIRS as LORA_VARIANT_DIRS  # M2V+MI2V, M2V+MM2V
 
 WAN_I2V_REPO = "Wan-AI/Wan2.2-I2V-A14B-Diffusers"  # M2V / MI2V / MM2V shots (SPEC 4)
 WAN_T2V_REPO = "Wan-AI/Wan2.2-T2V-A14B-Diffusers"  # the first shot (SPEC 4)
-STORYMEM_LORA_REPO = "Kevin-thu/StoryMem"  # the published LoRA variants (SPEC 5)
-LORA_VARIANT_DIRS = {"mi2v": "Wan2.2-MI2V-A14B", "mm2v": "Wan2.2-MM2V-A14B"}  # M2V+MI2V, M2V+MM2V
 
 TorchDtypeName = Literal["bfloat16", "float16", "float32"]
 
