@@ -1,0 +1,28 @@
+"""How to run a model on this machine: device, precision, offloading (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storymem_cli.config import ContinuationMode
+
+OffloadMode = Literal["none", "model", "group"]
+DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
+
+
+class RuntimeOptions(BaseModel):
+    """Device and memory options, passed through to diffusers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device: str | None = None  # None: "cuda" when available, else "cpu"
+    dtype: DtypeName = "auto"  # transformers' dtype; auto: the preset's on an accelerator, float32 on CPU
+    offload: OffloadMode = "none"  # model: one component on the device at a time; group: block by block
+    vae_tiling: bool = False  # decode in tiles: less memory at large sizes
+    attention_backend: str | None = None  # a diffusers attention backend name, e.g. "flash", "_native_cudnn"
+    continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
+    lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
+    style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
