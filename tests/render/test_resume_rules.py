@@ -16,7 +16,7 @@ from storymem_cli.render.settings import RenderOptions, resolve_settings
 def settings(**options):
     return resolve_settings(
         RenderOptions(**options), model_name="tiny", video=VideoConfig(width=64, height=32, frames=9), steps=2,
-        memory=MemoryConfig(), embedder="tiny", scorer="tiny",
+        memory=MemoryConfig(aesthetic="none"), embedder="tiny",
     )
 
 
@@ -62,10 +62,10 @@ def test_settings_fingerprint_ignores_offload_only():
 
 
 def test_options_override_preset_and_are_validated():
-    s = settings(width=128, frames=17, steps=5, sink_size=1, aesthetic="none")
+    s = settings(width=128, frames=17, steps=5, sink_size=1)
     assert (s.video.width, s.video.height, s.video.frames, s.steps) == (128, 32, 17, 5)
-    assert s.memory.sink_size == 1 and s.scorer == "none" and s.embedder == "tiny"
-    assert settings().scorer == "tiny" and settings().seed == 0
+    assert s.memory.sink_size == 1 and s.memory.aesthetic == "none" and s.embedder == "tiny"
+    assert settings(aesthetic="laion").memory.aesthetic == "laion" and settings().seed == 0
 
 
 def test_other_story_is_refused():

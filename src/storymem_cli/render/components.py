@@ -27,7 +27,7 @@ def _model_key(settings: RenderSettings) -> tuple:
 
 
 def _memory_key(settings: RenderSettings) -> tuple:
-    return (settings.use_memory, settings.memory.clip_model, settings.memory.clip_pretrained, settings.memory.aesthetic)
+    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold)
 
 
 def load_model(preset: Any, settings: RenderSettings) -> Any:
@@ -41,7 +41,12 @@ def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
     from storymem_cli.memory.embed import load_embedder
     from storymem_cli.memory.quality import load_scorer
 
-    return load_embedder(settings.memory), load_scorer(settings.memory)
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    embedder = load_embedder(settings.embedder, device=device)
+    scorer = load_scorer(settings.memory.aesthetic, settings.memory.aesthetic_threshold, device)
+    return embedder, scorer
 
 
 @dataclass

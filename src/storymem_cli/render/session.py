@@ -33,6 +33,12 @@ class RenderSession:
         self.preset = resolve_model(options.model)
         self.components = ComponentCache()
 
+    def describe_model(self) -> str:
+        from storymem_cli.render.runtime import describe_preset
+
+        picked = " (picked by --model auto)" if self.options.model == "auto" else ""
+        return f"{describe_preset(self.preset)}{picked}"
+
     def settings(self) -> RenderSettings:
         from storymem_cli.render.runtime import settings_for
 

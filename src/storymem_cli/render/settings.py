@@ -63,7 +63,6 @@ class RenderSettings(BaseModel):
     rope: RopeConfig
     memory: MemoryConfig
     embedder: str  # frame embedder (memory.embed.EMBEDDERS): the preset's choice
-    scorer: str  # quality scorer (memory.quality.SCORERS): --aesthetic, else the preset's
     use_memory: bool
     lora: str | None
     style_loras: tuple[StyleLora, ...]
@@ -90,11 +89,10 @@ def resolve_settings(
     steps: int,
     memory: MemoryConfig,
     embedder: str,
-    scorer: str,
     rope: RopeConfig | None = None,
 ) -> RenderSettings:
-    """The preset's defaults (``video``, ``steps``, ``memory``, ``embedder``, ``scorer``) overridden by
-    the user's options."""
+    """The preset's defaults (``video``, ``steps``, ``memory``, ``embedder``) overridden by the user's
+    options."""
     rope = rope or RopeConfig()
     video_over: dict[str, Any] = {
         key: value
@@ -124,7 +122,6 @@ def resolve_settings(
         rope=_override(rope, rope_over),
         memory=_override(memory, memory_over),
         embedder=embedder,
-        scorer=options.aesthetic or scorer,
         use_memory=options.use_memory,
         lora=options.lora,
         style_loras=options.style_loras,

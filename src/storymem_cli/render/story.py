@@ -62,8 +62,23 @@ def plan_for(script: Any, settings: RenderSettings) -> list[ShotPlan]:
 
 def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
     """Errors that name the bad setting, before any model loads."""
+    from storymem_cli.config import VAE_TEMPORAL_STRIDE
+    from storymem_cli.pipeline.request import SIZE_MULTIPLE
+
     if not plans:
         raise InvalidInputError(f"{script_path}: the script has no shots")
+    video = settings.video
+    if video.width % SIZE_MULTIPLE or video.height % SIZE_MULTIPLE:
+        raise InvalidInputError(
+            f"--size {video.width}x{video.height}: width and height must be multiples of {SIZE_MULTIPLE}",
+            hint=f"e.g. --size {video.width // SIZE_MULTIPLE * SIZE_MULTIPLE or SIZE_MULTIPLE}x"
+            f"{video.height // SIZE_MULTIPLE * SIZE_MULTIPLE or SIZE_MULTIPLE}",
+        )
+    if video.frames % VAE_TEMPORAL_STRIDE != 1:
+        nearest = video.frames // VAE_TEMPORAL_STRIDE * VAE_TEMPORAL_STRIDE + 1
+        raise InvalidInputError(
+            f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
+        )
     need = min_frames_for(plans)
     if settings.video.frames < need:
         raise InvalidInputError(
@@ -338,7 +353,7 @@ class StoryRenderer:
         memory_ids = [entry_id(entry) for entry in entries]
         keyframe_ids: list[str] = []
         if bank is not None:
-            keyframe_ids = update_bank(bank, plan.index, shot_frames, parts, memory_ids)
+            keyframe_ids = update_bank(bank, plan.index, plan.prompt, shot_frames, parts, memory_ids)
         remembered = time.perf_counter()
 
         shot_record = {
@@ -368,13 +383,15 @@ def entry_id(entry: Any) -> str:
     return entry.id if hasattr(entry, "id") else entry["id"]
 
 
-def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids: list[str]) -> list[str]:
+def update_bank(
+    bank: Any, shot: int, prompt: str, frames: np.ndarray, parts: Any, memory_ids: list[str]
+) -> list[str]:
     """Embed and score the shot's frames once, select keyframes, add them, save the bank (SPEC 7)."""
     from storymem_cli.memory.select import select_keyframes
 
     embeddings = parts.embedder.embed(frames)
-    scores = parts.scorer.score(frames)
-    usable = scores >= parts.scorer.threshold
+    scores = parts.scorer.score(frames, prompt)
+    usable = parts.scorer.usable(scores)
     indices = select_keyframes(embeddings, usable, bank.active_embeddings(), bank.config)
     added = bank.add_shot_keyframes(shot, frames, indices, embeddings, scores)
     bank.record_conditioning(shot, memory_ids)
