@@ -1,0 +1,385 @@
+"""The memory bank: an append-only log of keyframes, saved as PNGs plus memory.json.
+
+Every entry keeps the shot that added it (``added_by_shot``) and the shot whose
+update evicted it (``evicted_by_shot``, None while active), so the state before
+any shot can be rebuilt exactly (resume; re-render from an edited shot).
+
+Rules (SPEC 6-7):
+- roles: ``reference`` (user images, pinned, never evicted), ``sink`` (never
+  evicted), ``window`` (the rest, oldest evicted first). References take the sink
+  slots first: with 3 sink slots and 1 reference, the story's first 2 keyframes are
+  sink; with 3 or more references no keyframe is (SPEC 7: "or the references").
+- capacity counts every active entry; after a shot's keyframes are added, the
+  oldest window entries are evicted until the bank fits. If pinned entries alone
+  fill it, new keyframes are evicted at once (they stay in the log).
+- deduplication against the bank happens in ``select.select_keyframes`` (it sees
+  the bank's embeddings); ``add_shot_keyframes`` adds what it is given.
+- the JSON is the truth: loading never globs ``memory/`` (the release's glob
+  leaked stale frames into memory). Entry ids and PNG names carry a hash of the
+  pixels, so a PNG is never overwritten with different content and PNGs of
+  evicted or rolled-back entries can stay on disk.
+- ``save`` is atomic: new PNGs first, then memory.json via a temp file and
+  ``os.replace``; a crash in between leaves the previous bank intact.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from storymem_cli.config import MemoryConfig
+from storymem_cli.errors import InvalidInputError, StorymemError
+
+if TYPE_CHECKING:
+    from storymem_cli.memory.embed import FrameEmbedder
+
+FORMAT_VERSION = 1
+MEMORY_JSON = "memory.json"
+MEMORY_DIR = "memory"
+
+Role = Literal["sink", "window", "reference"]
+
+
+class ShotSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["shot"] = "shot"
+    shot: int  # 0-based global shot index
+    frame: int  # frame index within the shot's frames as given to the bank
+
+
+class ReferenceSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["reference"] = "reference"
+    name: str
+
+
+class MemoryEntry(BaseModel):
+    """One remembered image. ``file`` is relative to the run folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    file: str
+    source: Annotated[ShotSource | ReferenceSource, Field(discriminator="kind")]
+    role: Role
+    width: int
+    height: int
+    sha256: str  # of the pixels (shape + uint8 bytes), not of the PNG encoding
+    embedding: str | None = None  # base64 of little-endian float32: exact, compact
+    embedder: str | None = None  # which embedder produced it
+    score: float | None = None  # quality score (scorer's scale)
+    novelty: float | None = None  # 1 - cosine to the previous keyframe of its shot
+    added_by_shot: int | None = None  # None: references (user state, not a render step)
+    evicted_by_shot: int | None = None  # None while active
+
+    @property
+    def active(self) -> bool:
+        return self.evicted_by_shot is None
+
+    def embedding_array(self) -> np.ndarray | None:
+        if self.embedding is None:
+            return None
+        return np.frombuffer(base64.b64decode(self.embedding), dtype="<f4").astype(np.float32)
+
+
+class BankFile(BaseModel):
+    """memory.json."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = FORMAT_VERSION
+    entries: list[MemoryEntry] = Field(default_factory=list)
+    conditioning: dict[int, list[str]] = Field(default_factory=dict)  # shot -> ids it was conditioned on
+
+
+def _encode_embedding(vec: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vec, dtype="<f4").tobytes()).decode("ascii")
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def image_digest(image: np.ndarray) -> str:
+    h = hashlib.sha256(repr(image.shape).encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32] or "image"
+
+
+class MemoryBank:
+    """Open with :meth:`open`; mutate; :meth:`save`. Not safe for two writers at once."""
+
+    def __init__(self, run_dir: Path, cfg: MemoryConfig, data: BankFile):
+        self.run_dir = run_dir
+        self.cfg = cfg
+        self._data = data
+        self._pending: dict[str, np.ndarray] = {}  # id -> image not yet written
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike[str], cfg: MemoryConfig | None = None) -> MemoryBank:
+        """Load ``RUN_DIR/memory.json``, or create ``memory/`` and an empty memory.json."""
+        run_dir = Path(run_dir)
+        cfg = cfg or MemoryConfig()
+        path = run_dir / MEMORY_JSON
+        if not path.exists():
+            (run_dir / MEMORY_DIR).mkdir(parents=True, exist_ok=True)
+            bank = cls(run_dir, cfg, BankFile())
+            bank.save()
+            return bank
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InvalidInputError(f"{path} is not readable JSON: {err}") from None
+        version = raw.get("format_version") if isinstance(raw, dict) else None
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise InvalidInputError(
+                f"{path}: format_version {version!r} is not one this storymem reads (up to {FORMAT_VERSION})",
+                hint="upgrade storymem, or render into a new run folder",
+            )
+        try:
+            data = BankFile.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise InvalidInputError(f"{path}: {where}: {first['msg']}") from None
+        return cls(run_dir, cfg, data)
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / MEMORY_JSON
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def entries(self) -> list[MemoryEntry]:
+        """The whole log, in the order entries were added (evicted ones included)."""
+        return list(self._data.entries)
+
+    @property
+    def conditioning(self) -> dict[int, list[str]]:
+        return {k: list(v) for k, v in self._data.conditioning.items()}
+
+    def active_entries(self) -> list[MemoryEntry]:
+        return [e for e in self._data.entries if e.active]
+
+    def conditioning_entries(self) -> list[MemoryEntry]:
+        """What the next shot is conditioned on: references, then sink, then window oldest -> newest."""
+        active = self.active_entries()
+        return [e for role in ("reference", "sink", "window") for e in active if e.role == role]
+
+    def get(self, entry_id: str) -> MemoryEntry:
+        for e in self._data.entries:
+            if e.id == entry_id:
+                return e
+        known = ", ".join(e.id for e in self._data.entries) or "none"
+        raise InvalidInputError(f"no memory entry {entry_id!r} in {self.path}", hint=f"entries: {known}")
+
+    def load_image(self, entry: MemoryEntry) -> np.ndarray:
+        """(H, W, 3) uint8 from the entry's lossless PNG."""
+        if entry.id in self._pending:
+            return self._pending[entry.id].copy()
+        from PIL import Image
+
+        path = self.run_dir / entry.file
+        try:
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except OSError as err:
+            raise StorymemError(f"memory image {path} of entry {entry.id} cannot be read: {err}") from None
+
+    def active_embeddings(self, embedder: FrameEmbedder | None = None) -> np.ndarray:
+        """(M, D) embeddings of :meth:`conditioning_entries`, for dedupe.
+
+        With an ``embedder``, entries embedded by another embedder, or not at all (e.g.
+        references added from the command line), are embedded now from their PNGs and
+        the result is stored with them (saved on the next :meth:`save`).
+        """
+        entries = self.conditioning_entries()
+        if embedder is not None:
+            stale = [e for e in entries if e.embedding is None or e.embedder != embedder.name]
+            if stale:
+                # One entry at a time: sizes differ (references), and a few CLIP calls are cheap.
+                for e in stale:
+                    vec = embedder.embed(self.load_image(e)[None])[0]
+                    e.embedding, e.embedder = _encode_embedding(vec), embedder.name
+        missing = [e.id for e in entries if e.embedding is None]
+        if missing:
+            raise StorymemError(f"memory entries {', '.join(missing)} have no embedding; pass an embedder")
+        if not entries:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([e.embedding_array() for e in entries])  # type: ignore[misc]
+
+    # -- updating --------------------------------------------------------------------------
+    def _new_entry(self, image: np.ndarray, entry_id: str, **fields: object) -> MemoryEntry:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"memory image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+        entry = MemoryEntry(
+            id=entry_id,
+            file=f"{MEMORY_DIR}/{entry_id}.png",
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            sha256=image_digest(image),
+            **fields,  # type: ignore[arg-type]
+        )
+        self._pending[entry_id] = np.ascontiguousarray(image).copy()
+        self._data.entries.append(entry)
+        return entry
+
+    def add_shot_keyframes(
+        self,
+        shot: int,
+        frames: np.ndarray,
+        indices: list[int],
+        embeddings: np.ndarray,
+        scores: np.ndarray | None,
+        novelty: np.ndarray | None = None,
+        *,
+        embedder: str | None = None,
+    ) -> list[str]:
+        """Add the keyframes ``indices`` of shot ``shot`` and evict to capacity; return the new ids.
+
+        ``frames`` (N, H, W, 3) uint8 and the per-frame arrays ``embeddings`` (N, D),
+        ``scores`` (N,) and ``novelty`` (N,) describe the whole shot; ``indices`` picks
+        the keyframes (from :func:`select_keyframes`). No indices: the bank is unchanged.
+        """
+        later = [e.id for e in self._data.entries if e.added_by_shot is not None and e.added_by_shot >= shot]
+        if later:
+            raise StorymemError(
+                f"memory already holds keyframes of shot {shot} or later ({', '.join(later)})",
+                hint=f"roll the bank back first: rollback(before_shot={shot})",
+            )
+        n = len(frames)
+        if len(embeddings) != n or (scores is not None and len(scores) != n) or (
+            novelty is not None and len(novelty) != n
+        ):
+            raise ValueError(f"embeddings, scores and novelty must have one row per frame ({n})")
+        ids: list[str] = []
+        for i in indices:
+            image = np.asarray(frames[i])
+            n_pinned = sum(1 for e in self.active_entries() if e.role in ("reference", "sink"))
+            role: Role = "sink" if n_pinned < self.cfg.sink_size and not self._sink_closed() else "window"
+            entry = self._new_entry(
+                image,
+                f"s{shot + 1:03d}-f{int(i):03d}-{image_digest(image)[:8]}",
+                source=ShotSource(shot=shot, frame=int(i)),
+                role=role,
+                embedding=_encode_embedding(embeddings[i]),
+                embedder=embedder,
+                score=None if scores is None else _finite_or_none(float(scores[i])),
+                novelty=None if novelty is None else _finite_or_none(float(novelty[i])),
+                added_by_shot=shot,
+            )
+            ids.append(entry.id)
+        self._evict_to_capacity(shot)
+        return ids
+
+    def _sink_closed(self) -> bool:
+        # Once a window entry exists, the sink is closed: "the first keyframes of the story",
+        # not whichever keyframes arrive after a sink entry was removed by hand.
+        return any(e.role == "window" for e in self._data.entries)
+
+    def _evict_to_capacity(self, shot: int) -> None:
+        while len(self.active_entries()) > self.cfg.capacity:
+            window = [e for e in self.active_entries() if e.role == "window"]
+            if not window:
+                break  # only pinned entries left: nothing may be evicted
+            window[0].evicted_by_shot = shot
+
+    def add_reference(
+        self, image: np.ndarray, name: str, *, embedding: np.ndarray | None = None, embedder: str | None = None
+    ) -> str:
+        """Add a pinned reference image (MR2V); returns its id. Never evicted, only removed."""
+        digest = image_digest(image)
+        entry_id = f"ref-{_slug(name)}-{digest[:8]}"
+        if any(e.id == entry_id for e in self._data.entries):
+            raise InvalidInputError(f"reference {name!r} with this image is already in memory as {entry_id}")
+        n_refs = sum(1 for e in self.active_entries() if e.role == "reference")
+        if n_refs >= self.cfg.capacity:
+            raise InvalidInputError(
+                f"memory holds at most {self.cfg.capacity} entries and already has {n_refs} references",
+                hint="remove a reference first (add-reference --remove ID)",
+            )
+        self._new_entry(
+            image,
+            entry_id,
+            source=ReferenceSource(name=name),
+            role="reference",
+            embedding=None if embedding is None else _encode_embedding(embedding),
+            embedder=embedder if embedding is not None else None,
+        )
+        return entry_id
+
+    def remove(self, entry_id: str) -> MemoryEntry:
+        """Take an entry out of the log (its PNG stays on disk)."""
+        entry = self.get(entry_id)
+        self._data.entries.remove(entry)
+        self._pending.pop(entry_id, None)
+        return entry
+
+    def record_conditioning(self, shot: int, ids: list[str]) -> None:
+        known = {e.id for e in self._data.entries}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ValueError(f"unknown memory ids {unknown}")
+        self._data.conditioning[int(shot)] = list(ids)
+
+    def rollback(self, before_shot: int) -> None:
+        """Restore the state before shot ``before_shot`` was rendered: drop entries it or later
+        shots added, re-activate entries they evicted, forget their conditioning records."""
+        self._data.entries = [
+            e for e in self._data.entries if e.added_by_shot is None or e.added_by_shot < before_shot
+        ]
+        for e in self._data.entries:
+            if e.evicted_by_shot is not None and e.evicted_by_shot >= before_shot:
+                e.evicted_by_shot = None
+        self._data.conditioning = {k: v for k, v in self._data.conditioning.items() if k < before_shot}
+        live = {e.id for e in self._data.entries}
+        self._pending = {k: v for k, v in self._pending.items() if k in live}
+
+    # -- saving ----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(self._data.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+    def save(self) -> None:
+        """PNGs first, then memory.json through a temp file and ``os.replace`` (atomic)."""
+        (self.run_dir / MEMORY_DIR).mkdir(parents=True, exist_ok=True)
+        for entry_id, image in self._pending.items():
+            entry = self.get(entry_id)
+            target = self.run_dir / entry.file
+            if not target.exists():  # content-addressed name: an existing file has these pixels
+                _write_png(target, image)
+        _atomic_write_text(self.path, self.to_json())
+        self._pending.clear()
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        Image.fromarray(image).save(tmp, format="PNG")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
