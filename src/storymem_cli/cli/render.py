@@ -163,6 +163,7 @@ def render(
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
+            session.check_device()
             progress.note(f"model: {session.describe_model()}")
         render_one = session.dry_run if dry_run else session.render
         if batch:

@@ -141,7 +141,7 @@ def raise_os_error(err: OSError, where: Path) -> None:
             f"the disk is full while writing {where}",
             hint="free some space and run the same command again: finished shots are kept",
         ) from err
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
         raise InvalidInputError(
             f"cannot write to the output folder {where}: {err.strerror}",
             hint="choose a writable folder with -o",

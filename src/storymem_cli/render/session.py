@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from storymem_cli.errors import InvalidInputError
+from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.render.batch import StoryJob
 from storymem_cli.render.components import ComponentCache
 from storymem_cli.render.progress import NullProgress, RenderProgress
@@ -32,6 +32,16 @@ class RenderSession:
         self.restart = restart
         self.preset = resolve_model(options.model)
         self.components = ComponentCache()
+
+    def check_device(self) -> None:
+        """Refuse a real-size model without a CUDA GPU before any story starts."""
+        import torch
+
+        if not self.preset.builtin and not torch.cuda.is_available():
+            raise StorymemError(
+                f"model {self.preset.name} needs a CUDA GPU (each of its experts is ~28.6 GB) and none is available",
+                hint="run on a machine with a large NVIDIA GPU, or try the pipeline on CPU with --model tiny",
+            )
 
     def describe_model(self) -> str:
         from storymem_cli.render.runtime import describe_preset

@@ -285,16 +285,20 @@ class StoryRenderer:
         return summary(self.folder, record)
 
     def _open_bank(self, kept: int) -> Any:
-        """The memory bank exactly as it was before shot ``kept``; fresh runs start from the references."""
+        """The memory bank exactly as it was before shot ``kept``; a story rendered from its first
+        shot starts from the script's reference images (MR2V)."""
         if not self.settings.use_memory:
             return None
         from storymem_cli.memory.bank import MemoryBank
 
-        bank = MemoryBank.open(self.folder.root, self.settings.memory)
-        bank.rollback(before_shot=kept)
-        if kept == 0 and self.script.references:
-            seed_bank_with_references(bank, self.script.references, self.components, self.settings)
-        bank.save()
+        try:
+            bank = MemoryBank.open(self.folder.root, self.settings.memory)
+            bank.rollback(before_shot=kept)
+            if kept == 0:
+                sync_references(bank, self.script.references)
+            bank.save()
+        except OSError as err:
+            raise_os_error(err, self.folder.root / "memory.json")
         return bank
 
     def _render_shot(
@@ -350,7 +354,7 @@ class StoryRenderer:
         written = time.perf_counter()
 
         # Keyframes from the decoded frames (never the mp4) into the bank.
-        memory_ids = [entry_id(entry) for entry in entries]
+        memory_ids = [entry.id for entry in entries]
         keyframe_ids: list[str] = []
         if bank is not None:
             keyframe_ids = update_bank(bank, plan.index, plan.prompt, shot_frames, parts, memory_ids)
@@ -379,10 +383,6 @@ class StoryRenderer:
         return shot_record, frames[-TAIL_FRAMES:]
 
 
-def entry_id(entry: Any) -> str:
-    return entry.id if hasattr(entry, "id") else entry["id"]
-
-
 def update_bank(
     bank: Any, shot: int, prompt: str, frames: np.ndarray, parts: Any, memory_ids: list[str]
 ) -> list[str]:
@@ -392,13 +392,43 @@ def update_bank(
     embeddings = parts.embedder.embed(frames)
     scores = parts.scorer.score(frames, prompt)
     usable = parts.scorer.usable(scores)
-    indices = select_keyframes(embeddings, usable, bank.active_embeddings(), bank.config)
-    added = bank.add_shot_keyframes(shot, frames, indices, embeddings, scores)
+    bank_embeddings = bank.active_embeddings(parts.embedder)
+    indices = select_keyframes(embeddings, usable, bank_embeddings, bank.cfg)
+    added = bank.add_shot_keyframes(shot, frames, indices, embeddings, scores, embedder=parts.embedder.name)
     bank.record_conditioning(shot, memory_ids)
     bank.save()
     return list(added)
 
 
-def seed_bank_with_references(bank: Any, references: Sequence[Any], components: Any, settings: RenderSettings) -> None:
-    """MR2V: the reference images are the initial memory m_0 (pinned)."""
-    raise NotImplementedError
+def load_reference_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as err:
+        raise InvalidInputError(f"reference image {path} cannot be read: {err}") from None
+
+
+def sync_references(bank: Any, references: Sequence[Any]) -> None:
+    """Make the bank's pinned references exactly the script's (MR2V: the references are m_0).
+
+    Called before the first shot only: references are embedded lazily by the bank when the
+    first keyframes are deduplicated against it.
+    """
+    from storymem_cli.memory.bank import image_digest
+
+    wanted = [(ref.name, load_reference_image(ref.image)) for ref in references]
+    wanted_keys = {(name, image_digest(image)) for name, image in wanted}
+    present = set()
+    for entry in bank.entries:
+        if entry.role != "reference":
+            continue
+        key = (entry.source.name, entry.sha256)
+        if key in wanted_keys:
+            present.add(key)
+        else:
+            bank.remove(entry.id)
+    for name, image in wanted:
+        if (name, image_digest(image)) not in present:
+            bank.add_reference(image, name)
