@@ -122,7 +122,12 @@ class RunFolder:
 
     def foreign_content(self) -> list[str]:
         """Names of our files present without a run.json (another tool's folder, or a damaged run)."""
-        return [name for name in OWNED_NAMES if name != "run.json" and (self.root / name).exists()]
+        found = []
+        for name in OWNED_NAMES:
+            path = self.root / name
+            if name != "run.json" and (path.is_file() or (path.is_dir() and any(path.iterdir()))):
+                found.append(name)
+        return found
 
     def clear(self) -> None:
         """Remove what a render wrote here (--restart). Other files in the folder are left alone."""
