@@ -1,6 +1,6 @@
 """Redraw the reference images of examples/clockmaker_robot.json (procedural, no assets).
 
-    python examples/references/draw_references.py
+python examples/references/draw_references.py
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ def _register_commands() -> None:
     # @app.command(). One import per command module.
     from storymem_cli.cli import validate  # noqa: F401
     from storymem_cli.cli import render  # noqa: F401
+    from storymem_cli.cli import memory  # noqa: F401  inspect-memory, add-reference
     return None
 
 

@@ -54,7 +54,7 @@ def _print_human(result: dict[str, Any]) -> None:
     if result["valid"]:
         typer.echo(
             f'{file}: ok: "{result["story_name"]}", {_plural(result["scenes"], "scene")}, '
-            f'{_plural(result["shots"], "shot")} ({_plural(result["continuations"], "continuation")})'
+            f"{_plural(result['shots'], 'shot')} ({_plural(result['continuations'], 'continuation')})"
         )
     else:
         typer.echo(f"{file}: invalid: {_plural(len(result['errors']), 'problem')}")

@@ -21,7 +21,10 @@ from storymem_cli.script.rules import normalize_cuts, story_problems, story_warn
 
 MAX_SCRIPT_BYTES = 5 * 1024 * 1024  # a 30-shot story is ~20 KB; anything this big is not a script
 
-_FORMAT_HINT = 'a story script is a JSON object: {"story_name": "...", "scenes": [{"scene_num": 1, "video_prompts": [...], "cut": [...]}]}'
+_FORMAT_HINT = (
+    'a story script is a JSON object: {"story_name": "...", '
+    '"scenes": [{"scene_num": 1, "video_prompts": [...], "cut": [...]}]}'
+)
 
 
 def load_script(path: Path | str) -> tuple[StoryScript, list[ScriptProblem]]:
@@ -78,8 +81,7 @@ def _read_text(path: Path) -> str:
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
         raise _fail(
             path,
-            f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}, column {column}): "
-            "save the file as UTF-8",
+            f"is not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}, column {column}): save the file as UTF-8",
         ) from None
     if not text.strip():
         raise _fail(path, "is empty: " + _FORMAT_HINT)
@@ -226,7 +228,7 @@ def _message(e: dict) -> str:
     if kind == "too_short":
         return _TOO_SHORT.get(field, f"must not be empty, got {got}")
     if kind == "string_type":
-        return f'must be a string, got {got}: write the text in double quotes'
+        return f"must be a string, got {got}: write the text in double quotes"
     if kind == "string_pattern_mismatch":
         return "is empty: " + _EMPTY.get(field, "write some text")
     if kind == "bool_type" and field == "cut":
@@ -272,7 +274,7 @@ def _image_problem(path: Path) -> str | None:
         return f"{path} is not a file: give the path of a PNG or JPEG image"
     try:
         with Image.open(path) as image:
-            image.verify()
+            image.load()  # decode fully: verify() passes files whose pixel data is cut short
     except UnidentifiedImageError:
         return f"{path} is not an image PIL can read: use a PNG or JPEG file"
     except OSError as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,9 +45,7 @@ class _Strict(BaseModel):
 class Reference(_Strict):
     """An image of a character, object or place that every shot is conditioned on."""
 
-    image: Path = Field(
-        description="Path of the image (PNG or JPEG), relative to the script's folder or absolute."
-    )
+    image: Path = Field(description="Path of the image (PNG or JPEG), relative to the script's folder or absolute.")
     name: Text = Field(description="Short name of what the image shows, e.g. the character's name.")
 
     @field_validator("image")
@@ -128,12 +125,12 @@ class StoryScript(_Strict):
         problems = story_problems(self.model_dump(mode="json"))
         if problems:
             # A custom type, so the loader can skip it: it reports the same rules per JSON path.
-            raise PydanticCustomError(
-                "script_rules", "{problems}", {"problems": "; ".join(str(p) for p in problems)}
-            )
+            raise PydanticCustomError("script_rules", "{problems}", {"problems": "; ".join(str(p) for p in problems)})
         return self
 
-    @cached_property
+    # Plain properties, not cached: model_copy(update=...) copies the instance dict, so a
+    # cache would survive an edit. Both are cheap for stories of tens of shots.
+    @property
     def shots(self) -> list[Shot]:
         """Every shot of the story in order, with its global index."""
         shots: list[Shot] = []
@@ -162,16 +159,15 @@ class StoryScript(_Strict):
         what a run folder stores as ``script.json``; ``load_script`` reads it back unchanged."""
         return _canonical(self.model_dump(mode="json"))
 
-    @cached_property
     def _reference_digests(self) -> list[dict[str, str]]:
         return [{"name": ref.name, "image_sha256": _file_sha256(ref.image)} for ref in self.references]
 
-    @cached_property
+    @property
     def sha256(self) -> str:
         """Hash of the canonical JSON of the script. Comments, whitespace, key order, and where
         the files live do not change it: reference images count by their content, not their path."""
         data = self.model_dump(mode="json")
-        data["references"] = self._reference_digests
+        data["references"] = self._reference_digests()
         return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
 
     def shot_fingerprint(self, index: int) -> str:
@@ -185,7 +181,7 @@ class StoryScript(_Strict):
             "cut": shot.cut,
             "seed": shot.seed,
             "first_frame_prompt": shot.first_frame_prompt,
-            "references": self._reference_digests,
+            "references": self._reference_digests(),
         }
         return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
 

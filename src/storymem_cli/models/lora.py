@@ -1,0 +1,497 @@
+"""StoryMem LoRA: find the published files, check them, put them on the two experts (SPEC 5).
+
+Why not ``pipe.load_lora_weights``: with the release's peft-style keys diffusers
+0.42 loads nothing (a warning only), and its Wan converter uses alpha/r instead
+of rsLoRA's alpha/sqrt(r). So the keys are mapped here (``lora_keys``), every
+tensor is checked against the transformer before anything is touched, and peft
+injects a real, unfuse-able LoRA adapter (``use_rslora=True``) named
+``storymem``. A user's ordinary diffusers-format style LoRA goes through
+diffusers' own loader (:func:`load_style_lora`).
+
+torch, peft, safetensors and diffusers are imported inside the functions: the
+CLI imports this module's names without paying for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.lora_keys import (
+    DIFFUSERS_TARGET_REGEX,
+    TENSORS_PER_BLOCK,
+    LoraKey,
+    expected_keys,
+    parse_key,
+    parse_peft_key,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+STORYMEM_ADAPTER_NAME = "storymem"
+# The release's LoRA config (wan/configs/wan_m2v_A14B.py at e027735): r=128, lora_alpha=128,
+# use_rslora=True. Files carry no alpha, so this is the default; r is read from the tensors.
+STORYMEM_LORA_ALPHA = 128.0
+# Variant -> folder in the Kevin-thu/StoryMem hub repo (SPEC 5).
+STORYMEM_VARIANT_DIRS = {"mi2v": "Wan2.2-MI2V-A14B", "mm2v": "Wan2.2-MM2V-A14B"}
+STORYMEM_HUB_REPO = "Kevin-thu/StoryMem"
+EXPERT_FILE_STEMS = {"transformer": "backbone_high_noise", "transformer_2": "backbone_low_noise"}
+_SUFFIXES = (".safetensors", ".pth")  # preference order: safetensors cannot run code
+_ALPHA_METADATA_KEY = "lora_alpha"  # written by save_storymem_lora, honoured by the loader
+_MAX_LISTED = 5  # how many offending keys an error message quotes
+
+
+class LoraError(InvalidInputError):
+    """A LoRA file that cannot be used as asked: which file, which key, what is wrong."""
+
+
+def rslora_scale(alpha: float, rank: int) -> float:
+    """rsLoRA's multiplier of ``B @ A``: alpha / sqrt(r) (128 / sqrt(128) = 11.31)."""
+    return alpha / math.sqrt(rank)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def find_storymem_lora_files(path: str | Path, variant: str) -> tuple[Path, Path]:
+    """``(high_noise_file, low_noise_file)`` of the StoryMem LoRA ``variant`` under ``path``.
+
+    ``path`` is one of the two files, a variant folder (``Wan2.2-MI2V-A14B/``) or the
+    repo root holding both variant folders. ``.safetensors`` wins over ``.pth``.
+    """
+    if variant not in STORYMEM_VARIANT_DIRS:
+        raise LoraError(
+            f"unknown StoryMem LoRA variant {variant!r}",
+            hint=f"use one of: {', '.join(STORYMEM_VARIANT_DIRS)}",
+        )
+    root = Path(path).expanduser()
+    if root.is_file():
+        if not any(root.name == stem + s for stem in EXPERT_FILE_STEMS.values() for s in _SUFFIXES):
+            raise LoraError(
+                f"{root}: not a StoryMem LoRA file name",
+                hint="expected backbone_high_noise.safetensors / backbone_low_noise.safetensors (or .pth)",
+            )
+        root = root.parent
+    if not root.is_dir():
+        raise LoraError(
+            f"StoryMem LoRA path {root} does not exist",
+            hint=_download_hint(variant),
+        )
+    candidates = [root, root / STORYMEM_VARIANT_DIRS[variant]]
+    for folder in candidates:
+        high = _pick_file(folder, EXPERT_FILE_STEMS["transformer"])
+        low = _pick_file(folder, EXPERT_FILE_STEMS["transformer_2"])
+        if high and low:
+            return high, low
+        if high or low:
+            missing = EXPERT_FILE_STEMS["transformer_2" if high else "transformer"]
+            raise LoraError(
+                f"{folder}: found {(high or low).name} but no {missing}.safetensors or {missing}.pth",
+                hint="both experts need their file; " + _download_hint(variant),
+            )
+    looked = " and ".join(str(c) for c in candidates)
+    raise LoraError(
+        f"no backbone_high_noise / backbone_low_noise .safetensors or .pth in {looked}",
+        hint=_download_hint(variant),
+    )
+
+
+def _pick_file(folder: Path, stem: str) -> Path | None:
+    for suffix in _SUFFIXES:
+        candidate = folder / (stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _download_hint(variant: str) -> str:
+    sub = STORYMEM_VARIANT_DIRS.get(variant, "Wan2.2-MI2V-A14B")
+    return f"download it with: huggingface-cli download {STORYMEM_HUB_REPO} --include '{sub}/*' --local-dir DIR"
+
+
+def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a ``.safetensors`` file, or of a ``.pth`` loaded with ``weights_only=True``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise LoraError(f"LoRA file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                metadata = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
+        except SafetensorError as e:
+            raise LoraError(f"{path}: not a readable .safetensors file ({e})") from e
+        return tensors, metadata
+    if suffix in (".pth", ".pt", ".bin"):
+        import pickle
+
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise LoraError(
+                f"{path}: refused: this pickle needs more than tensors to load (weights_only=True)",
+                hint="a LoRA file holds only tensors; convert it to .safetensors from a source you trust",
+            ) from e
+        except (RuntimeError, EOFError, OSError) as e:
+            raise LoraError(f"{path}: not a readable PyTorch file ({e})") from e
+        if not isinstance(obj, Mapping):
+            raise LoraError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
+        bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        if bad:
+            raise LoraError(f"{path}: entries that are not tensors: {_quote(bad)}")
+        return dict(obj), {}
+    raise LoraError(f"{path}: unsupported LoRA file type {suffix!r}", hint="use .safetensors or .pth")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- checking
+
+
+@dataclass
+class LoraPlan:
+    """A fully checked StoryMem LoRA for one transformer: nothing left to go wrong but I/O."""
+
+    source: str
+    rank: int
+    keys: dict[str, LoraKey] = field(default_factory=dict)  # file key -> parsed key
+
+    @property
+    def tensors(self) -> int:
+        return len(self.keys)
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in (value.shape if hasattr(value, "shape") else value))
+
+
+def _linear_features(transformer: Any, module_name: str) -> tuple[int, int] | None:
+    try:
+        module = transformer.get_submodule(module_name)
+    except AttributeError:
+        return None
+    module = getattr(module, "base_layer", module)  # already wrapped by peft
+    if not hasattr(module, "in_features"):
+        return None
+    return int(module.in_features), int(module.out_features)
+
+
+def check_storymem_lora(
+    tensors: Mapping[str, Any], transformer: Any, *, source: str
+) -> LoraPlan:
+    """Check a published-layout LoRA (tensors or shapes) against a diffusers Wan transformer.
+
+    Raises :class:`LoraError` for an unknown key, a duplicate after normalisation, a
+    block that is missing some of its 20 tensors or lies past the last block, an
+    inconsistent rank, or a shape that does not fit the layer. Works on a model built
+    on the ``meta`` device (only module shapes are read).
+    """
+    if not tensors:
+        raise LoraError(f"{source}: the file holds no tensors")
+    unknown = [k for k in tensors if parse_key(k) is None]
+    if unknown:
+        raise LoraError(
+            f"{source}: {len(unknown)} key(s) that are not StoryMem LoRA tensors, e.g. {_quote(unknown)}",
+            hint="expected base_model.model.blocks.{i}.{self_attn|cross_attn}.{q,k,v,o} or ffn.{0,2}"
+            ".lora_{A,B}.weight; a diffusers-format style LoRA goes to --style-lora instead",
+        )
+    keys: dict[str, LoraKey] = {}
+    seen: dict[LoraKey, str] = {}
+    for key in tensors:
+        parsed = parse_key(key)
+        assert parsed is not None
+        if parsed in seen:
+            raise LoraError(f"{source}: {key!r} and {seen[parsed]!r} are the same tensor after normalisation")
+        seen[parsed] = key
+        keys[key] = parsed
+
+    num_blocks = len(transformer.blocks)
+    beyond = sorted({p.block for p in seen if p.block >= num_blocks})
+    if beyond:
+        raise LoraError(
+            f"{source}: LoRA for block(s) {beyond[:_MAX_LISTED]} but the transformer has {num_blocks} blocks",
+            hint="this LoRA was trained for a bigger model than the one loaded",
+        )
+    missing = [k for k in expected_keys(num_blocks) if k not in seen]
+    if missing:
+        blocks = sorted({k.block for k in missing})
+        first = [k for k in missing if k.block == blocks[0]]
+        raise LoraError(
+            f"{source}: {len(missing)} LoRA tensor(s) missing in {len(blocks)} block(s) "
+            f"(each block needs {TENSORS_PER_BLOCK}); block {blocks[0]} lacks {_quote([k.published_key for k in first])}",
+            hint="a truncated download, or a LoRA for a smaller model than the one loaded",
+        )
+
+    rank: int | None = None
+    for key, parsed in keys.items():
+        shape = _shape(tensors[key])
+        if len(shape) != 2:
+            raise LoraError(f"{source}: {key} has shape {list(shape)}, expected a 2-D matrix")
+        r = shape[0] if parsed.factor == "A" else shape[1]
+        if rank is None:
+            rank = r
+        elif r != rank:
+            raise LoraError(f"{source}: {key} has rank {r} but other tensors have rank {rank}")
+    assert rank is not None
+
+    for key, parsed in keys.items():
+        features = _linear_features(transformer, parsed.diffusers_module)
+        if features is None:
+            raise LoraError(f"{source}: {key} maps to {parsed.diffusers_module}, which is not a linear layer here")
+        in_f, out_f = features
+        expected = (rank, in_f) if parsed.factor == "A" else (out_f, rank)
+        got = _shape(tensors[key])
+        if got != expected:
+            raise LoraError(
+                f"{source}: {key} has shape {list(got)} but {parsed.diffusers_module} "
+                f"({in_f} -> {out_f}) needs {list(expected)}",
+                hint="this LoRA was trained for a different model size",
+            )
+    return LoraPlan(source=source, rank=rank, keys=keys)
+
+
+def _quote(items: Sequence[str]) -> str:
+    shown = ", ".join(repr(i) for i in items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_storymem_lora(
+    transformer_high: torch.nn.Module,
+    transformer_low: torch.nn.Module,
+    high_file: str | Path,
+    low_file: str | Path,
+    *,
+    fuse: bool = False,
+    alpha: float | None = None,
+    adapter_name: str = STORYMEM_ADAPTER_NAME,
+) -> dict[str, Any]:
+    """Put the StoryMem LoRA on both experts: ``high_file`` on ``transformer`` (high noise),
+    ``low_file`` on ``transformer_2`` (low noise). Both files are read and checked in full
+    before either expert is touched. ``fuse=True`` merges the LoRA into both experts'
+    weights (peft merge: still unfuse-able). Returns a report for ``run.json``.
+
+    ``alpha`` defaults to the file's ``lora_alpha`` metadata if it has one, else the
+    release's 128; the scale is rsLoRA's alpha / sqrt(r).
+    """
+    pairs = [("transformer", transformer_high, Path(high_file)), ("transformer_2", transformer_low, Path(low_file))]
+    for name, _, path in pairs:
+        other = EXPERT_FILE_STEMS["transformer_2" if name == "transformer" else "transformer"]
+        if path.name.startswith(other):
+            raise LoraError(
+                f"{path} is the {other} file but was given for {name}",
+                hint="backbone_high_noise goes to transformer, backbone_low_noise to transformer_2",
+            )
+    staged = []
+    for name, transformer, path in pairs:
+        if adapter_name in (getattr(transformer, "peft_config", None) or {}):
+            raise LoraError(f"{name} already has a LoRA adapter named {adapter_name!r}")
+        tensors, metadata = read_lora_file(path)
+        plan = check_storymem_lora(tensors, transformer, source=str(path))
+        file_alpha = _alpha_from_metadata(metadata, path)
+        staged.append((name, transformer, path, tensors, plan, alpha or file_alpha or STORYMEM_LORA_ALPHA))
+
+    report: dict[str, Any] = {"adapter_name": adapter_name, "fused": fuse, "rslora": True, "experts": {}}
+    for name, transformer, path, tensors, plan, use_alpha in staged:
+        inject_storymem_lora(transformer, tensors, plan, alpha=use_alpha, adapter_name=adapter_name)
+        report["experts"][name] = {
+            "file": str(path.resolve()),
+            "sha256": file_sha256(path),
+            "rank": plan.rank,
+            "alpha": use_alpha,
+            "scale": rslora_scale(use_alpha, plan.rank),
+            "tensors": plan.tensors,
+        }
+    if fuse:
+        for _, transformer, *_ in staged:
+            transformer.fuse_lora(adapter_names=[adapter_name])
+    experts = report["experts"]
+    report["rank"] = experts["transformer"]["rank"]
+    report["scale"] = experts["transformer"]["scale"]
+    return report
+
+
+def _alpha_from_metadata(metadata: Mapping[str, str], path: Path) -> float | None:
+    if _ALPHA_METADATA_KEY not in metadata:
+        return None
+    try:
+        return float(metadata[_ALPHA_METADATA_KEY])
+    except ValueError as e:
+        raise LoraError(f"{path}: metadata {_ALPHA_METADATA_KEY}={metadata[_ALPHA_METADATA_KEY]!r} is not a number") from e
+
+
+def inject_storymem_lora(
+    transformer: torch.nn.Module,
+    tensors: Mapping[str, torch.Tensor],
+    plan: LoraPlan,
+    *,
+    alpha: float,
+    adapter_name: str = STORYMEM_ADAPTER_NAME,
+) -> None:
+    """Add a peft rsLoRA adapter to a checked transformer and set its weights from ``tensors``."""
+    from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+
+    config = LoraConfig(
+        r=plan.rank,
+        lora_alpha=alpha,
+        use_rslora=True,
+        target_modules=DIFFUSERS_TARGET_REGEX,
+        lora_dropout=0.0,  # the release's 0.05 is for training only
+        bias="none",
+    )
+    peft_state = {parsed.peft_key: tensors[key] for key, parsed in plan.keys.items()}
+    # low_cpu_mem_usage: adapters are created on the meta device and the file's tensors are
+    # assigned (then moved to the layer's device and dtype), no random init of 2 x 613M values.
+    try:
+        inject_adapter_in_model(config, transformer, adapter_name=adapter_name, low_cpu_mem_usage=True)
+        result = set_peft_model_state_dict(transformer, peft_state, adapter_name, low_cpu_mem_usage=True)
+    except Exception:
+        _remove_adapter(transformer, adapter_name)
+        raise
+    missing = [k for k in result.missing_keys if f".{adapter_name}." in k]
+    if result.unexpected_keys or missing:
+        _remove_adapter(transformer, adapter_name)
+        raise LoraError(
+            f"{plan.source}: peft did not take every tensor "
+            f"(unexpected {_quote(list(result.unexpected_keys))}, missing {_quote(missing)})"
+        )
+    transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
+    if hasattr(transformer, "set_adapter"):
+        transformer.set_adapter(_active_adapters(transformer) | {adapter_name})
+
+
+def _active_adapters(transformer: torch.nn.Module) -> set[str]:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            active = module.active_adapter
+            return {active} if isinstance(active, str) else set(active)
+    return set()
+
+
+def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer) and adapter_name in module.scaling:
+            module.delete_adapter(adapter_name)
+    peft_config = getattr(transformer, "peft_config", None)
+    if isinstance(peft_config, dict):
+        peft_config.pop(adapter_name, None)
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def storymem_lora_state_dict(
+    transformer: torch.nn.Module, adapter_name: str = STORYMEM_ADAPTER_NAME
+) -> dict[str, torch.Tensor]:
+    """The adapter's tensors in the published key layout (the inverse of the loader's mapping)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, param in transformer.named_parameters():
+        parsed = parse_peft_key(name, adapter_name)
+        if parsed is not None:
+            out[parsed.published_key] = param.detach().to("cpu").contiguous()
+    if not out:
+        raise LoraError(f"the transformer has no LoRA adapter named {adapter_name!r} on the StoryMem target layers")
+    check_storymem_lora(out, transformer, source=f"adapter {adapter_name!r}")
+    return out
+
+
+def save_storymem_lora(
+    transformer: torch.nn.Module, path: str | Path, adapter_name: str = STORYMEM_ADAPTER_NAME
+) -> Path:
+    """Write the adapter as ``.safetensors`` in the published layout, with its alpha in the metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise LoraError(f"{path}: StoryMem LoRAs are saved as .safetensors")
+    state = storymem_lora_state_dict(transformer, adapter_name)
+    config = transformer.peft_config[adapter_name]
+    if not config.use_rslora:
+        raise LoraError(f"adapter {adapter_name!r} is not rsLoRA; the StoryMem layout implies alpha/sqrt(r)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={_ALPHA_METADATA_KEY: str(float(config.lora_alpha))})
+    return path
+
+
+# --------------------------------------------------------------------------- style LoRAs
+
+ExpertName = Literal["transformer", "transformer_2"]
+
+
+def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_name: str | None = None) -> None:
+    """Apply an ordinary diffusers-format Wan LoRA (a user's style LoRA) to both experts.
+
+    diffusers' own loader reads the file (diffusers, ComfyUI ``diffusion_model.`` and
+    musubi layouts); its strength becomes the adapter's weight. Each expert gets its
+    own copy of the tensors because diffusers' Wan converter rescales them in place.
+    If the StoryMem LoRA is already fused, the style LoRA is fused too (peft skips
+    unmerged adapters on a merged layer).
+    """
+    path = Path(path)
+    name = adapter_name or f"style_{path.stem}"
+    tensors, _ = read_lora_file(path)
+    if tensors and all(parse_key(k) is not None for k in tensors):
+        raise LoraError(
+            f"{path}: this is a StoryMem-layout LoRA (original Wan module names), not a style LoRA",
+            hint="give it as the StoryMem LoRA (--lora), not as a style LoRA",
+        )
+    experts: list[tuple[ExpertName, Any]] = [("transformer", pipe.transformer)]
+    if getattr(pipe, "transformer_2", None) is not None:
+        experts.append(("transformer_2", pipe.transformer_2))
+    for expert, transformer in experts:
+        if name in (getattr(transformer, "peft_config", None) or {}):
+            raise LoraError(f"{path}: {expert} already has an adapter named {name!r}; pick another name")
+    for expert, transformer in experts:
+        fresh = {k: v.clone() for k, v in tensors.items()}
+        try:
+            pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
+        layers = _set_adapter_strength(transformer, name, strength)
+        if layers == 0:
+            raise LoraError(
+                f"{path}: diffusers loaded no LoRA layer from it into {expert}",
+                hint="keys look like " + _quote(sorted(tensors)[:2]) + "; expected a diffusers or ComfyUI Wan LoRA",
+            )
+
+
+def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: float) -> int:
+    """Scale adapter ``name`` by ``strength``, keep it active beside the others, fuse it where
+    the layer is already fused. Returns how many layers carry it."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = 0
+    for module in transformer.modules():
+        if not isinstance(module, BaseTunerLayer) or name not in getattr(module, "scaling", {}):
+            continue
+        layers += 1
+        module.set_scale(name, strength)
+        active = [module.active_adapter] if isinstance(module.active_adapter, str) else list(module.active_adapter)
+        if name not in active:
+            module.set_adapter([*active, name])
+        if module.merged:
+            module.merge(adapter_names=[name])
+    return layers

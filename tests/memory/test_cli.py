@@ -1,0 +1,170 @@
+"""`storymem inspect-memory` and `storymem add-reference` through the Typer app."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from storymem_cli.cli.app import app
+from storymem_cli.config import MemoryConfig
+from storymem_cli.memory import images as images_mod
+from storymem_cli.memory.bank import MemoryBank
+from storymem_cli.memory.sheet import BACKGROUND, TILE_BACKGROUND, sheet_layout, tile_origin
+
+runner = CliRunner()
+
+
+def write_image(path, size=(96, 80), seed=0):
+    arr = np.random.default_rng(seed).integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A run with one reference and three rendered shots (capacity 4: some evictions)."""
+    bank = MemoryBank.open(tmp_path / "run", MemoryConfig(capacity=4, sink_size=1))
+    bank.add_reference(np.full((70, 70, 3), 200, np.uint8), "Alice")
+    g = np.random.default_rng(0)
+    for shot in range(3):
+        bank.record_conditioning(shot, [e.id for e in bank.conditioning_entries()])
+        frames = g.integers(0, 256, size=(5, 24, 40, 3), dtype=np.uint8)
+        emb = g.normal(size=(5, 8)).astype(np.float32)
+        bank.add_shot_keyframes(shot, frames, [0, 2], emb / np.linalg.norm(emb, axis=1, keepdims=True), g.random(5))
+    bank.save()
+    return tmp_path / "run"
+
+
+def snapshot(run):
+    files = sorted(p.name for p in (run / "memory").iterdir()) if (run / "memory").exists() else []
+    text = (run / "memory.json").read_text() if (run / "memory.json").exists() else None
+    return text, files
+
+
+def test_inspect_json_lists_exactly_the_banks_entries(run_dir):
+    bank = MemoryBank.open(run_dir)
+    result = runner.invoke(app, ["inspect-memory", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["entries"] == [e.model_dump(mode="json") for e in bank.conditioning_entries()]
+    full = json.loads(runner.invoke(app, ["inspect-memory", str(run_dir), "--json", "--all"]).stdout)
+    assert [e["id"] for e in full["entries"]] == [e.id for e in bank.entries]
+    assert len(full["entries"]) > len(data["entries"])  # some entries were evicted
+
+
+def test_inspect_shot_shows_what_that_shot_saw(run_dir):
+    bank = MemoryBank.open(run_dir)
+    data = json.loads(runner.invoke(app, ["inspect-memory", str(run_dir), "--shot", "3", "--json"]).stdout)
+    assert [e["id"] for e in data["entries"]] == bank.conditioning[2]
+    missing = runner.invoke(app, ["inspect-memory", str(run_dir), "--shot", "9"])
+    assert missing.exit_code == 2 and "shot 9 has no conditioning record" in missing.stderr
+
+
+def test_inspect_table_names_every_entry(run_dir):
+    result = runner.invoke(app, ["inspect-memory", str(run_dir)], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    for e in MemoryBank.open(run_dir).conditioning_entries():
+        assert e.id in result.stdout
+
+
+def test_contact_sheet_has_one_tile_per_entry(run_dir, tmp_path):
+    out = tmp_path / "sheets" / "memory.png"
+    result = runner.invoke(app, ["inspect-memory", str(run_dir), "--all", "--sheet", str(out)])
+    assert result.exit_code == 0, result.output
+    n = len(MemoryBank.open(run_dir).entries)
+    cols, rows, width, height = sheet_layout(n)
+    with Image.open(out) as img:
+        assert img.format == "PNG" and img.size == (width, height)
+        sheet = np.asarray(img.convert("RGB"))
+    assert rows * cols > n  # the grid has empty cells: check they stay empty
+    for i in range(rows * cols):
+        x, y = tile_origin(i, cols)
+        corner = tuple(sheet[y + 1, x + 1])
+        assert corner == (TILE_BACKGROUND if i < n else BACKGROUND), f"cell {i}"
+
+
+def test_inspect_a_folder_without_memory_is_invalid(tmp_path):
+    result = runner.invoke(app, ["inspect-memory", str(tmp_path)])
+    assert result.exit_code == 2 and "no memory.json" in result.stderr
+    assert not (tmp_path / "memory").exists()
+
+
+def test_add_reference_creates_the_run_folder(tmp_path):
+    img = write_image(tmp_path / "alice.png")
+    run = tmp_path / "new-run"
+    result = runner.invoke(app, ["add-reference", str(run), str(img), "--name", "Alice", "--json"])
+    assert result.exit_code == 0, result.output
+    added = json.loads(result.stdout)["added"]
+    bank = MemoryBank.open(run)
+    assert [e.id for e in bank.entries] == added and bank.entries[0].role == "reference"
+    assert bank.entries[0].source.name == "Alice"
+    with Image.open(img) as original:
+        np.testing.assert_array_equal(bank.load_image(bank.entries[0]), np.asarray(original))
+
+
+def test_add_reference_on_a_corrupt_image_changes_nothing(run_dir, tmp_path):
+    good = write_image(tmp_path / "good.png")
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    before = snapshot(run_dir)
+    result = runner.invoke(app, ["add-reference", str(run_dir), str(good), str(bad)])
+    assert result.exit_code == 2
+    assert "broken.jpg" in result.stderr and "good.png" not in result.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_add_reference_on_a_corrupt_image_does_not_create_a_run(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    result = runner.invoke(app, ["add-reference", str(tmp_path / "run"), str(bad)])
+    assert result.exit_code == 2 and "broken.png" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"), [((40, 300), "at least 64 px"), ((9000, 70), "at most 8192 px")]
+)
+def test_tiny_and_huge_images_are_refused(run_dir, tmp_path, size, reason):
+    img = write_image(tmp_path / "odd.png", size=size)
+    before = snapshot(run_dir)
+    result = runner.invoke(app, ["add-reference", str(run_dir), str(img)])
+    assert result.exit_code == 2 and "odd.png" in result.stderr and reason in result.stderr
+    assert snapshot(run_dir) == before
+
+
+def test_decompression_bombs_are_refused_from_the_header(tmp_path, monkeypatch):
+    monkeypatch.setattr(images_mod, "MAX_PIXELS", 5000)
+    img = write_image(tmp_path / "bomb.png", size=(100, 100))
+    result = runner.invoke(app, ["add-reference", str(tmp_path / "run"), str(img)])
+    assert result.exit_code == 2 and "bomb.png" in result.stderr
+
+
+def test_transparent_and_grey_images_become_rgb(tmp_path):
+    rgba = np.zeros((70, 70, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:35, :, 3] = 255  # top half opaque red, bottom transparent -> white
+    Image.fromarray(rgba).save(tmp_path / "a.png")
+    Image.fromarray(np.full((70, 70), 9, np.uint8)).save(tmp_path / "g.png")
+    out = images_mod.load_images_all_or_nothing([tmp_path / "a.png", tmp_path / "g.png"])
+    assert out[0].shape == (70, 70, 3) and tuple(out[0][0, 0]) == (255, 0, 0) and tuple(out[0][-1, -1]) == (255,) * 3
+    assert tuple(out[1][5, 5]) == (9, 9, 9)
+
+
+def test_remove_a_reference(run_dir):
+    ref = next(e.id for e in MemoryBank.open(run_dir).entries if e.role == "reference")
+    result = runner.invoke(app, ["add-reference", str(run_dir), "--remove", ref, "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["removed"] == [ref]
+    assert ref not in [e.id for e in MemoryBank.open(run_dir).entries]
+    again = runner.invoke(app, ["add-reference", str(run_dir), "--remove", ref])
+    assert again.exit_code == 2 and ref in again.stderr
+
+
+def test_add_reference_argument_errors(run_dir, tmp_path):
+    img = write_image(tmp_path / "a.png")
+    assert runner.invoke(app, ["add-reference", str(run_dir)]).exit_code == 2
+    mismatch = runner.invoke(app, ["add-reference", str(run_dir), str(img), "--name", "a", "--name", "b"])
+    assert mismatch.exit_code == 2 and "--name" in mismatch.stderr
