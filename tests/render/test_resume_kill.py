@@ -1,4 +1,7 @@
-"""Kill a real render with SIGKILL, run it again: same video, finished shots not rendered again."""
+"""Kill a real render with SIGKILL, run it again: same video, finished shots not rendered again.
+
+The comparison with an uninterrupted in-process render also proves determinism: the same seed
+gives identical frames on CPU, across processes."""
 
 from __future__ import annotations
 
