@@ -68,11 +68,31 @@ def test_peft_injects_all_400_layers_at_full_size_on_meta():
 @pytest.mark.parametrize(
     "mutate, pattern",
     [
-        (lambda d: d.__setitem__("base_model.model.blocks.39.ffn.0.lora_A.weight", torch.empty(RANK, 5121, device="meta")), r"needs \[128, 5120\]"),
+        (
+            lambda d: d.__setitem__(
+                "base_model.model.blocks.39.ffn.0.lora_A.weight", torch.empty(RANK, 5121, device="meta")
+            ),
+            r"needs \[128, 5120\]",
+        ),
         (lambda d: d.pop("base_model.model.blocks.20.cross_attn.v.lora_B.weight"), "block 20 lacks"),
-        (lambda d: d.__setitem__("base_model.model.blocks.40.ffn.2.lora_A.weight", torch.empty(RANK, 13824, device="meta")), r"block\(s\) \[40\]"),
-        (lambda d: d.__setitem__("base_model.model.blocks.0.self_attn.q.lora_B.weight", torch.empty(5120, 64, device="meta")), "rank 64"),
-        (lambda d: d.__setitem__("base_model.model.patch_embedding.lora_A.weight", torch.empty(RANK, 36, device="meta")), "patch_embedding"),
+        (
+            lambda d: d.__setitem__(
+                "base_model.model.blocks.40.ffn.2.lora_A.weight", torch.empty(RANK, 13824, device="meta")
+            ),
+            r"block\(s\) \[40\]",
+        ),
+        (
+            lambda d: d.__setitem__(
+                "base_model.model.blocks.0.self_attn.q.lora_B.weight", torch.empty(5120, 64, device="meta")
+            ),
+            "rank 64",
+        ),
+        (
+            lambda d: d.__setitem__(
+                "base_model.model.patch_embedding.lora_A.weight", torch.empty(RANK, 36, device="meta")
+            ),
+            "patch_embedding",
+        ),
     ],
     ids=["shape", "missing", "extra-block", "rank", "unknown"],
 )

@@ -97,13 +97,13 @@ def test_report_names_files_hashes_rank_and_rsLoRA_scale(experts, files):
     high_file, low_file, *_ = files
     report = load_storymem_lora(high, low, high_file, low_file)
     assert report["rank"] == 4
+    assert report["alpha"] == 128.0
     assert report["scale"] == pytest.approx(128 / math.sqrt(4))
+    assert report["fused"] is False
     for expert, path in (("transformer", high_file), ("transformer_2", low_file)):
-        entry = report["experts"][expert]
-        assert entry["file"] == str(path.resolve())
-        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert entry["tensors"] == 2 * 20  # 2 blocks x 20 tensors
-        assert entry["alpha"] == 128.0
+        assert report["files"][expert] == str(path.resolve())
+        assert report["sha256"][expert] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert report["tensors"][expert] == 2 * 20  # 2 blocks x 20 tensors
 
 
 def test_release_scale_at_rank_128_is_11_31():
@@ -119,8 +119,8 @@ def test_alpha_from_metadata_or_argument(tmp_path, experts, make_lora, forward, 
     low_file = _save(tmp_path, "backbone_low_noise.safetensors", lora_low)
     want_high = merge_by_hand(high, lora_high, alpha=4.0)
     report = load_storymem_lora(high, low, high_file, low_file)
-    assert report["experts"]["transformer"]["alpha"] == 4.0
-    assert report["experts"]["transformer_2"]["alpha"] == 128.0
+    assert report["alpha"] == {"transformer": 4.0, "transformer_2": 128.0}
+    assert report["scale"]["transformer"] == pytest.approx(4.0 / 2)
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
 
 
@@ -131,7 +131,10 @@ def test_pth_and_safetensors_load_the_same(tmp_path, experts, make_transformer, 
     pth = tmp_path / "pth"
     st.mkdir()
     pth.mkdir()
-    pair_st = (_save(st, "backbone_high_noise.safetensors", lora_high), _save(st, "backbone_low_noise.safetensors", lora_low))
+    pair_st = (
+        _save(st, "backbone_high_noise.safetensors", lora_high),
+        _save(st, "backbone_low_noise.safetensors", lora_low),
+    )
     pair_pth = (_save(pth, "backbone_high_noise.pth", lora_high), _save(pth, "backbone_low_noise.pth", lora_low))
     a_high, a_low = make_transformer(seed=0), make_transformer(seed=1)
     b_high, b_low = make_transformer(seed=0), make_transformer(seed=1)
@@ -178,7 +181,10 @@ def test_key_variants_normalise(tmp_path, experts, make_transformer, make_lora, 
             out["module.diffusion_model." + key] = value
         return out
 
-    plain = (_save(tmp_path, "backbone_high_noise.safetensors", lora_high), _save(tmp_path, "backbone_low_noise.safetensors", lora_low))
+    plain = (
+        _save(tmp_path, "backbone_high_noise.safetensors", lora_high),
+        _save(tmp_path, "backbone_low_noise.safetensors", lora_low),
+    )
     other = tmp_path / "variant"
     other.mkdir()
     renamed = (
@@ -213,7 +219,9 @@ def _broken(lora, how):
             lora[src.replace("blocks.0", "blocks.2")] = lora[src].clone()
         return lora, r"block\(s\) \[2\] but the transformer has 2 blocks"
     if how == "duplicate":
-        lora["base_model.model.blocks.0.ffn.0.lora_A.default.weight"] = lora["base_model.model.blocks.0.ffn.0.lora_A.weight"].clone()
+        lora["base_model.model.blocks.0.ffn.0.lora_A.default.weight"] = lora[
+            "base_model.model.blocks.0.ffn.0.lora_A.weight"
+        ].clone()
         return lora, "same tensor after normalisation"
     raise AssertionError(how)
 
@@ -249,3 +257,48 @@ def test_loading_twice_is_refused(experts, files):
     load_storymem_lora(high, low, high_file, low_file)
     with pytest.raises(LoraError, match="already has a LoRA adapter"):
         load_storymem_lora(high, low, high_file, low_file)
+
+
+def test_lora_takes_the_dtype_of_a_bf16_expert(tmp_path, make_transformer, make_lora, forward, merge_by_hand):
+    """The release's files are fp32; on bf16 experts the adapter must be bf16 too (no dtype clash)."""
+    high, low = make_transformer(seed=0), make_transformer(seed=1)
+    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2)
+    want = merge_by_hand(high, lora_high)
+    high, low = high.to(torch.bfloat16), low.to(torch.bfloat16)
+    f_high = _save(tmp_path, "backbone_high_noise.safetensors", lora_high)
+    f_low = _save(tmp_path, "backbone_low_noise.safetensors", lora_low)
+    load_storymem_lora(high, low, f_high, f_low)
+    for model in (high, low):
+        layer = model.blocks[1].attn2.to_v
+        assert layer.lora_A["storymem"].weight.dtype == torch.bfloat16
+        assert layer.lora_B["storymem"].weight.dtype == torch.bfloat16
+    gen = torch.Generator().manual_seed(5)
+    hidden = torch.randn(1, 8, 2, 4, 4, generator=gen)
+    text = torch.randn(1, 5, 16, generator=gen)
+    with torch.no_grad():
+        got = high(hidden.bfloat16(), torch.tensor([500]), text.bfloat16(), return_dict=False)[0].float()
+        ref = want(hidden, torch.tensor([500]), text, return_dict=False)[0]
+    assert (got - ref).abs().max() < 0.1 * ref.abs().max()  # bf16 rounding only
+
+
+def test_failure_on_the_second_expert_unloads_the_first(experts, files, forward, monkeypatch):
+    from storymem_cli.models import lora as lora_module
+
+    high, low = experts
+    high_file, low_file, *_ = files
+    base_high = forward(high)
+    real = lora_module.inject_storymem_lora
+    calls = []
+
+    def flaky(transformer, *args, **kwargs):
+        calls.append(transformer)
+        if len(calls) == 2:
+            raise RuntimeError("out of memory")
+        real(transformer, *args, **kwargs)
+
+    monkeypatch.setattr(lora_module, "inject_storymem_lora", flaky)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        load_storymem_lora(high, low, high_file, low_file)
+    assert calls == [high, low]
+    assert "storymem" not in high.peft_config
+    assert torch.equal(forward(high), base_high)

@@ -28,14 +28,16 @@ def test_save_then_load_gives_the_same_outputs(tmp_path, make_transformer, forwa
 
     tensors, metadata = read_lora_file(high_file)
     assert len(tensors) == 2 * 20
-    assert all(k.startswith("base_model.model.blocks.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in tensors)
+    assert all(
+        k.startswith("base_model.model.blocks.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in tensors
+    )
     assert "base_model.model.blocks.1.ffn.0.lora_A.weight" in tensors
     assert metadata == {"lora_alpha": "8.0"}
 
     high, low = make_transformer(seed=0), make_transformer(seed=1)
     base = forward(high)
     report = load_storymem_lora(high, low, high_file, low_file)
-    assert report["experts"]["transformer"]["alpha"] == 8.0
+    assert report["alpha"] == 8.0
     assert (forward(trained_high) - base).abs().max() > 1e-3
     torch.testing.assert_close(forward(high), forward(trained_high), atol=1e-5, rtol=0)
     torch.testing.assert_close(forward(low), forward(trained_low), atol=1e-5, rtol=0)

@@ -209,9 +209,32 @@ def test_remove_and_unknown_ids(tmp_path):
 @pytest.mark.parametrize(
     ("text", "match"),
     [("{not json", "not readable JSON"), ('{"format_version": 99, "entries": []}', "format_version 99"),
-     ('{"format_version": 1, "entries": [{"id": 3}]}', "entries.0")],
+     ('{"format_version": 1, "entries": [{"id": 3}]}', "entries.0"),
+     ('{"format_version": 1, "entries": [{"id": "x", "file": "../../etc/passwd", "role": "window", "width": 1, '
+      '"height": 1, "sha256": "", "source": {"kind": "reference", "name": "x"}}]}', "memory/<id>.png")],
 )
 def test_a_damaged_memory_json_is_invalid_input(tmp_path, text, match):
     (tmp_path / "memory.json").write_text(text)
     with pytest.raises(InvalidInputError, match=match):
         MemoryBank.open(tmp_path)
+
+
+def test_embeddings_of_the_same_embedder_are_reused_and_others_recomputed(tmp_path):
+    emb = load_embedder("tiny")
+    bank = MemoryBank.open(tmp_path)
+    frames, _, scores, _ = shot_data(0)
+    own = emb.embed(frames)
+    bank.add_shot_keyframes(0, frames, [0, 1], own, scores)  # no embedder name given
+    np.testing.assert_array_equal(bank.active_embeddings(emb), own[:2])  # trusted: right size
+
+    class Other:
+        name, dim = "other", emb.dim
+
+        @staticmethod
+        def embed(images):
+            return np.ones((len(images), emb.dim), np.float32)
+
+    bank2 = MemoryBank.open(tmp_path / "b")
+    bank2.add_shot_keyframes(0, frames, [0], own, scores, embedder="tiny")
+    np.testing.assert_array_equal(bank2.active_embeddings(Other()), np.ones((1, emb.dim)))
+    assert bank2.entries[0].embedder == "other"

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from storymem_cli.config import MemoryConfig
 from storymem_cli.errors import InvalidInputError, StorymemError
@@ -78,6 +78,13 @@ class MemoryEntry(BaseModel):
     novelty: float | None = None  # 1 - cosine to the previous keyframe of its shot
     added_by_shot: int | None = None  # None: references (user state, not a render step)
     evicted_by_shot: int | None = None  # None while active
+
+    @model_validator(mode="after")
+    def _file_inside_memory_folder(self) -> MemoryEntry:
+        # A hand-edited memory.json must not make the bank read or write outside memory/.
+        if self.file != f"{MEMORY_DIR}/{self.id}.png" or "/" in self.id or "\\" in self.id or ".." in self.id:
+            raise ValueError(f"file must be {MEMORY_DIR}/<id>.png with a plain id, got {self.file!r}")
+        return self
 
     @property
     def active(self) -> bool:
@@ -200,13 +207,13 @@ class MemoryBank:
     def active_embeddings(self, embedder: FrameEmbedder | None = None) -> np.ndarray:
         """(M, D) embeddings of :meth:`conditioning_entries`, for dedupe.
 
-        With an ``embedder``, entries embedded by another embedder, or not at all (e.g.
-        references added from the command line), are embedded now from their PNGs and
+        With an ``embedder``, entries embedded by another embedder (by name or size), or not
+        at all (references added from the command line), are embedded now from their PNGs and
         the result is stored with them (saved on the next :meth:`save`).
         """
         entries = self.conditioning_entries()
         if embedder is not None:
-            stale = [e for e in entries if e.embedding is None or e.embedder != embedder.name]
+            stale = [e for e in entries if self._needs_embedding(e, embedder)]
             if stale:
                 # One entry at a time: sizes differ (references), and a few CLIP calls are cheap.
                 for e in stale:
@@ -218,6 +225,14 @@ class MemoryBank:
         if not entries:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([e.embedding_array() for e in entries])  # type: ignore[misc]
+
+    @staticmethod
+    def _needs_embedding(entry: MemoryEntry, embedder: FrameEmbedder) -> bool:
+        # An entry recorded without an embedder name is trusted if its size fits.
+        vec = entry.embedding_array()
+        if vec is None or vec.shape[0] != embedder.dim:
+            return True
+        return entry.embedder is not None and entry.embedder != embedder.name
 
     # -- updating --------------------------------------------------------------------------
     def _new_entry(self, image: np.ndarray, entry_id: str, **fields: object) -> MemoryEntry:

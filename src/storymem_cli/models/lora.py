@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,9 +194,7 @@ def _linear_features(transformer: Any, module_name: str) -> tuple[int, int] | No
     return int(module.in_features), int(module.out_features)
 
 
-def check_storymem_lora(
-    tensors: Mapping[str, Any], transformer: Any, *, source: str
-) -> LoraPlan:
+def check_storymem_lora(tensors: Mapping[str, Any], transformer: Any, *, source: str) -> LoraPlan:
     """Check a published-layout LoRA (tensors or shapes) against a diffusers Wan transformer.
 
     Raises :class:`LoraError` for an unknown key, a duplicate after normalisation, a
@@ -288,7 +287,12 @@ def load_storymem_lora(
     """Put the StoryMem LoRA on both experts: ``high_file`` on ``transformer`` (high noise),
     ``low_file`` on ``transformer_2`` (low noise). Both files are read and checked in full
     before either expert is touched. ``fuse=True`` merges the LoRA into both experts'
-    weights (peft merge: still unfuse-able). Returns a report for ``run.json``.
+    weights (peft merge: still unfuse-able).
+
+    Returns a report for ``run.json``: ``adapter_name``, ``fused``, ``rslora``, and
+    ``files`` / ``sha256`` / ``tensors`` keyed by expert (``transformer``,
+    ``transformer_2``); ``rank``, ``alpha``, ``scale`` as one number when both experts
+    agree, else keyed by expert.
 
     ``alpha`` defaults to the file's ``lora_alpha`` metadata if it has one, else the
     release's 128; the scale is rsLoRA's alpha / sqrt(r).
@@ -310,24 +314,39 @@ def load_storymem_lora(
         file_alpha = _alpha_from_metadata(metadata, path)
         staged.append((name, transformer, path, tensors, plan, alpha or file_alpha or STORYMEM_LORA_ALPHA))
 
-    report: dict[str, Any] = {"adapter_name": adapter_name, "fused": fuse, "rslora": True, "experts": {}}
-    for name, transformer, path, tensors, plan, use_alpha in staged:
-        inject_storymem_lora(transformer, tensors, plan, alpha=use_alpha, adapter_name=adapter_name)
-        report["experts"][name] = {
-            "file": str(path.resolve()),
-            "sha256": file_sha256(path),
-            "rank": plan.rank,
-            "alpha": use_alpha,
-            "scale": rslora_scale(use_alpha, plan.rank),
-            "tensors": plan.tensors,
-        }
+    done: list[torch.nn.Module] = []
+    try:
+        for _, transformer, _, tensors, plan, use_alpha in staged:
+            inject_storymem_lora(transformer, tensors, plan, alpha=use_alpha, adapter_name=adapter_name)
+            done.append(transformer)
+    except Exception:
+        for transformer in done:  # both experts or neither
+            _remove_adapter(transformer, adapter_name)
+        raise
     if fuse:
-        for _, transformer, *_ in staged:
+        for transformer in done:
             transformer.fuse_lora(adapter_names=[adapter_name])
-    experts = report["experts"]
-    report["rank"] = experts["transformer"]["rank"]
-    report["scale"] = experts["transformer"]["scale"]
-    return report
+
+    ranks = {name: plan.rank for name, _, _, _, plan, _ in staged}
+    alphas = {name: use_alpha for name, *_, use_alpha in staged}
+    scales = {name: rslora_scale(alphas[name], ranks[name]) for name in ranks}
+    return {
+        "adapter_name": adapter_name,
+        "fused": fuse,
+        "rslora": True,
+        "files": {name: str(path.resolve()) for name, _, path, *_ in staged},
+        "sha256": {name: file_sha256(path) for name, _, path, *_ in staged},
+        "tensors": {name: plan.tensors for name, _, _, _, plan, _ in staged},
+        "rank": _one_or_per_expert(ranks),
+        "alpha": _one_or_per_expert(alphas),
+        "scale": _one_or_per_expert(scales),
+    }
+
+
+def _one_or_per_expert(values: dict[str, Any]) -> Any:
+    """The value when both experts agree (the release: always), else the per-expert dict."""
+    distinct = set(values.values())
+    return distinct.pop() if len(distinct) == 1 else values
 
 
 def _alpha_from_metadata(metadata: Mapping[str, str], path: Path) -> float | None:
@@ -336,7 +355,9 @@ def _alpha_from_metadata(metadata: Mapping[str, str], path: Path) -> float | Non
     try:
         return float(metadata[_ALPHA_METADATA_KEY])
     except ValueError as e:
-        raise LoraError(f"{path}: metadata {_ALPHA_METADATA_KEY}={metadata[_ALPHA_METADATA_KEY]!r} is not a number") from e
+        raise LoraError(
+            f"{path}: metadata {_ALPHA_METADATA_KEY}={metadata[_ALPHA_METADATA_KEY]!r} is not a number"
+        ) from e
 
 
 def inject_storymem_lora(
@@ -359,6 +380,7 @@ def inject_storymem_lora(
         bias="none",
     )
     peft_state = {parsed.peft_key: tensors[key] for key, parsed in plan.keys.items()}
+    previously_active = _active_adapters(transformer)  # peft activates only the new adapter
     # low_cpu_mem_usage: adapters are created on the meta device and the file's tensors are
     # assigned (then moved to the layer's device and dtype), no random init of 2 x 613M values.
     try:
@@ -375,18 +397,27 @@ def inject_storymem_lora(
             f"(unexpected {_quote(list(result.unexpected_keys))}, missing {_quote(missing)})"
         )
     transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
-    if hasattr(transformer, "set_adapter"):
-        transformer.set_adapter(_active_adapters(transformer) | {adapter_name})
+    _activate(transformer, previously_active | {adapter_name})
 
 
 def _active_adapters(transformer: torch.nn.Module) -> set[str]:
     from peft.tuners.tuners_utils import BaseTunerLayer
 
+    active: set[str] = set()
     for module in transformer.modules():
         if isinstance(module, BaseTunerLayer):
-            active = module.active_adapter
-            return {active} if isinstance(active, str) else set(active)
-    return set()
+            names = module.active_adapter
+            active |= {names} if isinstance(names, str) else set(names)
+    return active
+
+
+def _activate(transformer: torch.nn.Module, names: set[str]) -> None:
+    """Make exactly ``names`` active on every LoRA layer (a layer skips the ones it lacks)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in transformer.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.set_adapter(sorted(names))
 
 
 def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
@@ -451,7 +482,10 @@ def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_nam
     unmerged adapters on a merged layer).
     """
     path = Path(path)
-    name = adapter_name or f"style_{path.stem}"
+    if not math.isfinite(strength):
+        raise LoraError(f"style LoRA strength for {path} must be a finite number, got {strength!r}")
+    # peft keeps adapters in ModuleDicts: no dots in the name
+    name = adapter_name or "style_" + re.sub(r"\W", "_", path.stem)
     tensors, _ = read_lora_file(path)
     if tensors and all(parse_key(k) is not None for k in tensors):
         raise LoraError(
@@ -464,23 +498,39 @@ def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_nam
     for expert, transformer in experts:
         if name in (getattr(transformer, "peft_config", None) or {}):
             raise LoraError(f"{path}: {expert} already has an adapter named {name!r}; pick another name")
-    for expert, transformer in experts:
-        fresh = {k: v.clone() for k, v in tensors.items()}
-        try:
-            pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
-        layers = _set_adapter_strength(transformer, name, strength)
-        if layers == 0:
-            raise LoraError(
-                f"{path}: diffusers loaded no LoRA layer from it into {expert}",
-                hint="keys look like " + _quote(sorted(tensors)[:2]) + "; expected a diffusers or ComfyUI Wan LoRA",
-            )
+    done: list[Any] = []
+    try:
+        for expert, transformer in experts:
+            _load_style_into(pipe, expert, transformer, tensors, path, name, strength)
+            done.append(transformer)
+    except Exception:
+        for transformer in done:  # both experts or neither
+            _remove_adapter(transformer, name)
+        raise
+
+
+def _load_style_into(
+    pipe: Any, expert: str, transformer: Any, tensors: dict[str, Any], path: Path, name: str, strength: float
+) -> None:
+    fresh = {k: v.clone() for k, v in tensors.items()}
+    previously_active = _active_adapters(transformer)  # diffusers leaves only the new one active
+    try:
+        pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
+    except (ValueError, KeyError, RuntimeError) as e:
+        _remove_adapter(transformer, name)
+        raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
+    _activate(transformer, previously_active | {name})
+    if _set_adapter_strength(transformer, name, strength) == 0:
+        _remove_adapter(transformer, name)
+        raise LoraError(
+            f"{path}: diffusers loaded no LoRA layer from it into {expert}",
+            hint="keys look like " + _quote(sorted(tensors)[:2]) + "; expected a diffusers or ComfyUI Wan LoRA",
+        )
 
 
 def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: float) -> int:
-    """Scale adapter ``name`` by ``strength``, keep it active beside the others, fuse it where
-    the layer is already fused. Returns how many layers carry it."""
+    """Scale adapter ``name`` by ``strength``; fuse it where the layer is already fused.
+    Returns how many layers carry it."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     layers = 0
@@ -489,9 +539,6 @@ def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: flo
             continue
         layers += 1
         module.set_scale(name, strength)
-        active = [module.active_adapter] if isinstance(module.active_adapter, str) else list(module.active_adapter)
-        if name not in active:
-            module.set_adapter([*active, name])
         if module.merged:
             module.merge(adapter_names=[name])
     return layers

@@ -29,7 +29,7 @@ from storymem_cli.pipeline.layout import (
     memory_latents_in_time,
     shot_condition_video,
 )
-from storymem_cli.pipeline.rope import install_story_rope, rope_positions
+from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, expert_for_timestep, release_base_sigmas
 
 # Memory images keep their aspect ratio: scaled to cover the shot, then centre-cropped.
@@ -41,13 +41,11 @@ def _to_pil(images: Sequence[np.ndarray]) -> list[PIL.Image.Image]:
 
 
 class StoryMemM2VPipeline(WanImageToVideoPipeline):
-    """Wan2.2 I2V A14B with memory conditioning: M2V, MI2V (1 known first frame) and MM2V (5)."""
+    """Wan2.2 I2V A14B with memory conditioning: M2V, MI2V (1 known first frame) and MM2V (5).
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        for transformer in (self.transformer, self.transformer_2):
-            if transformer is not None:
-                install_story_rope(transformer)
+    Both experts' ``rope`` is replaced by :class:`StoryRotaryPosEmbed` on the first call (or earlier
+    with ``install_story_rope``); the constructor is diffusers' own.
+    """
 
     @property
     def do_classifier_free_guidance(self) -> bool:
@@ -216,7 +214,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         # 3. Timesteps: the release's sigmas through UniPC's flow shift
         if sigmas is None:
             sigmas = release_base_sigmas(num_inference_steps, self.scheduler.config.num_train_timesteps)
-        self.scheduler.set_timesteps(sigmas=list(sigmas), device=device)
+        self.scheduler.set_timesteps(sigmas=np.asarray(sigmas, dtype=np.float64), device=device)
         timesteps = self.scheduler.timesteps
         self._num_timesteps = len(timesteps)
 

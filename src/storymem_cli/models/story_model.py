@@ -1,0 +1,290 @@
+"""The loaded story model: shared text encoder + VAE, and one pair of experts on the device at a time.
+
+The T2V pair (first shot) and the M2V pair (every other shot) are loaded on demand and the other
+pair is released, so a story needs memory for two experts, not four.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from storymem_cli.config import WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
+from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.models.presets import LORA_VARIANT_DIRS, ModelPreset
+from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.models.tiny import tiny_model_dir
+from storymem_cli.models.weights import I2V_COMPONENTS, T2V_COMPONENTS, check_components, locate_source, sha256_file
+from storymem_cli.pipeline.request import ShotRequest
+from storymem_cli.pipeline.sigmas import base_sigmas
+
+Kind = Literal["t2v", "m2v"]
+Progress = Callable[[int, int], None]
+
+
+def resolve_device(runtime: RuntimeOptions) -> torch.device:
+    return torch.device(runtime.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def resolve_dtype(name: str, runtime: RuntimeOptions, device: torch.device) -> torch.dtype:
+    """The preset's dtype on an accelerator, float32 on CPU, unless the user chose one."""
+    if runtime.dtype != "auto":
+        name = runtime.dtype
+    elif device.type == "cpu":
+        name = "float32"
+    return getattr(torch, name)
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """diffusers' float [0, 1] (F, H, W, 3) frames -> uint8."""
+    return np.clip(np.round(video * 255.0), 0, 255).astype(np.uint8)
+
+
+def _lora_api() -> Any:
+    try:
+        from storymem_cli.models import lora
+    except ImportError as err:
+        raise StorymemError(
+            f"StoryMem LoRA loading is not available in this build ({err})",
+            hint="install a storymem release that includes models/lora.py",
+        ) from None
+    return lora
+
+
+class StoryModel:
+    """Generates shots (``generate``) and says what it is made of (``describe``)."""
+
+    def __init__(
+        self,
+        preset: ModelPreset,
+        runtime: RuntimeOptions,
+        folders: dict[str, Path],
+        repos: dict[str, str | None],
+        lora_files: tuple[Path, Path] | None,
+    ):
+        from diffusers import AutoencoderKLWan, UniPCMultistepScheduler
+        from transformers import AutoTokenizer, UMT5EncoderModel
+
+        self.preset, self.runtime, self.folders, self.repos = preset, runtime, folders, repos
+        self.device = resolve_device(runtime)
+        self.dtype = resolve_dtype(preset.transformer_dtype, runtime, self.device)
+        text_dtype = resolve_dtype(preset.text_encoder_dtype, runtime, self.device)
+        self.lora_files = lora_files
+        self.lora_report: dict | None = None
+        self.last_rope = RopeConfig()
+
+        i2v = folders["i2v"]
+        self.shared: dict[str, Any] = {
+            "tokenizer": AutoTokenizer.from_pretrained(i2v, subfolder="tokenizer"),
+            "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder", dtype=text_dtype).eval(),
+            "vae": AutoencoderKLWan.from_pretrained(i2v, subfolder="vae", torch_dtype=torch.float32).eval(),
+        }  # the VAE stays in fp32 (SPEC 4)
+        self.scheduler_config = UniPCMultistepScheduler.load_config(i2v, subfolder="scheduler")
+        if runtime.vae_tiling:
+            self.shared["vae"].enable_tiling()
+        self._group_offloaded: set[str] = set()
+        self._kind: Kind | None = None
+        self._pipe: Any = None
+
+    @classmethod
+    def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
+        base = tiny_model_dir() if preset.builtin else None
+        i2v, i2v_repo = locate_source(preset.i2v_source, base)
+        t2v, t2v_repo = locate_source(preset.t2v_source, base)
+        check_components(i2v, I2V_COMPONENTS, i2v_repo)
+        check_components(t2v, T2V_COMPONENTS, t2v_repo)
+        lora_files = cls._find_lora(preset, runtime)
+        return cls(preset, runtime, {"i2v": i2v, "t2v": t2v}, {"i2v": i2v_repo, "t2v": t2v_repo}, lora_files)
+
+    @staticmethod
+    def _find_lora(preset: ModelPreset, runtime: RuntimeOptions) -> tuple[Path, Path] | None:
+        source = str(runtime.lora) if runtime.lora is not None else preset.lora_source
+        if source is None:
+            return None
+        variant = "mm2v" if runtime.continuation == "mm2v" else "mi2v"  # "none": the MI2V variant does M2V
+        folder, repo = locate_source(source)
+        api = _lora_api()
+        try:
+            high, low = api.find_storymem_lora_files(folder, variant)
+        except FileNotFoundError as err:
+            include = f"{LORA_VARIANT_DIRS[variant]}/*"
+            hint = f"download it with: hf download {repo} --include \"{include}\"" if repo else None
+            raise StorymemError(f"StoryMem LoRA ({variant}) not found in {folder}: {err}", hint=hint) from None
+        return Path(high), Path(low)
+
+    # -- pipelines -------------------------------------------------------------------------------------
+
+    def _load_pair(self, kind: Kind) -> tuple[Any, Any]:
+        from diffusers import WanTransformer3DModel
+
+        folder = self.folders["t2v" if kind == "t2v" else "i2v"]
+        return tuple(
+            WanTransformer3DModel.from_pretrained(folder, subfolder=sub, torch_dtype=self.dtype).eval()
+            for sub in ("transformer", "transformer_2")
+        )  # type: ignore[return-value]
+
+    def _release(self) -> None:
+        if self._pipe is None:
+            return
+        if self.runtime.offload == "model":
+            self._pipe.remove_all_hooks()
+        self._pipe = self._kind = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def pipeline(self, kind: Kind) -> Any:
+        """The T2V (``WanPipeline``) or M2V (``StoryMemM2VPipeline``) pipeline, loading its experts on demand."""
+        if self._kind == kind:
+            return self._pipe
+        self._release()
+        high, low = self._load_pair(kind)
+        if kind == "t2v":
+            from storymem_cli.pipeline.t2v import make_t2v_pipeline
+
+            pipe = make_t2v_pipeline(self.shared, high, low, self.scheduler_config, self.preset.t2v)
+        else:
+            from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
+            from storymem_cli.pipeline.scheduler import make_scheduler
+
+            if self.lora_files is not None:
+                self.lora_report = _lora_api().load_storymem_lora(high, low, *self.lora_files, fuse=False)
+            pipe = StoryMemM2VPipeline(
+                **self.shared,
+                scheduler=make_scheduler(self.scheduler_config, self.preset.m2v.flow_shift),
+                transformer=high,
+                transformer_2=low,
+                boundary_ratio=self.preset.m2v.boundary_ratio,
+            )
+        for path, strength in self.runtime.style_loras:
+            _lora_api().load_style_lora(pipe, path, strength)
+        self._apply_runtime(pipe, (high, low))
+        pipe.set_progress_bar_config(disable=True)
+        self._pipe, self._kind = pipe, kind
+        return pipe
+
+    def _apply_runtime(self, pipe: Any, transformers: tuple[Any, Any]) -> None:
+        backend = self.runtime.attention_backend
+        if backend:
+            for transformer in transformers:
+                try:
+                    transformer.set_attention_backend(backend)
+                except (ValueError, RuntimeError, ImportError) as err:
+                    raise InvalidInputError(f"attention backend {backend!r} cannot be used: {err}") from None
+        if self.runtime.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.runtime.offload == "group":
+            pipe.enable_group_offload(
+                onload_device=self.device,
+                offload_device=torch.device("cpu"),
+                offload_type="block_level",
+                num_blocks_per_group=1,
+                exclude_modules=sorted(self._group_offloaded),
+            )
+            self._group_offloaded.update(("text_encoder", "vae"))
+        else:
+            pipe.to(self.device)
+
+    # -- the contract ----------------------------------------------------------------------------------
+
+    def sampling_for(self, request: ShotRequest) -> SamplingConfig:
+        """The preset's T2V or M2V sampling with the request's overrides."""
+        base = self.preset.t2v if request.mode == "t2v" else self.preset.m2v
+        overrides = {
+            "steps": request.steps,
+            "guidance_high": request.guidance_high,
+            "guidance_low": request.guidance_low,
+            "flow_shift": request.flow_shift,
+            "boundary_ratio": request.boundary_ratio,
+        }
+        return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+    def generate(self, request: ShotRequest, progress: Progress | None = None) -> np.ndarray:
+        """uint8 (F, H, W, 3): all ``request.frames`` frames of the shot, untrimmed."""
+        self._check_mode(request)
+        sampling = self.sampling_for(request)
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
+
+        def on_step(_pipe: Any, i: int, _t: Any, _kwargs: dict) -> dict:
+            if progress is not None:
+                progress(i + 1, sampling.steps)
+            return {}
+
+        common = dict(
+            prompt=request.prompt,
+            negative_prompt=negative,
+            height=request.height,
+            width=request.width,
+            num_frames=request.frames,
+            num_inference_steps=sampling.steps,
+            guidance_scale=sampling.guidance_high,
+            guidance_scale_2=sampling.guidance_low,
+            generator=generator,
+            output_type="np",
+            callback_on_step_end=on_step,
+        )
+        from storymem_cli.pipeline.scheduler import make_scheduler
+
+        if request.mode == "t2v":
+            pipe = self.pipeline("t2v")
+            pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
+            pipe.register_to_config(boundary_ratio=sampling.boundary_ratio)
+            video = pipe(**common).frames[0]
+        else:
+            pipe = self.pipeline("m2v")
+            pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
+            video = pipe(
+                **common,
+                memory_images=request.memory,
+                first_frames=request.first_frames,
+                boundary_ratio=sampling.boundary_ratio,
+                sigmas=base_sigmas(sampling.steps, sampling.release_sigmas),
+                rope=request.rope,
+            ).frames[0]
+            self.last_rope = request.rope
+        return to_uint8(video)
+
+    def _check_mode(self, request: ShotRequest) -> None:
+        if self.lora_files is None or request.mode in ("t2v", "m2v"):
+            return
+        variant = "mm2v" if self.runtime.continuation == "mm2v" else "mi2v"
+        if request.mode != variant:
+            raise InvalidInputError(
+                f"shot mode {request.mode!r} needs the {request.mode.upper()} StoryMem LoRA, "
+                f"but this model was loaded with continuation={self.runtime.continuation!r}",
+                hint=f"load the model with continuation={request.mode!r}",
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """What run.json records about the model: sources, LoRA files and hashes, precision, device."""
+        lora = None
+        if self.lora_files is not None:
+            high, low = self.lora_files
+            lora = {
+                "variant": "mm2v" if self.runtime.continuation == "mm2v" else "mi2v",
+                "high_noise": {"path": str(high), "sha256": sha256_file(high)},
+                "low_noise": {"path": str(low), "sha256": sha256_file(low)},
+            }
+        return {
+            "preset": self.preset.name,
+            "random_weights": self.preset.builtin,
+            "i2v": {"repo": self.repos["i2v"], "path": str(self.folders["i2v"])},
+            "t2v": {"repo": self.repos["t2v"], "path": str(self.folders["t2v"])},
+            "storymem_lora": lora,
+            "style_loras": [
+                {"path": str(p), "sha256": sha256_file(Path(p)), "strength": s} for p, s in self.runtime.style_loras
+            ],
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "vae_dtype": "float32",
+            "device": str(self.device),
+            "offload": self.runtime.offload,
+            "vae_tiling": self.runtime.vae_tiling,
+            "attention_backend": self.runtime.attention_backend,
+            "rope": self.last_rope.model_dump(),
+        }

@@ -1,0 +1,94 @@
+"""One shot end to end on the tiny model: the contract the renderer relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from storymem_cli.config import WAN_DEFAULT_NEGATIVE_PROMPT
+from storymem_cli.pipeline.request import ShotRequest
+
+
+def request(tiny_model, **kw):
+    video = tiny_model.preset.video
+    base = dict(mode="m2v", prompt="a red fox in the snow", width=video.width, height=video.height,
+                frames=video.frames, steps=tiny_model.preset.steps, seed=7)  # fmt: skip
+    return ShotRequest(**{**base, **kw})
+
+
+def test_m2v_with_three_memory_images(tiny_model, images):
+    calls = []
+    req = request(tiny_model, memory=images(3, (37, 61)))
+    frames = tiny_model.generate(req, progress=lambda step, total: calls.append((step, total)))
+    assert frames.dtype == np.uint8
+    assert frames.shape == (req.frames, req.height, req.width, 3)
+    assert calls == [(i, req.steps) for i in range(1, req.steps + 1)]
+    again = tiny_model.generate(req)
+    assert np.array_equal(frames, again)
+    other = tiny_model.generate(request(tiny_model, memory=req.memory, seed=8))
+    assert not np.array_equal(frames, other)
+
+
+@pytest.mark.parametrize("mode, known", [("mi2v", 1), ("mm2v", 5)])
+def test_continuation_modes(tiny_model, images, mode, known):
+    req = request(tiny_model, mode=mode, memory=images(2), first_frames=images(known, (48, 64)), frames=13)
+    frames = tiny_model.generate(req)
+    assert frames.shape == (13, 48, 64, 3)
+
+
+def test_t2v_first_shot(tiny_model):
+    frames = tiny_model.generate(request(tiny_model, mode="t2v"))
+    assert frames.shape == (9, 48, 64, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames, tiny_model.generate(request(tiny_model, mode="t2v")))
+
+
+def test_default_negative_prompt_is_wans(tiny_model, monkeypatch):
+    pipe = tiny_model.pipeline("m2v")
+    seen = {}
+    original = pipe.encode_prompt
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return original(**kwargs)
+
+    monkeypatch.setattr(pipe, "encode_prompt", spy)
+    tiny_model.generate(request(tiny_model))
+    assert seen["negative_prompt"] == WAN_DEFAULT_NEGATIVE_PROMPT
+
+
+def test_memory_changes_the_shot(tiny_model, images):
+    without = tiny_model.generate(request(tiny_model))
+    with_memory = tiny_model.generate(request(tiny_model, memory=images(2)))
+    assert not np.array_equal(without, with_memory)
+
+
+def test_check_inputs_names_the_argument(m2v_pipe):
+    with pytest.raises(ValueError, match="num_frames"):
+        m2v_pipe(prompt="x", height=48, width=64, num_frames=8, num_inference_steps=1)
+    with pytest.raises(ValueError, match="first_frames"):
+        m2v_pipe(prompt="x", height=48, width=64, num_frames=9, num_inference_steps=1,
+                 first_frames=[np.zeros((48, 64, 3), np.uint8)] * 2)  # fmt: skip
+    with pytest.raises(ValueError, match="memory_images\\[0\\]"):
+        m2v_pipe(prompt="x", height=48, width=64, num_frames=9, memory_images=[np.zeros((4, 4), np.uint8)])
+    with pytest.raises(ValueError, match="height"):
+        m2v_pipe(prompt="x", height=40, width=64, num_frames=9)
+    with pytest.raises(ValueError, match="latents"):
+        m2v_pipe(prompt="x", height=48, width=64, num_frames=9, latents=torch.zeros(1, 16, 2, 6, 8))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(mode="mi2v"), "needs 1 first_frames"),
+        (dict(mode="t2v", memory=[np.zeros((8, 8, 3), np.uint8)]), "takes no memory"),
+        (dict(frames=10), "4k\\+1"),
+        (dict(width=70), "multiple of 16"),
+        (dict(memory=[np.zeros((8, 8, 3), np.float32)]), "memory\\[0\\]"),
+        (dict(boundary_ratio=1.5), "boundary_ratio"),
+    ],
+)
+def test_request_validation(tiny_model, overrides, message):
+    with pytest.raises(ValidationError, match=message):
+        request(tiny_model, **overrides)
