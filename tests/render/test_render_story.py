@@ -117,3 +117,28 @@ def test_edited_shot_4_rerenders_from_there(finished, generate_log, tmp_path):
     assert new["shots"][:3] == old["shots"][:3]
     assert new["shots"][3]["prompt"] != old["shots"][3]["prompt"]
     assert len(read_frames(run / "story.mp4")) == new["total_frames"]
+
+
+def test_references_seed_the_memory_and_a_new_reference_rerenders(tmp_path, generate_log):
+    from PIL import Image
+
+    from .conftest import small_story
+
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(scripts / "hero.png")
+    story = small_story("Hero", shots=2) | {"references": [{"image": "hero.png", "name": "Hero"}]}
+    script = write_script(scripts, "hero.json", story)
+    run = tmp_path / "run"
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    first = generate_log[0][0]
+    assert first.mode == "m2v" and len(first.memory) == 1  # MR2V: the reference is m_0
+    assert first.memory[0].shape == (30, 40, 3) and (first.memory[0] == [200, 30, 30]).all()
+
+    Image.new("RGB", (40, 30), (30, 30, 200)).save(scripts / "hero.png")  # a new picture of the hero
+    generate_log.clear()
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    assert len(generate_log) == 2  # the references changed: every shot depends on them
+    assert (generate_log[0][0].memory[0] == [30, 30, 200]).all()
+    refs = [e for e in MemoryBank.open(run).entries if e.role == "reference"]
+    assert len(refs) == 1  # the old picture left the memory

@@ -7,7 +7,7 @@ denoising step so its ETA is smooth) and the current shot (denoising steps).
 from __future__ import annotations
 
 import sys
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from storymem_cli.render.plan import ShotPlan
 
@@ -70,7 +70,7 @@ class PlainProgress:
 class RichProgress:
     """Live bars for a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -81,7 +81,7 @@ class RichProgress:
             TimeRemainingColumn,
         )
 
-        self.console = Console(stderr=True)
+        self.console = console or Console(stderr=True)
         self.bars = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
