@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 
 from storymem_cli.cli.app import app
-
 from storymem_cli.render import components
 
 # Scene 1: cut, continuation, cut; scene 2: cut, continuation. 5 shots, 2 MI2V.

@@ -7,7 +7,12 @@ import os
 
 import pytest
 
-from storymem_cli.render.atomic import atomic_path, atomic_write_json, remove_stale_temps, temp_path_for
+from storymem_cli.render.atomic import (
+    atomic_path,
+    atomic_write_json,
+    remove_stale_temps,
+    temp_path_for,
+)
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -21,10 +26,9 @@ def test_atomic_write_replaces_whole_file(tmp_path):
 def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("killed")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["clip.mp4"]
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from storymem_cli.render.plan import first_frames_for, min_frames_for, plan_story, shot_mode, trim_frames
+from storymem_cli.render.plan import (
+    first_frames_for,
+    min_frames_for,
+    plan_story,
+    shot_mode,
+    trim_frames,
+)
 from storymem_cli.render.seeds import shot_seed
 
 
@@ -31,7 +37,7 @@ def shots(cuts_per_scene: list[list[bool]], seeds: dict[int, int] | None = None)
 
 
 def modes(cuts, **kw):
-    defaults = dict(has_references=False, continuation="mi2v", use_memory=True, base_seed=0)
+    defaults = {"has_references": False, "continuation": "mi2v", "use_memory": True, "base_seed": 0}
     return [p.mode for p in plan_story(shots(cuts), **{**defaults, **kw})]
 
 

@@ -79,3 +79,31 @@ def test_sigkill_then_resume_gives_the_uninterrupted_video(tmp_path, generate_lo
         s["memory_ids"] for s in json.loads((reference / "run.json").read_text())["shots"]
     ]
     assert not list(run.rglob("*.tmp-*"))
+
+
+def test_crash_after_the_bank_update_but_before_run_json(tmp_path, generate_log, finished, monkeypatch):
+    """The narrowest window: shot 4's clip, tail and keyframes are on disk, run.json does not list
+    it yet. The next run rolls the bank back, renders shot 4 again and ends with the same video."""
+    from storymem_cli.render.story import StoryRenderer
+
+    script = write_script(tmp_path / "scripts", "lantern.json", STORY)
+    run = tmp_path / "run"
+    real_save = StoryRenderer._save
+
+    def crash_on_shot_4(self, record):
+        if len(record["shots"]) == 4:
+            raise KeyboardInterrupt  # what the user's Ctrl-C or a kill looks like here
+        real_save(self, record)
+
+    monkeypatch.setattr(StoryRenderer, "_save", crash_on_shot_4)
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny"])
+    assert result.exit_code == 130  # click turns KeyboardInterrupt into "Aborted!", exit 130
+    assert (run / "shots" / "shot_004.mp4").is_file() and done_shots(run) == 3
+    assert "3" in json.loads((run / "memory.json").read_text())["conditioning"]  # the bank saw shot 4
+
+    monkeypatch.setattr(StoryRenderer, "_save", real_save)
+    generate_log.clear()
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert len(generate_log) == 2
+    assert np.array_equal(read_frames(run / "story.mp4"), read_frames(finished["run"] / "story.mp4"))

@@ -26,7 +26,7 @@ def records(n):
 
 def test_keeps_the_longest_matching_prefix():
     fps = ["fp0", "fp1", "fp2", "fp3"]
-    present = lambda i: True  # noqa: E731
+    present = lambda i: True
     assert kept_prefix(records(4), fps, present) == 4
     assert kept_prefix(records(2), fps, present) == 2
     assert kept_prefix(records(4), ["fp0", "fp1", "X", "fp3"], present) == 2
@@ -56,8 +56,8 @@ def test_shot_fingerprint_changes_with_each_input():
 def test_settings_fingerprint_ignores_offload_only():
     base = settings()
     assert base.fingerprint() == settings(offload=True).fingerprint()
-    for change in [dict(seed=1), dict(steps=3), dict(width=128), dict(rope="sequential"), dict(memory_size=4),
-                   dict(continuation="mm2v"), dict(use_memory=False), dict(lora="x.safetensors")]:
+    for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
+                   {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"}]:
         assert settings(**change).fingerprint() != base.fingerprint(), change
 
 

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storymem_cli.errors import EXIT_FAILURE, EXIT_INVALID, InvalidInputError, StorymemError
+from storymem_cli.errors import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    InvalidInputError,
+    StorymemError,
+)
 
 DEFAULT_OUTPUT_ROOT = Path("runs")  # render a.json -> runs/a/ unless -o says otherwise
 
@@ -61,7 +66,7 @@ def run_jobs(
             results.append(render_one(job))
         except StorymemError as err:
             failure = Failure(job.script, str(err), err.exit_code)
-        except Exception as err:  # a bug in one story must not cost the rest of the batch
+        except Exception as err:  # noqa: BLE001  a bug in one story must not cost the rest of the batch
             detail = traceback.format_exc(limit=-3).strip()
             failure = Failure(job.script, f"unexpected {type(err).__name__}: {err}\n{detail}", EXIT_FAILURE)
         else:

@@ -38,10 +38,10 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
 
 
 def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
+    import torch
+
     from storymem_cli.memory.embed import load_embedder
     from storymem_cli.memory.quality import load_scorer
-
-    import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     embedder = load_embedder(settings.embedder, device=device)

@@ -28,7 +28,11 @@ from typing import Any
 import numpy as np
 
 from storymem_cli.errors import InvalidInputError, StorymemError
-from storymem_cli.render.atomic import atomic_path, atomic_write_json, remove_stale_temps
+from storymem_cli.render.atomic import (
+    atomic_path,
+    atomic_write_json,
+    remove_stale_temps,
+)
 
 RUN_FORMAT = "storymem-run"
 RUN_FORMAT_VERSION = 1
@@ -98,9 +102,8 @@ class RunFolder:
     # --- tail frames (lossless, unlike the mp4) ------------------------------------------------
 
     def save_tail(self, index: int, frames: np.ndarray) -> None:
-        with atomic_path(self.tail(index)) as tmp:
-            with open(tmp, "wb") as handle:
-                np.savez_compressed(handle, frames=frames)
+        with atomic_path(self.tail(index)) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(handle, frames=frames)
 
     def load_tail(self, index: int) -> np.ndarray:
         with np.load(self.tail(index)) as data:

@@ -13,7 +13,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from storymem_cli.config import ContinuationMode, MemoryConfig, RopeConfig, RopeMode, VideoConfig
+from storymem_cli.config import (
+    ContinuationMode,
+    MemoryConfig,
+    RopeConfig,
+    RopeMode,
+    VideoConfig,
+)
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 NOT_IN_FINGERPRINT = {"offload"}  # scheduling only: the frames are the same with or without it

@@ -15,7 +15,7 @@ The algorithm, top to bottom (``render_story``):
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +26,14 @@ import numpy as np
 from storymem_cli import __version__
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.render.atomic import atomic_write_text
-from storymem_cli.render.plan import TAIL_FRAMES, ShotPlan, first_frames_for, min_frames_for, plan_story, trim_frames
+from storymem_cli.render.plan import (
+    TAIL_FRAMES,
+    ShotPlan,
+    first_frames_for,
+    min_frames_for,
+    plan_story,
+    trim_frames,
+)
 from storymem_cli.render.progress import NullProgress, RenderProgress
 from storymem_cli.render.resume import (
     check_same_story,
@@ -362,8 +369,8 @@ class StoryRenderer:
 
         shot_record = {
             **plan.as_dict(),
-            "frames": int(len(frames)),
-            "trimmed_frames": int(len(shot_frames)),
+            "frames": len(frames),
+            "trimmed_frames": len(shot_frames),
             "path": self.folder.relative(clip),
             "tail": self.folder.relative(self.folder.tail(plan.index)),
             "memory_ids": memory_ids,
