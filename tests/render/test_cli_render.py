@@ -170,3 +170,15 @@ def test_restart_renders_everything_again(tmp_path, generate_log):
     result = render(str(script), "-o", str(run), "--frames", "5", "--restart")
     assert result.exit_code == 0, result.output
     assert len(generate_log) == 4 and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_local_model_folder_is_named_by_its_path(story_script, tmp_path):
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    folder = tiny_model_dir()
+    args = ["render", str(story_script), "-o", str(tmp_path / "r"), "--dry-run", "--json", "--model", str(folder)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["model"] == str(folder.resolve())
+    assert plan["settings"]["video"]["width"] == 64  # the folder's own preset defaults

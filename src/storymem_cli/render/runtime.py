@@ -18,9 +18,11 @@ def resolve_model(name: str) -> Any:
 def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
     from storymem_cli.config import MemoryConfig
 
+    # A local model folder is named by its path, so that switching folders re-renders the story.
+    named = options.model in ("auto", preset.name)
     return resolve_settings(
         options,
-        model_name=preset.name,
+        model_name=preset.name if named else str(Path(options.model).expanduser().resolve()),
         video=preset.video,
         steps=preset.steps,
         memory=MemoryConfig(aesthetic=preset.memory.aesthetic),

@@ -37,7 +37,9 @@ class RenderSession:
         """Refuse a real-size model without a CUDA GPU before any story starts."""
         import torch
 
-        if not self.preset.builtin and not torch.cuda.is_available():
+        from storymem_cli.models.presets import A14B
+
+        if self.preset.name == A14B.name and not torch.cuda.is_available():
             raise StorymemError(
                 f"model {self.preset.name} needs a CUDA GPU (each of its experts is ~28.6 GB) and none is available",
                 hint="run on a machine with a large NVIDIA GPU, or try the pipeline on CPU with --model tiny",
