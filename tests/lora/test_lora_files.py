@@ -93,3 +93,28 @@ def test_read_returns_tensors_and_metadata(tmp_path):
     tensors, metadata = read_lora_file(path)
     assert torch.equal(tensors["k"], torch.ones(2))
     assert metadata == {"lora_alpha": "64.0"}
+
+
+def test_the_other_variant_folder_is_refused(tmp_path):
+    """MI2V and MM2V files are indistinguishable by content; the folder name is all there is."""
+    mm2v = tmp_path / "Wan2.2-MM2V-A14B"
+    _touch(mm2v, "backbone_high_noise.safetensors", "backbone_low_noise.safetensors")
+    assert find_storymem_lora_files(mm2v, "mm2v")[0].parent == mm2v
+    with pytest.raises(LoraError, match="holds the mm2v variant.*mi2v continuation needs Wan2.2-MI2V-A14B"):
+        find_storymem_lora_files(mm2v, "mi2v")
+    with pytest.raises(LoraError, match="holds the mm2v variant"):
+        find_storymem_lora_files(mm2v / "backbone_low_noise.safetensors", "mi2v")
+
+
+def test_sha256_is_recomputed_when_the_file_changes(tmp_path):
+    import hashlib
+    import os
+
+    from storymem_cli.models.lora_files import file_sha256
+
+    path = tmp_path / "a.safetensors"
+    path.write_bytes(b"one")
+    assert file_sha256(path) == hashlib.sha256(b"one").hexdigest()
+    path.write_bytes(b"two!")
+    os.utime(path, ns=(1, 1))
+    assert file_sha256(path) == hashlib.sha256(b"two!").hexdigest()

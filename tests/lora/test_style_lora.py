@@ -64,7 +64,8 @@ def test_comfy_format_with_alpha_is_not_rescaled_twice(tmp_path, experts, forwar
     file's values, not the already-folded ones."""
     high, low = experts
     style = _style(high)
-    tensors = {f"diffusion_model.blocks.{k.block}.{k.module}.lora_{k.factor}.weight": v for k, v in style.items()}
+    kohya = {"A": "lora_down", "B": "lora_up"}
+    tensors = {f"diffusion_model.blocks.{k.block}.{k.module}.{kohya[k.factor]}.weight": v for k, v in style.items()}
     for block in range(len(high.blocks)):
         for module in STYLE_MODULES:
             tensors[f"diffusion_model.blocks.{block}.{module}.alpha"] = torch.tensor(1.0)  # alpha/r = 0.5
@@ -92,6 +93,10 @@ def test_style_lora_adds_to_the_storymem_lora(tmp_path, experts, forward, make_l
     load_storymem_lora(high, low, high_file, low_file, fuse=fuse)
     load_style_lora(_pipe(high, low), style_file, 0.5)
 
+    for model in (high, low):
+        assert model.blocks[0].attn1.to_q.merged is fuse  # a fused StoryMem LoRA stays fused
+        assert set(model.blocks[0].attn1.to_q.merged_adapters) == ({"storymem", "style_style"} if fuse else set())
+        assert model.blocks[1].attn2.to_k.merged is fuse  # a layer the style LoRA does not touch
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
     torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
 
@@ -140,3 +145,40 @@ def test_adapter_name_from_a_dotted_file_name(tmp_path, experts):
         load_style_lora(_pipe(high, low), path, 1.0)
     with pytest.raises(LoraError, match="finite"):
         load_style_lora(_pipe(high, low), path, float("nan"), adapter_name="other")
+
+
+def test_one_file_per_expert(tmp_path, experts, forward):
+    high, low = experts
+    style_high, style_low = _style(high, seed=7), _style(low, seed=8)
+    f_high, f_low = tmp_path / "style_high.safetensors", tmp_path / "style_low.safetensors"
+    save_file({f"transformer.{k.peft_key}": v for k, v in style_high.items()}, str(f_high))
+    save_file({f"transformer.{k.peft_key}": v for k, v in style_low.items()}, str(f_low))
+    want_high, want_low = _merge(high, style_high, 0.8), _merge(low, style_low, 0.8)
+    pipe = _pipe(high, low)
+    load_style_lora(pipe, f_high, 0.8, experts="high")
+    load_style_lora(pipe, f_low, 0.8, experts="low")
+    assert set(high.peft_config) == {"style_style_high"}
+    assert set(low.peft_config) == {"style_style_low"}
+    torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
+    torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
+
+
+def test_failed_style_lora_leaves_a_fused_storymem_lora_fused(
+    tmp_path, make_transformer, make_lora, forward, merge_by_hand
+):
+    high, low = make_transformer(seed=0), make_transformer(seed=1, ffn_dim=40)
+    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2)
+    high_file, low_file = tmp_path / "backbone_high_noise.safetensors", tmp_path / "backbone_low_noise.safetensors"
+    save_file(lora_high, str(high_file))
+    save_file(lora_low, str(low_file))
+    want_high = merge_by_hand(high, lora_high)
+    load_storymem_lora(high, low, high_file, low_file, fuse=True)
+    style_file = tmp_path / "style.safetensors"
+    save_file({f"transformer.{k.peft_key}": v for k, v in _style(high).items()}, str(style_file))
+
+    with pytest.raises(LoraError, match="transformer_2"):
+        load_style_lora(_pipe(high, low), style_file, 1.0)
+
+    assert set(high.peft_config) == {"storymem"}
+    assert high.blocks[0].attn1.to_q.merged_adapters == ["storymem"]
+    torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)

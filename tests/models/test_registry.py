@@ -94,3 +94,19 @@ def test_light_modules_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_storymem_lora_says_what_to_download(tmp_path, monkeypatch):
+    """A14B layout folder with both Wan repos present (tiny stand-ins) but no LoRA anywhere."""
+    from huggingface_hub import constants
+
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for sub in ("i2v", "t2v"):
+        (tmp_path / sub).symlink_to(tiny_model_dir() / sub)
+    preset = resolve_preset(str(tmp_path))
+    with pytest.raises(MissingWeightsError, match="Kevin-thu/StoryMem") as err:
+        load_story_model(preset, RuntimeOptions(device="cpu", continuation="mm2v"))
+    assert "hf download Kevin-thu/StoryMem" in str(err.value)

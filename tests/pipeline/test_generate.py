@@ -92,3 +92,8 @@ def test_check_inputs_names_the_argument(m2v_pipe):
 def test_request_validation(tiny_model, overrides, message):
     with pytest.raises(ValidationError, match=message):
         request(tiny_model, **overrides)
+
+
+def test_long_prompt_warns(tiny_model):
+    with pytest.warns(UserWarning, match="text encoder reads the first 512"):
+        tiny_model.generate(request(tiny_model, prompt="fox " * 200, steps=1))

@@ -107,3 +107,14 @@ def test_position_count_must_match(experts, inputs):
     _, ours = experts
     with pytest.raises(ValueError, match="frame_positions has 2 entries"):
         run(ours, inputs, (0.0, 1.0))
+
+
+def test_sequential_equals_stock_after_casting_to_bf16(experts, inputs):
+    stock, _ = experts
+    stock = copy.deepcopy(stock).to(torch.bfloat16)  # casts the rope tables too
+    ours = copy.deepcopy(stock)
+    install_story_rope(ours)
+    cast = {**inputs, "hidden_states": inputs["hidden_states"].bfloat16(),
+            "encoder_hidden_states": inputs["encoder_hidden_states"].bfloat16()}  # fmt: skip
+    positions = frame_positions(MEMORY, SHOT, RopeConfig(mode="sequential"))
+    assert torch.equal(run(ours, cast, positions), run(stock, cast))

@@ -1,28 +1,40 @@
-"""StoryMem LoRA: find the published files, check them, put them on the two experts (SPEC 5).
+"""StoryMem LoRA: check the published files and put them on the two experts (SPEC 5).
 
 Why not ``pipe.load_lora_weights``: with the release's peft-style keys diffusers
 0.42 loads nothing (a warning only), and its Wan converter uses alpha/r instead
 of rsLoRA's alpha/sqrt(r). So the keys are mapped here (``lora_keys``), every
-tensor is checked against the transformer before anything is touched, and peft
-injects a real, unfuse-able LoRA adapter (``use_rslora=True``) named
-``storymem``. A user's ordinary diffusers-format style LoRA goes through
-diffusers' own loader (:func:`load_style_lora`).
+tensor of both files is checked against the transformers before anything is
+touched, and peft injects a real, unfuse-able LoRA adapter (``use_rslora=True``)
+named ``storymem``. :func:`save_storymem_lora` writes the same layout back.
+
+The rest lives beside this module and is re-exported here: finding and reading
+files (``lora_files``), a user's style LoRA through diffusers' own loader
+(``lora_style``), peft adapter bookkeeping (``lora_adapters``).
 
 torch, peft, safetensors and diffusers are imported inside the functions: the
-CLI imports this module's names without paying for them.
+CLI imports these names without paying for them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from storymem_cli.errors import InvalidInputError
+from storymem_cli.models import lora_adapters as adapters
+from storymem_cli.models.lora_files import (
+    EXPERT_FILE_STEMS,
+    MAX_LISTED,
+    STORYMEM_HUB_REPO,
+    STORYMEM_VARIANT_DIRS,
+    LoraError,
+    file_sha256,
+    find_storymem_lora_files,
+    quote_keys,
+    read_lora_file,
+)
 from storymem_cli.models.lora_keys import (
     DIFFUSERS_TARGET_REGEX,
     TENSORS_PER_BLOCK,
@@ -31,136 +43,39 @@ from storymem_cli.models.lora_keys import (
     parse_key,
     parse_peft_key,
 )
+from storymem_cli.models.lora_style import load_style_lora
 
 if TYPE_CHECKING:
     import torch
 
+__all__ = [
+    "STORYMEM_ADAPTER_NAME",
+    "STORYMEM_HUB_REPO",
+    "STORYMEM_LORA_ALPHA",
+    "STORYMEM_VARIANT_DIRS",
+    "LoraError",
+    "LoraPlan",
+    "check_storymem_lora",
+    "find_storymem_lora_files",
+    "inject_storymem_lora",
+    "load_storymem_lora",
+    "load_style_lora",
+    "read_lora_file",
+    "rslora_scale",
+    "save_storymem_lora",
+    "storymem_lora_state_dict",
+]
+
 STORYMEM_ADAPTER_NAME = "storymem"
-# The release's LoRA config (wan/configs/wan_m2v_A14B.py at e027735): r=128, lora_alpha=128,
+# The release's LoRA config (its wan/configs/wan_m2v_A14B.py, SPEC 5): r=128, lora_alpha=128,
 # use_rslora=True. Files carry no alpha, so this is the default; r is read from the tensors.
 STORYMEM_LORA_ALPHA = 128.0
-# Variant -> folder in the Kevin-thu/StoryMem hub repo (SPEC 5).
-STORYMEM_VARIANT_DIRS = {"mi2v": "Wan2.2-MI2V-A14B", "mm2v": "Wan2.2-MM2V-A14B"}
-STORYMEM_HUB_REPO = "Kevin-thu/StoryMem"
-EXPERT_FILE_STEMS = {"transformer": "backbone_high_noise", "transformer_2": "backbone_low_noise"}
-_SUFFIXES = (".safetensors", ".pth")  # preference order: safetensors cannot run code
 _ALPHA_METADATA_KEY = "lora_alpha"  # written by save_storymem_lora, honoured by the loader
-_MAX_LISTED = 5  # how many offending keys an error message quotes
-
-
-class LoraError(InvalidInputError):
-    """A LoRA file that cannot be used as asked: which file, which key, what is wrong."""
 
 
 def rslora_scale(alpha: float, rank: int) -> float:
     """rsLoRA's multiplier of ``B @ A``: alpha / sqrt(r) (128 / sqrt(128) = 11.31)."""
     return alpha / math.sqrt(rank)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def find_storymem_lora_files(path: str | Path, variant: str) -> tuple[Path, Path]:
-    """``(high_noise_file, low_noise_file)`` of the StoryMem LoRA ``variant`` under ``path``.
-
-    ``path`` is one of the two files, a variant folder (``Wan2.2-MI2V-A14B/``) or the
-    repo root holding both variant folders. ``.safetensors`` wins over ``.pth``.
-    """
-    if variant not in STORYMEM_VARIANT_DIRS:
-        raise LoraError(
-            f"unknown StoryMem LoRA variant {variant!r}",
-            hint=f"use one of: {', '.join(STORYMEM_VARIANT_DIRS)}",
-        )
-    root = Path(path).expanduser()
-    if root.is_file():
-        if not any(root.name == stem + s for stem in EXPERT_FILE_STEMS.values() for s in _SUFFIXES):
-            raise LoraError(
-                f"{root}: not a StoryMem LoRA file name",
-                hint="expected backbone_high_noise.safetensors / backbone_low_noise.safetensors (or .pth)",
-            )
-        root = root.parent
-    if not root.is_dir():
-        raise LoraError(
-            f"StoryMem LoRA path {root} does not exist",
-            hint=_download_hint(variant),
-        )
-    candidates = [root, root / STORYMEM_VARIANT_DIRS[variant]]
-    for folder in candidates:
-        high = _pick_file(folder, EXPERT_FILE_STEMS["transformer"])
-        low = _pick_file(folder, EXPERT_FILE_STEMS["transformer_2"])
-        if high and low:
-            return high, low
-        if high or low:
-            missing = EXPERT_FILE_STEMS["transformer_2" if high else "transformer"]
-            raise LoraError(
-                f"{folder}: found {(high or low).name} but no {missing}.safetensors or {missing}.pth",
-                hint="both experts need their file; " + _download_hint(variant),
-            )
-    looked = " and ".join(str(c) for c in candidates)
-    raise LoraError(
-        f"no backbone_high_noise / backbone_low_noise .safetensors or .pth in {looked}",
-        hint=_download_hint(variant),
-    )
-
-
-def _pick_file(folder: Path, stem: str) -> Path | None:
-    for suffix in _SUFFIXES:
-        candidate = folder / (stem + suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _download_hint(variant: str) -> str:
-    sub = STORYMEM_VARIANT_DIRS.get(variant, "Wan2.2-MI2V-A14B")
-    return f"download it with: huggingface-cli download {STORYMEM_HUB_REPO} --include '{sub}/*' --local-dir DIR"
-
-
-def read_lora_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a ``.safetensors`` file, or of a ``.pth`` loaded with ``weights_only=True``."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise LoraError(f"LoRA file {path} does not exist")
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        from safetensors import SafetensorError, safe_open
-
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                metadata = dict(f.metadata() or {})
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
-        except SafetensorError as e:
-            raise LoraError(f"{path}: not a readable .safetensors file ({e})") from e
-        return tensors, metadata
-    if suffix in (".pth", ".pt", ".bin"):
-        import pickle
-
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise LoraError(
-                f"{path}: refused: this pickle needs more than tensors to load (weights_only=True)",
-                hint="a LoRA file holds only tensors; convert it to .safetensors from a source you trust",
-            ) from e
-        except (RuntimeError, EOFError, OSError) as e:
-            raise LoraError(f"{path}: not a readable PyTorch file ({e})") from e
-        if not isinstance(obj, Mapping):
-            raise LoraError(f"{path}: holds a {type(obj).__name__}, expected a dict of tensors")
-        bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-        if bad:
-            raise LoraError(f"{path}: entries that are not tensors: {_quote(bad)}")
-        return dict(obj), {}
-    raise LoraError(f"{path}: unsupported LoRA file type {suffix!r}", hint="use .safetensors or .pth")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- checking
@@ -207,7 +122,7 @@ def check_storymem_lora(tensors: Mapping[str, Any], transformer: Any, *, source:
     unknown = [k for k in tensors if parse_key(k) is None]
     if unknown:
         raise LoraError(
-            f"{source}: {len(unknown)} key(s) that are not StoryMem LoRA tensors, e.g. {_quote(unknown)}",
+            f"{source}: {len(unknown)} key(s) that are not StoryMem LoRA tensors, e.g. {quote_keys(unknown)}",
             hint="expected base_model.model.blocks.{i}.{self_attn|cross_attn}.{q,k,v,o} or ffn.{0,2}"
             ".lora_{A,B}.weight; a diffusers-format style LoRA goes to --style-lora instead",
         )
@@ -225,7 +140,7 @@ def check_storymem_lora(tensors: Mapping[str, Any], transformer: Any, *, source:
     beyond = sorted({p.block for p in seen if p.block >= num_blocks})
     if beyond:
         raise LoraError(
-            f"{source}: LoRA for block(s) {beyond[:_MAX_LISTED]} but the transformer has {num_blocks} blocks",
+            f"{source}: LoRA for block(s) {beyond[:MAX_LISTED]} but the transformer has {num_blocks} blocks",
             hint="this LoRA was trained for a bigger model than the one loaded",
         )
     missing = [k for k in expected_keys(num_blocks) if k not in seen]
@@ -234,7 +149,7 @@ def check_storymem_lora(tensors: Mapping[str, Any], transformer: Any, *, source:
         first = [k for k in missing if k.block == blocks[0]]
         raise LoraError(
             f"{source}: {len(missing)} LoRA tensor(s) missing in {len(blocks)} block(s) "
-            f"(each block needs {TENSORS_PER_BLOCK}); block {blocks[0]} lacks {_quote([k.published_key for k in first])}",
+            f"(each block needs {TENSORS_PER_BLOCK}); block {blocks[0]} lacks {quote_keys([k.published_key for k in first])}",
             hint="a truncated download, or a LoRA for a smaller model than the one loaded",
         )
 
@@ -264,11 +179,6 @@ def check_storymem_lora(tensors: Mapping[str, Any], transformer: Any, *, source:
                 hint="this LoRA was trained for a different model size",
             )
     return LoraPlan(source=source, rank=rank, keys=keys)
-
-
-def _quote(items: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in items[:_MAX_LISTED])
-    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
 # --------------------------------------------------------------------------- loading
@@ -321,7 +231,7 @@ def load_storymem_lora(
             done.append(transformer)
     except Exception:
         for transformer in done:  # both experts or neither
-            _remove_adapter(transformer, adapter_name)
+            adapters.remove_adapter(transformer, adapter_name)
         raise
     if fuse:
         for transformer in done:
@@ -380,55 +290,18 @@ def inject_storymem_lora(
         bias="none",
     )
     peft_state = {parsed.peft_key: tensors[key] for key, parsed in plan.keys.items()}
-    previously_active = _active_adapters(transformer)  # peft activates only the new adapter
     # low_cpu_mem_usage: adapters are created on the meta device and the file's tensors are
     # assigned (then moved to the layer's device and dtype), no random init of 2 x 613M values.
-    try:
+    with adapters.adding_adapter(transformer, adapter_name, join_fused=False):
         inject_adapter_in_model(config, transformer, adapter_name=adapter_name, low_cpu_mem_usage=True)
         result = set_peft_model_state_dict(transformer, peft_state, adapter_name, low_cpu_mem_usage=True)
-    except Exception:
-        _remove_adapter(transformer, adapter_name)
-        raise
-    missing = [k for k in result.missing_keys if f".{adapter_name}." in k]
-    if result.unexpected_keys or missing:
-        _remove_adapter(transformer, adapter_name)
-        raise LoraError(
-            f"{plan.source}: peft did not take every tensor "
-            f"(unexpected {_quote(list(result.unexpected_keys))}, missing {_quote(missing)})"
-        )
-    transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
-    _activate(transformer, previously_active | {adapter_name})
-
-
-def _active_adapters(transformer: torch.nn.Module) -> set[str]:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    active: set[str] = set()
-    for module in transformer.modules():
-        if isinstance(module, BaseTunerLayer):
-            names = module.active_adapter
-            active |= {names} if isinstance(names, str) else set(names)
-    return active
-
-
-def _activate(transformer: torch.nn.Module, names: set[str]) -> None:
-    """Make exactly ``names`` active on every LoRA layer (a layer skips the ones it lacks)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in transformer.modules():
-        if isinstance(module, BaseTunerLayer):
-            module.set_adapter(sorted(names))
-
-
-def _remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    for module in transformer.modules():
-        if isinstance(module, BaseTunerLayer) and adapter_name in module.scaling:
-            module.delete_adapter(adapter_name)
-    peft_config = getattr(transformer, "peft_config", None)
-    if isinstance(peft_config, dict):
-        peft_config.pop(adapter_name, None)
+        missing = [k for k in result.missing_keys if f".{adapter_name}." in k]
+        if result.unexpected_keys or missing:
+            raise LoraError(
+                f"{plan.source}: peft did not take every tensor "
+                f"(unexpected {quote_keys(list(result.unexpected_keys))}, missing {quote_keys(missing)})"
+            )
+        transformer._hf_peft_config_loaded = True  # so diffusers' fuse/unfuse/set_adapters see the adapter
 
 
 # --------------------------------------------------------------------------- saving
@@ -465,80 +338,3 @@ def save_storymem_lora(
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata={_ALPHA_METADATA_KEY: str(float(config.lora_alpha))})
     return path
-
-
-# --------------------------------------------------------------------------- style LoRAs
-
-ExpertName = Literal["transformer", "transformer_2"]
-
-
-def load_style_lora(pipe: Any, path: str | Path, strength: float, *, adapter_name: str | None = None) -> None:
-    """Apply an ordinary diffusers-format Wan LoRA (a user's style LoRA) to both experts.
-
-    diffusers' own loader reads the file (diffusers, ComfyUI ``diffusion_model.`` and
-    musubi layouts); its strength becomes the adapter's weight. Each expert gets its
-    own copy of the tensors because diffusers' Wan converter rescales them in place.
-    If the StoryMem LoRA is already fused, the style LoRA is fused too (peft skips
-    unmerged adapters on a merged layer).
-    """
-    path = Path(path)
-    if not math.isfinite(strength):
-        raise LoraError(f"style LoRA strength for {path} must be a finite number, got {strength!r}")
-    # peft keeps adapters in ModuleDicts: no dots in the name
-    name = adapter_name or "style_" + re.sub(r"\W", "_", path.stem)
-    tensors, _ = read_lora_file(path)
-    if tensors and all(parse_key(k) is not None for k in tensors):
-        raise LoraError(
-            f"{path}: this is a StoryMem-layout LoRA (original Wan module names), not a style LoRA",
-            hint="give it as the StoryMem LoRA (--lora), not as a style LoRA",
-        )
-    experts: list[tuple[ExpertName, Any]] = [("transformer", pipe.transformer)]
-    if getattr(pipe, "transformer_2", None) is not None:
-        experts.append(("transformer_2", pipe.transformer_2))
-    for expert, transformer in experts:
-        if name in (getattr(transformer, "peft_config", None) or {}):
-            raise LoraError(f"{path}: {expert} already has an adapter named {name!r}; pick another name")
-    done: list[Any] = []
-    try:
-        for expert, transformer in experts:
-            _load_style_into(pipe, expert, transformer, tensors, path, name, strength)
-            done.append(transformer)
-    except Exception:
-        for transformer in done:  # both experts or neither
-            _remove_adapter(transformer, name)
-        raise
-
-
-def _load_style_into(
-    pipe: Any, expert: str, transformer: Any, tensors: dict[str, Any], path: Path, name: str, strength: float
-) -> None:
-    fresh = {k: v.clone() for k, v in tensors.items()}
-    previously_active = _active_adapters(transformer)  # diffusers leaves only the new one active
-    try:
-        pipe.load_lora_weights(fresh, adapter_name=name, load_into_transformer_2=expert == "transformer_2")
-    except (ValueError, KeyError, RuntimeError) as e:
-        _remove_adapter(transformer, name)
-        raise LoraError(f"{path}: diffusers could not load it into {expert}: {e}") from e
-    _activate(transformer, previously_active | {name})
-    if _set_adapter_strength(transformer, name, strength) == 0:
-        _remove_adapter(transformer, name)
-        raise LoraError(
-            f"{path}: diffusers loaded no LoRA layer from it into {expert}",
-            hint="keys look like " + _quote(sorted(tensors)[:2]) + "; expected a diffusers or ComfyUI Wan LoRA",
-        )
-
-
-def _set_adapter_strength(transformer: torch.nn.Module, name: str, strength: float) -> int:
-    """Scale adapter ``name`` by ``strength``; fuse it where the layer is already fused.
-    Returns how many layers carry it."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    layers = 0
-    for module in transformer.modules():
-        if not isinstance(module, BaseTunerLayer) or name not in getattr(module, "scaling", {}):
-            continue
-        layers += 1
-        module.set_scale(name, strength)
-        if module.merged:
-            module.merge(adapter_names=[name])
-    return layers

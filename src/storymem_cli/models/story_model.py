@@ -7,6 +7,7 @@ pair is released, so a story needs memory for two experts, not four.
 from __future__ import annotations
 
 import gc
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -14,12 +15,19 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from storymem_cli.config import WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
-from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS, WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
+from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, ModelPreset
 from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.models.tiny import tiny_model_dir
-from storymem_cli.models.weights import I2V_COMPONENTS, T2V_COMPONENTS, check_components, locate_source, sha256_file
+from storymem_cli.models.weights import (
+    I2V_COMPONENTS,
+    T2V_COMPONENTS,
+    check_components,
+    download_command,
+    locate_source,
+    sha256_file,
+)
 from storymem_cli.pipeline.request import ShotRequest
 from storymem_cli.pipeline.sigmas import base_sigmas
 
@@ -38,6 +46,17 @@ def resolve_dtype(name: str, runtime: RuntimeOptions, device: torch.device) -> t
     elif device.type == "cpu":
         name = "float32"
     return getattr(torch, name)
+
+
+def check_attention_backend(name: str | None) -> None:
+    """Fail before loading any weights when the backend name is unknown to diffusers."""
+    if name is None:
+        return
+    from diffusers.models.attention_dispatch import AttentionBackendName
+
+    known = sorted(b.value for b in AttentionBackendName)
+    if name.lower() not in known:
+        raise InvalidInputError(f"unknown attention backend {name!r}", hint=f"use one of: {', '.join(known)}")
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:
@@ -77,6 +96,7 @@ class StoryModel:
         self.lora_files = lora_files
         self.lora_report: dict | None = None
         self.last_rope = RopeConfig()
+        self._hashes: dict[Path, str] = {}
 
         i2v = folders["i2v"]
         self.shared: dict[str, Any] = {
@@ -93,6 +113,7 @@ class StoryModel:
 
     @classmethod
     def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
+        check_attention_backend(runtime.attention_backend)
         base = tiny_model_dir() if preset.builtin else None
         i2v, i2v_repo = locate_source(preset.i2v_source, base)
         t2v, t2v_repo = locate_source(preset.t2v_source, base)
@@ -108,13 +129,13 @@ class StoryModel:
             return None
         variant = "mm2v" if runtime.continuation == "mm2v" else "mi2v"  # "none": the MI2V variant does M2V
         folder, repo = locate_source(source)
-        api = _lora_api()
-        try:
-            high, low = api.find_storymem_lora_files(folder, variant)
-        except FileNotFoundError as err:
+        if repo is not None and not (folder / LORA_VARIANT_DIRS[variant]).is_dir():
             include = f"{LORA_VARIANT_DIRS[variant]}/*"
-            hint = f"download it with: hf download {repo} --include \"{include}\"" if repo else None
-            raise StorymemError(f"StoryMem LoRA ({variant}) not found in {folder}: {err}", hint=hint) from None
+            raise MissingWeightsError(
+                f"the StoryMem LoRA {repo}/{LORA_VARIANT_DIRS[variant]} ({variant}) is not in the Hugging Face cache",
+                hint=f"download it with: {download_command(repo, include)}",
+            )
+        high, low = _lora_api().find_storymem_lora_files(folder, variant)
         return Path(high), Path(low)
 
     # -- pipelines -------------------------------------------------------------------------------------
@@ -207,6 +228,7 @@ class StoryModel:
     def generate(self, request: ShotRequest, progress: Progress | None = None) -> np.ndarray:
         """uint8 (F, H, W, 3): all ``request.frames`` frames of the shot, untrimmed."""
         self._check_mode(request)
+        self._warn_if_truncated(request.prompt)
         sampling = self.sampling_for(request)
         generator = torch.Generator("cpu").manual_seed(request.seed)
         negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
@@ -250,6 +272,15 @@ class StoryModel:
             self.last_rope = request.rope
         return to_uint8(video)
 
+    def _warn_if_truncated(self, prompt: str) -> None:
+        tokens = len(self.shared["tokenizer"](prompt).input_ids)
+        if tokens > TEXT_ENCODER_MAX_TOKENS:
+            warnings.warn(
+                f"prompt is {tokens} tokens; the text encoder reads the first {TEXT_ENCODER_MAX_TOKENS} "
+                f"and ignores the rest: {prompt[:60]!r}...",
+                stacklevel=3,
+            )
+
     def _check_mode(self, request: ShotRequest) -> None:
         if self.lora_files is None or request.mode in ("t2v", "m2v"):
             return
@@ -261,24 +292,28 @@ class StoryModel:
                 hint=f"load the model with continuation={request.mode!r}",
             )
 
+    def _sha(self, path: Path) -> str:
+        if path not in self._hashes:  # LoRA files are ~1 GB: hash each once
+            self._hashes[path] = sha256_file(path)
+        return self._hashes[path]
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the model: sources, LoRA files and hashes, precision, device."""
-        lora = None
-        if self.lora_files is not None:
-            high, low = self.lora_files
-            lora = {
-                "variant": "mm2v" if self.runtime.continuation == "mm2v" else "mi2v",
-                "high_noise": {"path": str(high), "sha256": sha256_file(high)},
-                "low_noise": {"path": str(low), "sha256": sha256_file(low)},
-            }
+        lora = self.lora_report  # the loader's report once the M2V experts are loaded
+        if lora is None and self.lora_files is not None:
+            lora = {"files": {"transformer": str(self.lora_files[0]), "transformer_2": str(self.lora_files[1])},
+                    "sha256": {"transformer": self._sha(self.lora_files[0]),
+                               "transformer_2": self._sha(self.lora_files[1])},
+                    "loaded": False}  # fmt: skip
         return {
             "preset": self.preset.name,
             "random_weights": self.preset.builtin,
             "i2v": {"repo": self.repos["i2v"], "path": str(self.folders["i2v"])},
             "t2v": {"repo": self.repos["t2v"], "path": str(self.folders["t2v"])},
             "storymem_lora": lora,
+            "continuation": self.runtime.continuation,
             "style_loras": [
-                {"path": str(p), "sha256": sha256_file(Path(p)), "strength": s} for p, s in self.runtime.style_loras
+                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s} for p, s in self.runtime.style_loras
             ],
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": "float32",

@@ -238,6 +238,8 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         experts = {"high": (self.transformer, self._guidance_scale), "low": (self.transformer_2, self._guidance_scale_2)}
         with rope_positions((self.transformer, self.transformer_2), positions):
             for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
                 self._current_timestep = t
                 model, scale = experts[expert_for_timestep(float(t), boundary_ratio, NUM_TRAIN_TIMESTEPS)]
                 model_input = torch.cat([latents, condition], dim=1).to(transformer_dtype)

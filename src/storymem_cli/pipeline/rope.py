@@ -46,7 +46,8 @@ class StoryRotaryPosEmbed(WanRotaryPosEmbed):
     @classmethod
     def replacing(cls, stock: WanRotaryPosEmbed) -> StoryRotaryPosEmbed:
         module = cls(stock.attention_head_dim, tuple(stock.patch_size), stock.max_seq_len)
-        return module.to(stock.freqs_cos.device)
+        # Same device and dtype as the tables it replaces (fp32 unless someone cast the model with .to()).
+        return module.to(device=stock.freqs_cos.device, dtype=stock.freqs_cos.dtype)
 
     def forward(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.frame_positions is None:
@@ -71,7 +72,7 @@ class StoryRotaryPosEmbed(WanRotaryPosEmbed):
         for t_table, table in ((t_cos, self.freqs_cos), (t_sin, self.freqs_sin)):
             _, h_table, w_table = table.split(split, dim=1)
             parts = [
-                t_table.to(device).view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1),
+                t_table.to(device=device, dtype=table.dtype).view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1),
                 h_table[:pph].view(1, pph, 1, -1).expand(ppf, pph, ppw, -1),
                 w_table[:ppw].view(1, 1, ppw, -1).expand(ppf, pph, ppw, -1),
             ]
