@@ -141,3 +141,19 @@ def test_references_seed_the_memory_and_a_new_reference_rerenders(tmp_path, gene
     assert (generate_log[0][0].memory[0] == [30, 30, 200]).all()
     refs = [e for e in MemoryBank.open(run).entries if e.role == "reference"]
     assert len(refs) == 1  # the old picture left the memory
+
+
+def test_mm2v_continues_from_the_previous_shots_last_5_frames(tmp_path, generate_log):
+    from .conftest import small_story
+
+    script = write_script(tmp_path, "boat.json", small_story("Boat", shots=2))
+    run = tmp_path / "run"
+    result = render(str(script), "-o", str(run), "--continuation", "mm2v", "--json")
+    assert result.exit_code == 0, result.output
+    (first, first_frames), (second, second_frames) = generate_log
+    assert second.mode == "mm2v" and len(second.first_frames) == 5
+    for given, previous in zip(second.first_frames, first_frames[-5:], strict=True):
+        assert given.tobytes() == previous.tobytes()
+    shots = json.loads(result.stdout)["shots"]
+    assert [s["frames"] for s in shots] == [len(first_frames), len(second_frames) - 5]
+    assert len(read_frames(run / "story.mp4")) == sum(s["frames"] for s in shots)
