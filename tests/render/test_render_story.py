@@ -157,3 +157,18 @@ def test_mm2v_continues_from_the_previous_shots_last_5_frames(tmp_path, generate
     shots = json.loads(result.stdout)["shots"]
     assert [s["frames"] for s in shots] == [len(first_frames), len(second_frames) - 5]
     assert len(read_frames(run / "story.mp4")) == sum(s["frames"] for s in shots)
+
+
+def test_an_overview_edit_renders_nothing_but_updates_the_record(finished, generate_log, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished["run"], run)
+    edited = json.loads(json.dumps(STORY))
+    edited["story_overview"] = "A quieter telling of the same walk."
+    script = write_script(tmp_path / "scripts", "lantern.json", edited)
+    clips = {p: p.read_bytes() for p in (run / "shots").glob("*.mp4")}
+    result = render(str(script), "-o", str(run))
+    assert result.exit_code == 0, result.output
+    assert generate_log == []
+    assert run_json(run)["script_sha256"] != run_json(finished["run"])["script_sha256"]
+    assert json.loads((run / "script.json").read_text())["story_overview"] == edited["story_overview"]
+    assert all(p.read_bytes() == data for p, data in clips.items())

@@ -1,6 +1,6 @@
 """Render one story into a run folder, shot by shot, resumable.
 
-The algorithm, top to bottom (``render_story``):
+The algorithm, top to bottom (``StoryRenderer.render``):
 
 1. Check the inputs and plan every shot (mode, seed) before loading anything.
 2. Open the run folder: refuse another story's folder, keep the finished shots
@@ -254,10 +254,16 @@ class StoryRenderer:
         record["shots"] = list(previous["shots"][:kept]) if previous else []
         record["kept_shots"] = kept
 
-        finished = previous is not None and kept == len(plans) and previous.get("status") == "done"
-        if finished and self.folder.story_mp4.is_file():
+        finished = (
+            previous is not None
+            and kept == len(plans)
+            and previous.get("status") == "done"
+            and previous.get("script_sha256") == self.script.sha256  # else refresh script.json + run.json
+            and self.folder.story_mp4.is_file()
+        )
+        if finished:
             self.progress.note(f"{self.script.story_name}: all {len(plans)} shots already rendered in {self.folder.root}")
-            return summary(self.folder, previous | {"kept_shots": kept})
+            return summary(self.folder, {**previous, "kept_shots": kept})
 
         try:
             atomic_write_text(self.folder.script_json, self.script.canonical_json() + "\n")
@@ -275,7 +281,9 @@ class StoryRenderer:
 
             # 4. Shot by shot.
             for plan in plans[kept:]:
-                shot_record, previous_tail = self._render_shot(plan, parts, bank, previous_tail, fingerprints[plan.index])
+                shot_record, previous_tail = self._render_shot(
+                    plan, parts, bank, previous_tail, fingerprints[plan.index]
+                )
                 record["shots"].append(shot_record)
                 self._save(record)
 
