@@ -77,8 +77,8 @@ def render(
         None,
         "--output",
         "-o",
-        help="Run folder for one script (default runs/<script name>); for several, the folder that gets one "
-        "run folder per script (default runs/).",
+        help="Run folder for one script (default runs/<script name>); for several scripts or with --shard, "
+        "the folder that gets one run folder per script (default runs/).",
     ),
     model: str = typer.Option(
         "auto",
