@@ -118,3 +118,23 @@ def test_sha256_is_recomputed_when_the_file_changes(tmp_path):
     path.write_bytes(b"two!")
     os.utime(path, ns=(1, 1))
     assert file_sha256(path) == hashlib.sha256(b"two!").hexdigest()
+
+
+def test_hugging_face_cache_layout_with_symlinked_files(tmp_path):
+    """In the HF cache the files are symlinks into blobs/; the names that matter are the links'."""
+    import hashlib
+
+    from storymem_cli.models.lora_files import file_sha256
+
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    variant = tmp_path / "snapshots" / "0123abc" / "Wan2.2-MI2V-A14B"
+    variant.mkdir(parents=True)
+    for i, stem in enumerate(("backbone_high_noise", "backbone_low_noise")):
+        blob = blobs / f"sha{i}"
+        blob.write_bytes(stem.encode())
+        (variant / f"{stem}.safetensors").symlink_to(blob)
+    high, low = find_storymem_lora_files(variant.parent, "mi2v")
+    assert (high.name, low.name) == ("backbone_high_noise.safetensors", "backbone_low_noise.safetensors")
+    assert find_storymem_lora_files(low, "mi2v") == (high, low)
+    assert file_sha256(high) == hashlib.sha256(b"backbone_high_noise").hexdigest()

@@ -11,8 +11,8 @@ def tiny_request():
     from storymem_cli.pipeline.request import ShotRequest
 
     def make(**kw):
-        base = dict(mode="m2v", prompt="a lighthouse at dusk", width=TINY.video.width, height=TINY.video.height,
-                    frames=TINY.video.frames, steps=2, seed=3)  # fmt: skip
+        base = {"mode": "m2v", "prompt": "a lighthouse at dusk", "width": TINY.video.width, "height": TINY.video.height,
+                    "frames": TINY.video.frames, "steps": 2, "seed": 3}  # fmt: skip
         return ShotRequest(**{**base, **kw})
 
     return make

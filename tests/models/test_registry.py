@@ -10,7 +10,11 @@ import pytest
 
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
 from storymem_cli.models.presets import A14B, TINY, WAN_I2V_REPO
-from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+from storymem_cli.models.registry import (
+    RuntimeOptions,
+    load_story_model,
+    resolve_preset,
+)
 
 
 def test_named_presets():

@@ -6,16 +6,20 @@ import numpy as np
 import pytest
 
 from storymem_cli.errors import InvalidInputError
-from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+from storymem_cli.models.registry import (
+    RuntimeOptions,
+    load_story_model,
+    resolve_preset,
+)
 
 
 @pytest.mark.parametrize(
     "options",
     [
-        dict(offload="model"),
-        dict(offload="group"),
-        dict(vae_tiling=True),
-        dict(attention_backend="native"),
+        {"offload": "model"},
+        {"offload": "group"},
+        {"vae_tiling": True},
+        {"attention_backend": "native"},
     ],
 )
 def test_options_construct_and_run_on_cpu(options, tiny_request):

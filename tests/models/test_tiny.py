@@ -5,8 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
-from storymem_cli.models.tiny import build_tiny_components, save_tiny_model, tiny_model_dir
+from storymem_cli.models.registry import (
+    RuntimeOptions,
+    load_story_model,
+    resolve_preset,
+)
+from storymem_cli.models.tiny import (
+    build_tiny_components,
+    save_tiny_model,
+    tiny_model_dir,
+)
 
 
 def test_components_are_deterministic_and_tiny():

@@ -13,8 +13,8 @@ from storymem_cli.pipeline.request import ShotRequest
 
 def request(tiny_model, **kw):
     video = tiny_model.preset.video
-    base = dict(mode="m2v", prompt="a red fox in the snow", width=video.width, height=video.height,
-                frames=video.frames, steps=tiny_model.preset.steps, seed=7)  # fmt: skip
+    base = {"mode": "m2v", "prompt": "a red fox in the snow", "width": video.width, "height": video.height,
+                "frames": video.frames, "steps": tiny_model.preset.steps, "seed": 7}  # fmt: skip
     return ShotRequest(**{**base, **kw})
 
 
@@ -81,12 +81,12 @@ def test_check_inputs_names_the_argument(m2v_pipe):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(mode="mi2v"), "needs 1 first_frames"),
-        (dict(mode="t2v", memory=[np.zeros((8, 8, 3), np.uint8)]), "takes no memory"),
-        (dict(frames=10), "4k\\+1"),
-        (dict(width=70), "multiple of 16"),
-        (dict(memory=[np.zeros((8, 8, 3), np.float32)]), "memory\\[0\\]"),
-        (dict(boundary_ratio=1.5), "boundary_ratio"),
+        ({"mode": "mi2v"}, "needs 1 first_frames"),
+        ({"mode": "t2v", "memory": [np.zeros((8, 8, 3), np.uint8)]}, "takes no memory"),
+        ({"frames": 10}, "4k\\+1"),
+        ({"width": 70}, "multiple of 16"),
+        ({"memory": [np.zeros((8, 8, 3), np.float32)]}, "memory\\[0\\]"),
+        ({"boundary_ratio": 1.5}, "boundary_ratio"),
     ],
 )
 def test_request_validation(tiny_model, overrides, message):

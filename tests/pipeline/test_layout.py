@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from storymem_cli.config import RopeConfig
-from storymem_cli.pipeline.layout import condition_mask, frame_positions, latent_frame_count, shot_condition_video
+from storymem_cli.pipeline.layout import (
+    condition_mask,
+    frame_positions,
+    latent_frame_count,
+    shot_condition_video,
+)
 
 MODES = {"m2v": 0, "mi2v": 1, "mm2v": 5}  # known first pixel frames
 KNOWN_LATENTS = {"m2v": [], "mi2v": [0], "mm2v": [0, 1]}  # shot latent frames the mask marks known

@@ -12,7 +12,11 @@ from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
 from storymem_cli.config import RopeConfig
 from storymem_cli.pipeline.layout import frame_positions
-from storymem_cli.pipeline.rope import StoryRotaryPosEmbed, install_story_rope, rope_positions
+from storymem_cli.pipeline.rope import (
+    StoryRotaryPosEmbed,
+    install_story_rope,
+    rope_positions,
+)
 
 MEMORY, SHOT = 3, 3
 
@@ -32,7 +36,7 @@ def inputs():
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(1, 36, MEMORY + SHOT, 6, 8, generator=g)
     text = torch.randn(1, 512, 32, generator=g)
-    return dict(hidden_states=hidden, timestep=torch.tensor([700.0]), encoder_hidden_states=text, return_dict=False)
+    return {"hidden_states": hidden, "timestep": torch.tensor([700.0]), "encoder_hidden_states": text, "return_dict": False}
 
 
 def run(model, inputs, positions=None):

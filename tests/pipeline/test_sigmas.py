@@ -9,7 +9,11 @@ from diffusers import UniPCMultistepScheduler
 
 from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING
 from storymem_cli.pipeline.scheduler import make_scheduler
-from storymem_cli.pipeline.sigmas import expert_for_timestep, release_base_sigmas, release_sigmas
+from storymem_cli.pipeline.sigmas import (
+    expert_for_timestep,
+    release_base_sigmas,
+    release_sigmas,
+)
 
 
 def spec_sigmas(steps: int, shift: float) -> np.ndarray:

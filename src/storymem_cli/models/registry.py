@@ -10,14 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storymem_cli.errors import InvalidInputError
-from storymem_cli.models.presets import A14B, PRESETS, STORYMEM_LORA_REPO, TINY, ModelPreset
+from storymem_cli.models.presets import (
+    A14B,
+    PRESETS,
+    STORYMEM_LORA_REPO,
+    TINY,
+    ModelPreset,
+)
 from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.models.tiny import MODEL_FILE
 
 if TYPE_CHECKING:
     from storymem_cli.models.story_model import StoryModel
 
-__all__ = ["RuntimeOptions", "ModelPreset", "resolve_preset", "load_story_model", "preset_names"]
+__all__ = ["ModelPreset", "RuntimeOptions", "load_story_model", "preset_names", "resolve_preset"]
 
 
 

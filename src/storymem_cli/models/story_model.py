@@ -15,7 +15,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS, WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig, SamplingConfig
+from storymem_cli.config import (
+    TEXT_ENCODER_MAX_TOKENS,
+    WAN_DEFAULT_NEGATIVE_PROMPT,
+    RopeConfig,
+    SamplingConfig,
+)
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, ModelPreset
 from storymem_cli.models.runtime import RuntimeOptions
@@ -238,19 +243,19 @@ class StoryModel:
                 progress(i + 1, sampling.steps)
             return {}
 
-        common = dict(
-            prompt=request.prompt,
-            negative_prompt=negative,
-            height=request.height,
-            width=request.width,
-            num_frames=request.frames,
-            num_inference_steps=sampling.steps,
-            guidance_scale=sampling.guidance_high,
-            guidance_scale_2=sampling.guidance_low,
-            generator=generator,
-            output_type="np",
-            callback_on_step_end=on_step,
-        )
+        common = {
+            "prompt": request.prompt,
+            "negative_prompt": negative,
+            "height": request.height,
+            "width": request.width,
+            "num_frames": request.frames,
+            "num_inference_steps": sampling.steps,
+            "guidance_scale": sampling.guidance_high,
+            "guidance_scale_2": sampling.guidance_low,
+            "generator": generator,
+            "output_type": "np",
+            "callback_on_step_end": on_step,
+        }
         from storymem_cli.pipeline.scheduler import make_scheduler
 
         if request.mode == "t2v":

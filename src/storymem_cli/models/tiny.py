@@ -23,17 +23,17 @@ TINY_FORMAT = 1  # bump when the layout below changes, so cached directories are
 MODEL_FILE = "storymem_model.json"  # what makes a folder a storymem model directory
 
 TEXT_DIM = 32
-TINY_TEXT_ENCODER = dict(
-    vocab_size=259, d_model=TEXT_DIM, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
-    relative_attention_num_buckets=8, relative_attention_max_distance=16,
-    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
-)  # fmt: skip  # vocab: 3 specials + 256 bytes
-TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
+TINY_TEXT_ENCODER = {
+    "vocab_size": 259, "d_model": TEXT_DIM, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4,
+    "relative_attention_num_buckets": 8, "relative_attention_max_distance": 16,
+    "pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
+}  # fmt: skip  # vocab: 3 specials + 256 bytes
+TINY_VAE = {"base_dim": 8, "z_dim": 16, "dim_mult": [1, 1, 1, 1], "num_res_blocks": 1, "temperal_downsample": [False, True, True]}
 # z_dim 16 and the 4x8x8 stride as Wan's VAE, so T2V takes 16 channels and I2V 16 + 4 + 16 = 36.
-TINY_TRANSFORMER = dict(
-    patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, out_channels=16,
-    text_dim=TEXT_DIM, freq_dim=16, ffn_dim=32, num_layers=2,
-)  # fmt: skip  # head_dim 12: rope splits it 4 (time) + 4 + 4
+TINY_TRANSFORMER = {
+    "patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 12, "out_channels": 16,
+    "text_dim": TEXT_DIM, "freq_dim": 16, "ffn_dim": 32, "num_layers": 2,
+}  # fmt: skip  # head_dim 12: rope splits it 4 (time) + 4 + 4
 TINY_CHANNELS = {"t2v": 16, "i2v": 36}
 BOUNDARY = {"t2v": TINY.t2v.boundary_ratio, "i2v": TINY.m2v.boundary_ratio}
 
@@ -67,7 +67,11 @@ def build_tokenizer() -> Any:
 def build_tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:
     """tokenizer, text_encoder, vae, scheduler and the four transformers, from ``seed``."""
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     def seeded(offset: int, make: Any) -> Any:
@@ -118,10 +122,17 @@ def cache_root() -> Path:
 
 def tiny_model_dir() -> Path:
     """The tiny model directory, built once per configuration and reused (atomic rename, race-safe)."""
-    dest = cache_root() / f"tiny-{tiny_config_hash()}"
+    name = f"tiny-{tiny_config_hash()}"
+    dest = cache_root() / name
     if (dest / MODEL_FILE).is_file():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home (some CI sandboxes): build under the temp folder instead
+        dest = Path(tempfile.gettempdir()) / "storymem" / name
+        if (dest / MODEL_FILE).is_file():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
     try:
         save_tiny_model(tmp)

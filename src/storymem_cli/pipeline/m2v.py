@@ -18,7 +18,12 @@ from diffusers import WanImageToVideoPipeline
 from diffusers.pipelines.wan.pipeline_output import WanPipelineOutput
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
-from storymem_cli.config import MOTION_FRAMES_MM2V, TEXT_ENCODER_MAX_TOKENS, WAN_DEFAULT_NEGATIVE_PROMPT, RopeConfig
+from storymem_cli.config import (
+    MOTION_FRAMES_MM2V,
+    TEXT_ENCODER_MAX_TOKENS,
+    WAN_DEFAULT_NEGATIVE_PROMPT,
+    RopeConfig,
+)
 from storymem_cli.pipeline.layout import (
     concat_time,
     condition_mask,
@@ -30,7 +35,11 @@ from storymem_cli.pipeline.layout import (
     shot_condition_video,
 )
 from storymem_cli.pipeline.rope import rope_positions
-from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, expert_for_timestep, release_base_sigmas
+from storymem_cli.pipeline.sigmas import (
+    NUM_TRAIN_TIMESTEPS,
+    expert_for_timestep,
+    release_base_sigmas,
+)
 
 # Memory images keep their aspect ratio: scaled to cover the shot, then centre-cropped.
 MEMORY_RESIZE_MODE = "crop"
