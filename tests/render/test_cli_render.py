@@ -182,3 +182,15 @@ def test_a_local_model_folder_is_named_by_its_path(story_script, tmp_path):
     plan = json.loads(result.stdout)
     assert plan["model"] == str(folder.resolve())
     assert plan["settings"]["video"]["width"] == 64  # the folder's own preset defaults
+
+
+def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch):
+    from storymem_cli.render.runfolder import RunFolder
+
+    monkeypatch.setattr(components, "load_model", lambda *a: pytest.fail("loaded a model"))
+    folder = RunFolder(tmp_path / "run")
+    folder.prepare()
+    with folder.locked():  # as another process's render would hold it
+        result = render(str(story_script), "-o", str(folder.root))
+    assert result.exit_code == 1
+    assert "another storymem render is writing" in result.stderr

@@ -17,10 +17,12 @@ clip, the tail frames and the memory update are on disk.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from storymem_cli.render.atomic import (
 RUN_FORMAT = "storymem-run"
 RUN_FORMAT_VERSION = 1
 # What a render writes (and --restart removes). Nothing else in the folder is touched.
+LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, released on exit or kill)
 OWNED_NAMES = ("run.json", "script.json", "story.mp4", "shots", "memory", "memory.json")
 
 
@@ -112,7 +115,7 @@ class RunFolder:
     # --- folder life cycle -------------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create the folder (and shots/), check it is writable, drop temp files a kill left behind."""
+        """Create the folder (and shots/) and check it is writable."""
         try:
             self.shots_dir.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".storymem-write-test-{os.getpid()}"
@@ -120,8 +123,32 @@ class RunFolder:
             probe.unlink()
         except OSError as err:
             raise_os_error(err, self.root)
+
+    def remove_stale_temps(self) -> None:
+        """Drop temporary files a killed render left behind (call with the lock held)."""
         remove_stale_temps(self.root)
         remove_stale_temps(self.shots_dir)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder: two renders writing one folder would corrupt it."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; one render per folder is on the user
+            yield
+            return
+        with open(self.root / LOCK_NAME, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StorymemError(
+                    f"another storymem render is writing {self.root}",
+                    hint="wait for it to finish, or render into another folder with -o",
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def foreign_content(self) -> list[str]:
         """Names of our files present without a run.json (another tool's folder, or a damaged run)."""

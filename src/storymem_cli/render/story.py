@@ -164,7 +164,7 @@ class StoryRenderer:
 
     def _open_folder(self) -> dict[str, Any] | None:
         """The previous run's record, or None to start fresh; refuses what must not be touched."""
-        self.folder.prepare()
+        self.folder.remove_stale_temps()
         if self.restart:
             self.folder.clear()
             self.folder.prepare()
@@ -244,7 +244,11 @@ class StoryRenderer:
         plans = plan_for(self.script, self.settings)
         check_inputs(self.script_path, self.settings, plans)
         fingerprints = self._fingerprints(plans)
+        self.folder.prepare()
+        with self.folder.locked():
+            return self._render(plans, fingerprints)
 
+    def _render(self, plans: Sequence[ShotPlan], fingerprints: Sequence[str]) -> dict[str, Any]:
         # 2. The run folder: what can be kept.
         previous = self._open_folder()
         kept = 0
