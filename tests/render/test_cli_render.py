@@ -22,7 +22,18 @@ def render(*args: str):
     return runner.invoke(app, ["render", *args, "--model", "tiny"])
 
 
-def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log):
+def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log, monkeypatch):
+    loads = {"model": 0, "memory": 0}
+
+    def counted(name, load):
+        def wrapper(*args):
+            loads[name] += 1
+            return load(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(components, "load_model", counted("model", components.load_model))
+    monkeypatch.setattr(components, "load_memory_parts", counted("memory", components.load_memory_parts))
     scripts = tmp_path / "scripts"
     good_a = write_script(scripts, "a.json", small_story("Story A", shots=1))
     broken = scripts / "broken.json"
@@ -37,6 +48,7 @@ def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log)
     for name in ("a", "c"):
         assert len(read_frames(tmp_path / "out" / name / "story.mp4")) > 0
     assert not (tmp_path / "out" / "broken").exists()
+    assert loads == {"model": 1, "memory": 1}  # loaded once for the whole batch
 
 
 def test_shards_cover_every_script_once(tmp_path):
