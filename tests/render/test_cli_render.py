@@ -206,3 +206,15 @@ def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch)
         result = render(str(story_script), "-o", str(folder.root))
     assert result.exit_code == 1
     assert "another storymem render is writing" in result.stderr
+
+
+def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):
+    script = write_script(tmp_path, "boat.json", small_story("Boat"))
+    run = tmp_path / "run"
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    assert json.loads((run / "memory.json").read_text())["entries"]
+    result = render(str(script), "-o", str(run), "--frames", "5", "--no-memory")
+    assert result.exit_code == 0, result.output
+    assert len(generate_log) == 4  # a different setting: every shot again
+    bank = json.loads((run / "memory.json").read_text())
+    assert bank["entries"] == [] and bank["conditioning"] == {}

@@ -305,20 +305,21 @@ class StoryRenderer:
 
     def _open_bank(self, kept: int) -> Any:
         """The memory bank exactly as it was before shot ``kept``; a story rendered from its first
-        shot starts from the script's reference images (MR2V)."""
-        if not self.settings.use_memory:
-            return None
-        from storymem_cli.memory.bank import MemoryBank
+        shot starts from the script's reference images (MR2V). None with --no-memory."""
+        from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
 
+        if not self.settings.use_memory and not (self.folder.root / MEMORY_JSON).exists():
+            return None
         try:
             bank = MemoryBank.open(self.folder.root, self.settings.memory)
+            # Also with --no-memory: keyframes of shots about to be replaced must not stay behind.
             bank.rollback(before_shot=kept)
-            if kept == 0:
+            if kept == 0 and self.settings.use_memory:
                 sync_references(bank, self.script.references)
             bank.save()
         except OSError as err:
-            raise_os_error(err, self.folder.root / "memory.json")
-        return bank
+            raise_os_error(err, self.folder.root / MEMORY_JSON)
+        return bank if self.settings.use_memory else None
 
     def _render_shot(
         self,
