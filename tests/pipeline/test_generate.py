@@ -97,3 +97,15 @@ def test_request_validation(tiny_model, overrides, message):
 def test_long_prompt_warns(tiny_model):
     with pytest.warns(UserWarning, match="text encoder reads the first 512"):
         tiny_model.generate(request(tiny_model, prompt="fox " * 200, steps=1))
+
+
+def test_pipeline_loads_with_from_pretrained(images):
+    """The subclass keeps diffusers' loading: a saved I2V repo opens as an M2V pipeline."""
+    from storymem_cli.models.tiny import tiny_model_dir
+    from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
+
+    pipe = StoryMemM2VPipeline.from_pretrained(tiny_model_dir() / "i2v")
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(prompt="x", memory_images=images(2), height=48, width=64, num_frames=5, num_inference_steps=2,
+               generator=torch.Generator().manual_seed(0)).frames  # fmt: skip
+    assert out.shape == (1, 5, 48, 64, 3)
