@@ -72,6 +72,7 @@ def _register_commands() -> None:
     # Imported here, after `app` exists: each command module decorates functions with
     # @app.command(). One import per command module.
     from storymem_cli.cli import validate  # noqa: F401
+    from storymem_cli.cli import render  # noqa: F401
     from storymem_cli.cli import memory  # noqa: F401  inspect-memory, add-reference
     from storymem_cli.cli import eval as _eval  # noqa: F401
     return None

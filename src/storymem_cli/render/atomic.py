@@ -1,0 +1,72 @@
+"""Writes that a kill at any instant cannot leave half done.
+
+Every file of a run folder is written under a temporary name in the same folder,
+flushed to disk, then renamed over its final name (``os.replace`` is atomic on
+POSIX and Windows). A later run only ever sees the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+TEMP_MARK = ".tmp-"  # temp names: "<stem>.tmp-<pid>.<suffix>" (the suffix stays, so tools see the format)
+
+
+def temp_path_for(path: Path) -> Path:
+    """The temporary name a write of ``path`` goes through (same folder, same suffix)."""
+    return path.with_name(f"{path.stem}{TEMP_MARK}{os.getpid()}{path.suffix}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the folder entry is on disk (POSIX); not possible on Windows.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(path)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files a killed run left in ``folder`` (never anything else)."""
+    removed = []
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            if entry.is_file() and TEMP_MARK in entry.name:
+                entry.unlink()
+                removed.append(entry)
+    return removed

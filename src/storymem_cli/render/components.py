@@ -1,0 +1,86 @@
+"""The heavy parts a render needs, loaded once and reused across the stories of a batch.
+
+The story model (transformers, VAE, text encoder, LoRAs) and the memory parts
+(frame embedder, quality scorer) take seconds on the tiny preset and minutes on
+A14B: a batch loads each once, and again only if a story asks for different
+settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from storymem_cli.errors import StorymemError
+from storymem_cli.render.settings import RenderSettings
+
+
+@dataclass
+class Components:
+    model: Any
+    embedder: Any | None  # None with --no-memory: nothing is extracted
+    scorer: Any | None
+
+
+def _model_key(settings: RenderSettings) -> tuple:
+    return (settings.model, settings.lora, settings.style_loras, settings.offload, settings.continuation)
+
+
+def _memory_key(settings: RenderSettings) -> tuple:
+    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold)
+
+
+def load_model(preset: Any, settings: RenderSettings) -> Any:
+    from storymem_cli.models.registry import load_story_model
+    from storymem_cli.render.runtime import runtime_options
+
+    return load_story_model(preset, runtime_options(preset, settings))
+
+
+def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
+    import torch
+
+    from storymem_cli.memory.embed import load_embedder
+    from storymem_cli.memory.quality import load_scorer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    embedder = load_embedder(settings.embedder, device=device)
+    scorer = load_scorer(settings.memory.aesthetic, settings.memory.aesthetic_threshold, device)
+    return embedder, scorer
+
+
+@dataclass
+class ComponentCache:
+    """Keeps the last loaded model and memory parts; reloads only what the settings change."""
+
+    _model: tuple[tuple, Any] | None = None
+    _memory: tuple[tuple, tuple[Any, Any]] | None = None
+    loads: dict[str, int] = field(default_factory=lambda: {"model": 0, "memory": 0})
+
+    def get(self, preset: Any, settings: RenderSettings) -> Components:
+        key = _model_key(settings)
+        if self._model is None or self._model[0] != key:
+            self._model = None  # free the old model before loading the next one
+            self._model = (key, load_model(preset, settings))
+            self.loads["model"] += 1
+        embedder = scorer = None
+        if settings.use_memory:
+            mkey = _memory_key(settings)
+            if self._memory is None or self._memory[0] != mkey:
+                self._memory = (mkey, load_memory_parts(settings))
+                self.loads["memory"] += 1
+            embedder, scorer = self._memory[1]
+        return Components(model=self._model[1], embedder=embedder, scorer=scorer)
+
+
+def cuda_out_of_memory(err: BaseException) -> StorymemError | None:
+    """A clear error for CUDA OOM, or None if ``err`` is something else."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError) or "CUDA out of memory" in str(err):
+        return StorymemError(
+            "the GPU ran out of memory while generating a shot",
+            hint="pass --offload (keeps only the active expert on the GPU), or a smaller --size / fewer --frames; "
+            "finished shots are kept, so the same command resumes",
+        )
+    return None

@@ -1,0 +1,60 @@
+"""Resume and re-render decisions, as pure functions over run.json records.
+
+Each finished shot's record carries a fingerprint of everything its frames
+depend on directly: the settings, the shot's own script entry
+(``script.shot_fingerprint(i)``, which covers the reference images), its mode
+and seed. A shot also depends
+on every shot before it (memory, continuation frames), so a run keeps the
+longest prefix of finished shots whose fingerprints still match and renders
+from the first one that does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from storymem_cli.errors import InvalidInputError
+from storymem_cli.render.plan import ShotPlan
+
+
+def _digest(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def shot_fingerprint(settings_fp: str, script_shot_fp: str, plan: ShotPlan) -> str:
+    """What shot ``plan.index`` depends on besides the shots before it: the settings, its script
+    entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode and seed."""
+    return _digest({"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed})
+
+
+def kept_prefix(
+    done_records: Sequence[dict[str, Any]],
+    fingerprints: Sequence[str],
+    files_present: Callable[[int], bool],
+) -> int:
+    """How many leading shots of a previous run can be kept (= the index of the first to render)."""
+    kept = 0
+    for expected_index, (record, fingerprint) in enumerate(zip(done_records, fingerprints)):
+        if (
+            record.get("index") != expected_index
+            or record.get("status") != "done"
+            or record.get("fingerprint") != fingerprint
+            or not files_present(expected_index)
+        ):
+            break
+        kept += 1
+    return kept
+
+
+def check_same_story(record: dict[str, Any], story_name: str, run_dir: Path) -> None:
+    """Refuse to continue another story's run folder."""
+    previous = record.get("story_name")
+    if previous != story_name:
+        raise InvalidInputError(
+            f"{run_dir} holds a render of another story ({previous!r}, not {story_name!r})",
+            hint="choose another output folder with -o, or pass --restart to replace that render",
+        )

@@ -1,0 +1,46 @@
+"""From the user's options to the model registry's inputs: preset, settings, runtime options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from storymem_cli.render.settings import RenderOptions, RenderSettings, resolve_settings
+
+
+def resolve_model(name: str) -> Any:
+    """The ModelPreset for ``--model`` (auto, a preset name, or a local model folder)."""
+    from storymem_cli.models.registry import resolve_preset
+
+    return resolve_preset(name)
+
+
+def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
+    from storymem_cli.config import MemoryConfig
+
+    # A local model folder is named by its path, so that switching folders re-renders the story.
+    named = options.model in ("auto", preset.name)
+    return resolve_settings(
+        options,
+        model_name=preset.name if named else str(Path(options.model).expanduser().resolve()),
+        video=preset.video,
+        steps=preset.steps,
+        memory=MemoryConfig(aesthetic=preset.memory.aesthetic),
+        embedder=preset.memory.embedder,
+    )
+
+
+def runtime_options(preset: Any, settings: RenderSettings) -> Any:
+    from storymem_cli.models.runtime import RuntimeOptions
+
+    return RuntimeOptions(
+        offload="model" if settings.offload else "none",
+        continuation=settings.continuation,
+        lora=Path(settings.lora) if settings.lora else None,
+        style_loras=[(Path(style.path), style.strength) for style in settings.style_loras],
+    )
+
+
+def describe_preset(preset: Any) -> str:
+    """One line saying which model runs and what it is."""
+    return f"{preset.name}: {preset.description}"

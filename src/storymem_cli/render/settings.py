@@ -1,0 +1,135 @@
+"""Resolved render settings: the preset's defaults with the user's flags on top.
+
+What is saved in run.json and what decides whether a finished shot can be kept
+on a re-run: every setting that changes pixels is in the fingerprint; how the
+work is scheduled (``offload``) is not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storymem_cli.config import (
+    ContinuationMode,
+    MemoryConfig,
+    RopeConfig,
+    RopeMode,
+    VideoConfig,
+)
+from storymem_cli.render.seeds import DEFAULT_BASE_SEED
+
+NOT_IN_FINGERPRINT = {"offload"}  # scheduling only: the frames are the same with or without it
+
+
+class StyleLora(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    strength: float = 1.0  # diffusers' default adapter weight
+
+
+class RenderOptions(BaseModel):
+    """What the user asked for; ``None`` means "the preset's default"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = "auto"
+    width: int | None = Field(None, ge=16)
+    height: int | None = Field(None, ge=16)
+    frames: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)
+    seed: int | None = Field(None, ge=0)
+    continuation: ContinuationMode = "mi2v"  # the paper's setting for its results (SPEC 6)
+    rope: RopeMode | None = None
+    rope_shift: float | None = None
+    memory_size: int | None = Field(None, ge=1)
+    sink_size: int | None = Field(None, ge=0)
+    keyframes_per_shot: int | None = Field(None, ge=1)
+    aesthetic: Literal["hpsv3", "laion", "none"] | None = None
+    use_memory: bool = True
+    lora: str | None = None
+    style_loras: tuple[StyleLora, ...] = ()
+    offload: bool = False
+
+
+class RenderSettings(BaseModel):
+    """Everything a render depends on, resolved (no ``None`` left)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str  # preset name or local model folder
+    video: VideoConfig
+    steps: int = Field(ge=1)
+    seed: int = Field(ge=0)
+    continuation: ContinuationMode
+    rope: RopeConfig
+    memory: MemoryConfig
+    embedder: str  # frame embedder (memory.embed.EMBEDDERS): the preset's choice
+    use_memory: bool
+    lora: str | None
+    style_loras: tuple[StyleLora, ...]
+    offload: bool
+
+    def fingerprint(self) -> str:
+        """Hash of every setting that changes the frames."""
+        payload = self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+_Config = TypeVar("_Config", bound=BaseModel)
+
+
+def _override(config: _Config, changes: dict[str, Any]) -> _Config:
+    return type(config).model_validate({**config.model_dump(), **changes})
+
+
+def resolve_settings(
+    options: RenderOptions,
+    *,
+    model_name: str,
+    video: VideoConfig,
+    steps: int,
+    memory: MemoryConfig,
+    embedder: str,
+    rope: RopeConfig | None = None,
+) -> RenderSettings:
+    """The preset's defaults (``video``, ``steps``, ``memory``, ``embedder``) overridden by the user's
+    options."""
+    rope = rope or RopeConfig()
+    video_over: dict[str, Any] = {
+        key: value
+        for key, value in {"width": options.width, "height": options.height, "frames": options.frames}.items()
+        if value is not None
+    }
+    memory_over: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "capacity": options.memory_size,
+            "sink_size": options.sink_size,
+            "max_keyframes_per_shot": options.keyframes_per_shot,
+            "aesthetic": options.aesthetic,
+        }.items()
+        if value is not None
+    }
+    rope_over: dict[str, Any] = {
+        key: value for key, value in {"mode": options.rope, "shift": options.rope_shift}.items() if value is not None
+    }
+    # model_validate, not model_copy(update=...): the overrides must pass the config's own checks.
+    return RenderSettings(
+        model=model_name,
+        video=_override(video, video_over),
+        steps=options.steps if options.steps is not None else steps,
+        seed=options.seed if options.seed is not None else DEFAULT_BASE_SEED,
+        continuation=options.continuation,
+        rope=_override(rope, rope_over),
+        memory=_override(memory, memory_over),
+        embedder=embedder,
+        use_memory=options.use_memory,
+        lora=options.lora,
+        style_loras=options.style_loras,
+        offload=options.offload,
+    )

@@ -1,0 +1,454 @@
+"""Render one story into a run folder, shot by shot, resumable.
+
+The algorithm, top to bottom (``StoryRenderer.render``):
+
+1. Check the inputs and plan every shot (mode, seed) before loading anything.
+2. Open the run folder: refuse another story's folder, keep the finished shots
+   whose inputs did not change, roll the memory bank back to that point and
+   restore the continuation frames exactly.
+3. Load the model and the memory parts (once per process, see components.py).
+4. For each remaining shot: memory view -> ``model.generate`` -> trim ->
+   clip + lossless tail frames -> keyframes into the bank -> mark it done.
+5. Join the clips into story.mp4.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storymem_cli import __version__
+from storymem_cli.errors import InvalidInputError
+from storymem_cli.render.atomic import atomic_write_text
+from storymem_cli.render.plan import (
+    TAIL_FRAMES,
+    ShotPlan,
+    first_frames_for,
+    min_frames_for,
+    plan_story,
+    trim_frames,
+)
+from storymem_cli.render.progress import NullProgress, RenderProgress
+from storymem_cli.render.resume import (
+    check_same_story,
+    kept_prefix,
+    shot_fingerprint,
+)
+from storymem_cli.render.runfolder import RunFolder, raise_os_error
+from storymem_cli.render.settings import RenderSettings
+from storymem_cli.render.video import join_clips, write_clip
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class StoryInputs:
+    """A validated script and where it came from."""
+
+    script: Any  # storymem_cli.script model (load_script)
+    path: Path
+
+
+def plan_for(script: Any, settings: RenderSettings) -> list[ShotPlan]:
+    return plan_story(
+        script.shots,
+        has_references=bool(script.references),
+        continuation=settings.continuation,
+        use_memory=settings.use_memory,
+        base_seed=settings.seed,
+    )
+
+
+def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
+    """Errors that name the bad setting, before any model loads."""
+    from storymem_cli.config import VAE_TEMPORAL_STRIDE
+    from storymem_cli.pipeline.request import SIZE_MULTIPLE
+
+    if not plans:
+        raise InvalidInputError(f"{script_path}: the script has no shots")
+    video = settings.video
+    if video.width % SIZE_MULTIPLE or video.height % SIZE_MULTIPLE:
+        raise InvalidInputError(
+            f"--size {video.width}x{video.height}: width and height must be multiples of {SIZE_MULTIPLE}",
+            hint=f"e.g. --size {video.width // SIZE_MULTIPLE * SIZE_MULTIPLE or SIZE_MULTIPLE}x"
+            f"{video.height // SIZE_MULTIPLE * SIZE_MULTIPLE or SIZE_MULTIPLE}",
+        )
+    if video.frames % VAE_TEMPORAL_STRIDE != 1:
+        nearest = video.frames // VAE_TEMPORAL_STRIDE * VAE_TEMPORAL_STRIDE + 1
+        raise InvalidInputError(
+            f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
+        )
+    need = min_frames_for(plans)
+    if settings.video.frames < need:
+        raise InvalidInputError(
+            f"--frames {settings.video.frames} is too few: continuation shots drop their first "
+            f"{need - 1} frame(s), so shots need at least {need}",
+            hint="raise --frames (Wan needs 4k+1 frames: 9, 17, ...) or pass --continuation none",
+        )
+
+
+def _plan_summary(plan: ShotPlan) -> dict[str, Any]:
+    return {
+        "scene": plan.scene,
+        "shot": plan.number,
+        "shot_in_scene": plan.shot_in_scene + 1,
+        "mode": plan.mode,
+        "seed": plan.seed,
+        "prompt": plan.prompt,
+    }
+
+
+def _summary_shot(folder: RunFolder, record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "scene": record["scene"],
+        "shot": record["index"] + 1,
+        "shot_in_scene": record["shot_in_scene"] + 1,
+        "mode": record["mode"],
+        "seed": record["seed"],
+        "frames": record["trimmed_frames"],
+        "path": str(folder.root / record["path"]),
+        "memory_ids": record["memory_ids"],
+    }
+
+
+def summary(folder: RunFolder, record: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` result of one story."""
+    return {
+        "story": record["story_name"],
+        "run_dir": str(folder.root),
+        "video": str(folder.story_mp4),
+        "model": record["settings"]["model"],
+        "kept_shots": record.get("kept_shots", 0),
+        "shots": [_summary_shot(folder, shot) for shot in record["shots"]],
+    }
+
+
+class StoryRenderer:
+    """One story into one run folder. ``components`` is a ComponentCache shared across a batch."""
+
+    def __init__(
+        self,
+        inputs: StoryInputs,
+        settings: RenderSettings,
+        preset: Any,
+        run_dir: Path,
+        *,
+        components: Any,
+        progress: RenderProgress | None = None,
+        restart: bool = False,
+    ):
+        self.script = inputs.script
+        self.script_path = inputs.path
+        self.settings = settings
+        self.preset = preset
+        self.folder = RunFolder(run_dir)
+        self.components = components
+        self.progress = progress or NullProgress()
+        self.restart = restart
+
+    # --- 1. plan ---------------------------------------------------------------------------
+
+    def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
+        settings_fp = self.settings.fingerprint()
+        return [shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p) for p in plans]
+
+    # --- 2. the run folder -----------------------------------------------------------------
+
+    def _open_folder(self) -> dict[str, Any] | None:
+        """The previous run's record, or None to start fresh; refuses what must not be touched."""
+        self.folder.remove_stale_temps()
+        if self.restart:
+            self.folder.clear()
+            self.folder.prepare()
+            return None
+        previous = self.folder.read_record()
+        if previous is None:
+            foreign = self.folder.foreign_content()
+            if foreign:
+                raise InvalidInputError(
+                    f"{self.folder.root} already holds {', '.join(foreign)} but no run.json",
+                    hint="choose an empty or new output folder with -o, or pass --restart to replace them",
+                )
+            return None
+        check_same_story(previous, self.script.story_name, self.folder.root)
+        return previous
+
+    def _files_present(self, index: int) -> bool:
+        return self.folder.clip(index).is_file() and self.folder.tail(index).is_file()
+
+    def _base_record(self, plans: Sequence[ShotPlan], previous: dict[str, Any] | None) -> dict:
+        return {
+            "storymem_version": __version__,
+            "story_name": self.script.story_name,
+            "script_path": str(self.script_path.resolve()),
+            "script_sha256": self.script.sha256,
+            "created": previous.get("created", _now()) if previous else _now(),
+            "updated": _now(),
+            "status": "rendering",
+            "settings": self.settings.model_dump(mode="json"),
+            "settings_fingerprint": self.settings.fingerprint(),
+            "references": [
+                {"name": ref.name, "image": str(ref.image)} for ref in self.script.references
+            ],
+            "model": previous.get("model") if previous else None,
+            "planned_shots": [plan.as_dict() for plan in plans],
+            "video": None,
+            "shots": [],
+        }
+
+    def _save(self, record: dict[str, Any]) -> None:
+        record["updated"] = _now()
+        try:
+            self.folder.write_record(record)
+        except OSError as err:
+            raise_os_error(err, self.folder.run_json)
+
+    def dry_run(self) -> dict[str, Any]:
+        """The plan, and which shots a render would keep from the folder's last run; writes nothing."""
+        plans = plan_for(self.script, self.settings)
+        check_inputs(self.script_path, self.settings, plans)
+        fingerprints = self._fingerprints(plans)
+        kept = 0
+        previous = None if self.restart else self.folder.read_record()
+        if previous is not None:
+            check_same_story(previous, self.script.story_name, self.folder.root)
+            kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        return {
+            "story": self.script.story_name,
+            "script": str(self.script_path),
+            "run_dir": str(self.folder.root),
+            "model": self.settings.model,
+            "settings": self.settings.model_dump(mode="json"),
+            "shots": [
+                {
+                    **_plan_summary(plan),
+                    "frames": self.settings.video.frames - plan.conditioning_frames,
+                    "action": "keep" if plan.index < kept else "render",
+                }
+                for plan in plans
+            ],
+        }
+
+    # --- the algorithm ---------------------------------------------------------------------
+
+    def render(self) -> dict[str, Any]:
+        # 1. Check inputs and plan.
+        plans = plan_for(self.script, self.settings)
+        check_inputs(self.script_path, self.settings, plans)
+        fingerprints = self._fingerprints(plans)
+        self.folder.prepare()
+        with self.folder.locked():
+            return self._render(plans, fingerprints)
+
+    def _render(self, plans: Sequence[ShotPlan], fingerprints: Sequence[str]) -> dict[str, Any]:
+        # 2. The run folder: what can be kept.
+        previous = self._open_folder()
+        kept = 0
+        if previous is not None:
+            kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        record = self._base_record(plans, previous)
+        record["shots"] = list(previous["shots"][:kept]) if previous else []
+        record["kept_shots"] = kept
+
+        finished = (
+            previous is not None
+            and kept == len(plans)
+            and previous.get("status") == "done"
+            and previous.get("script_sha256") == self.script.sha256  # else refresh script.json + run.json
+            and self.folder.story_mp4.is_file()
+        )
+        if finished:
+            self.progress.note(f"{self.script.story_name}: all {len(plans)} shots already rendered in {self.folder.root}")
+            return summary(self.folder, {**previous, "kept_shots": kept})
+
+        try:
+            atomic_write_text(self.folder.script_json, self.script.canonical_json() + "\n")
+        except OSError as err:
+            raise_os_error(err, self.folder.script_json)
+        self._save(record)
+        self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps)
+
+        if kept < len(plans):
+            # 3. Load the model and memory parts (cached across a batch).
+            parts = self.components.get(self.preset, self.settings)
+            record["model"] = parts.model.describe()
+            bank = self._open_bank(kept)
+            previous_tail = self.folder.load_tail(kept - 1) if kept > 0 else None
+
+            # 4. Shot by shot.
+            for plan in plans[kept:]:
+                shot_record, previous_tail = self._render_shot(
+                    plan, parts, bank, previous_tail, fingerprints[plan.index]
+                )
+                record["shots"].append(shot_record)
+                self._save(record)
+
+        # 5. Join the shots.
+        clips = [self.folder.root / shot["path"] for shot in record["shots"]]
+        try:
+            join_clips(clips, self.folder.story_mp4)
+        except OSError as err:
+            raise_os_error(err, self.folder.story_mp4)
+        record["video"] = self.folder.relative(self.folder.story_mp4)
+        record["total_frames"] = sum(shot["trimmed_frames"] for shot in record["shots"])
+        record["status"] = "done"
+        self._save(record)
+        return summary(self.folder, record)
+
+    def _open_bank(self, kept: int) -> Any:
+        """The memory bank exactly as it was before shot ``kept``; a story rendered from its first
+        shot starts from the script's reference images (MR2V). None with --no-memory."""
+        from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
+
+        if not self.settings.use_memory and not (self.folder.root / MEMORY_JSON).exists():
+            return None
+        try:
+            bank = MemoryBank.open(self.folder.root, self.settings.memory)
+            # Also with --no-memory: keyframes of shots about to be replaced must not stay behind.
+            bank.rollback(before_shot=kept)
+            if kept == 0 and self.settings.use_memory:
+                sync_references(bank, self.script.references)
+            bank.save()
+        except OSError as err:
+            raise_os_error(err, self.folder.root / MEMORY_JSON)
+        return bank if self.settings.use_memory else None
+
+    def _render_shot(
+        self,
+        plan: ShotPlan,
+        parts: Any,
+        bank: Any,
+        previous_tail: np.ndarray | None,
+        fingerprint: str,
+    ) -> tuple[dict[str, Any], np.ndarray]:
+        from storymem_cli.pipeline.request import ShotRequest
+        from storymem_cli.render.components import cuda_out_of_memory
+
+        self.progress.shot_start(plan)
+        started = time.perf_counter()
+        video = self.settings.video
+
+        # Memory view: the entries this shot is conditioned on.
+        entries = bank.conditioning_entries() if bank is not None else []
+        memory = [bank.load_image(entry) for entry in entries]
+        request = ShotRequest(
+            mode=plan.mode,
+            prompt=plan.prompt,
+            memory=memory,
+            first_frames=first_frames_for(plan.mode, previous_tail),
+            width=video.width,
+            height=video.height,
+            frames=video.frames,
+            steps=self.settings.steps,
+            seed=plan.seed,
+            rope=self.settings.rope,
+        )
+        prepared = time.perf_counter()
+
+        # Generate.
+        try:
+            frames = parts.model.generate(request, progress=self.progress.step)
+        except RuntimeError as err:
+            oom = cuda_out_of_memory(err)
+            if oom is not None:
+                raise oom from err
+            raise
+        generated = time.perf_counter()
+
+        # Trim, then write the clip and the lossless tail.
+        shot_frames = trim_frames(frames, plan.mode)
+        clip = self.folder.clip(plan.index)
+        try:
+            write_clip(shot_frames, clip, video.fps)
+            self.folder.save_tail(plan.index, frames[-TAIL_FRAMES:])
+        except OSError as err:
+            raise_os_error(err, clip)
+        written = time.perf_counter()
+
+        # Keyframes from the decoded frames (never the mp4) into the bank.
+        memory_ids = [entry.id for entry in entries]
+        keyframe_ids: list[str] = []
+        if bank is not None:
+            keyframe_ids = update_bank(bank, plan.index, plan.prompt, shot_frames, parts, memory_ids)
+        remembered = time.perf_counter()
+
+        shot_record = {
+            **plan.as_dict(),
+            "frames": len(frames),
+            "trimmed_frames": len(shot_frames),
+            "path": self.folder.relative(clip),
+            "tail": self.folder.relative(self.folder.tail(plan.index)),
+            "memory_ids": memory_ids,
+            "keyframe_ids": keyframe_ids,
+            "fingerprint": fingerprint,
+            "status": "done",
+            "finished_at": _now(),
+            "timings": {
+                "prepare_s": round(prepared - started, 4),
+                "generate_s": round(generated - prepared, 4),
+                "write_s": round(written - generated, 4),
+                "memory_s": round(remembered - written, 4),
+                "total_s": round(remembered - started, 4),
+            },
+        }
+        self.progress.shot_done(plan, remembered - started)
+        return shot_record, frames[-TAIL_FRAMES:]
+
+
+def update_bank(
+    bank: Any, shot: int, prompt: str, frames: np.ndarray, parts: Any, memory_ids: list[str]
+) -> list[str]:
+    """Embed and score the shot's frames once, select keyframes, add them, save the bank (SPEC 7)."""
+    from storymem_cli.memory.select import select_keyframes
+
+    embeddings = parts.embedder.embed(frames)
+    scores = parts.scorer.score(frames, prompt)
+    usable = parts.scorer.usable(scores)
+    bank_embeddings = bank.active_embeddings(parts.embedder)
+    indices = select_keyframes(embeddings, usable, bank_embeddings, bank.cfg)
+    added = bank.add_shot_keyframes(shot, frames, indices, embeddings, scores, embedder=parts.embedder.name)
+    bank.record_conditioning(shot, memory_ids)
+    bank.save()
+    return list(added)
+
+
+def load_reference_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except OSError as err:
+        raise InvalidInputError(f"reference image {path} cannot be read: {err}") from None
+
+
+def sync_references(bank: Any, references: Sequence[Any]) -> None:
+    """Make the bank's pinned references exactly the script's (MR2V: the references are m_0).
+
+    Called before the first shot only: references are embedded lazily by the bank when the
+    first keyframes are deduplicated against it.
+    """
+    from storymem_cli.memory.bank import image_digest
+
+    wanted = [(ref.name, load_reference_image(ref.image)) for ref in references]
+    wanted_keys = {(name, image_digest(image)) for name, image in wanted}
+    present = set()
+    for entry in bank.entries:
+        if entry.role != "reference":
+            continue
+        key = (entry.source.name, entry.sha256)
+        if key in wanted_keys:
+            present.add(key)
+        else:
+            bank.remove(entry.id)
+    for name, image in wanted:
+        if (name, image_digest(image)) not in present:
+            bank.add_reference(image, name)

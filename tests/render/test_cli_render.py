@@ -1,0 +1,220 @@
+"""The render command's surface: batch, shards, dry run, refusals, errors, progress lines."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from storymem_cli.cli.app import app
+from storymem_cli.render import components, story
+from storymem_cli.render.video import read_frames
+
+from .conftest import STORY, small_story, write_script
+
+runner = CliRunner()
+
+
+def render(*args: str):
+    return runner.invoke(app, ["render", *args, "--model", "tiny"])
+
+
+def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log, monkeypatch):
+    loads = {"model": 0, "memory": 0}
+
+    def counted(name, load):
+        def wrapper(*args):
+            loads[name] += 1
+            return load(*args)
+
+        return wrapper
+
+    monkeypatch.setattr(components, "load_model", counted("model", components.load_model))
+    monkeypatch.setattr(components, "load_memory_parts", counted("memory", components.load_memory_parts))
+    scripts = tmp_path / "scripts"
+    good_a = write_script(scripts, "a.json", small_story("Story A", shots=1))
+    broken = scripts / "broken.json"
+    broken.write_text('{"story_name": "B", "scenes": [{"scene_num": 1, "video_prompts": []', encoding="utf-8")
+    good_c = write_script(scripts, "c.json", small_story("Story C", shots=1))
+    result = render(str(good_a), str(broken), str(good_c), "-o", str(tmp_path / "out"), "--json", "--frames", "5")
+    assert result.exit_code == 2, result.output  # the only failure is invalid input
+    assert "broken.json" in result.stderr and "1 of 3 stories failed" in result.stderr
+    payload = json.loads(result.stdout)
+    assert [s["story"] for s in payload["stories"]] == ["Story A", "Story C"]
+    assert [Path(f["script"]).name for f in payload["failed"]] == ["broken.json"]
+    for name in ("a", "c"):
+        assert len(read_frames(tmp_path / "out" / name / "story.mp4")) > 0
+    assert not (tmp_path / "out" / "broken").exists()
+    assert loads == {"model": 1, "memory": 1}  # loaded once for the whole batch
+
+
+def test_shards_cover_every_script_once(tmp_path):
+    scripts = [str(write_script(tmp_path, f"s{i}.json", small_story(f"S{i}"))) for i in range(5)]
+    seen = []
+    for k in (1, 2, 3):
+        result = runner.invoke(
+            app, ["render", *scripts, "--model", "tiny", "--dry-run", "--json", "--shard", f"{k}/3", "-o", "out"]
+        )
+        assert result.exit_code == 0, result.output
+        seen += [Path(s["script"]).name for s in json.loads(result.stdout)["stories"]]
+    assert sorted(seen) == [f"s{i}.json" for i in range(5)]
+
+
+def test_dry_run_plans_without_loading_a_model(tmp_path, story_script, monkeypatch):
+    def no_model(*_args):
+        raise AssertionError("dry run loaded a model")
+
+    monkeypatch.setattr(components, "load_model", no_model)
+    result = render(str(story_script), "-o", str(tmp_path / "run"), "--dry-run", "--json", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert [(s["mode"], s["seed"], s["action"]) for s in plan["shots"]] == [
+        ("t2v", 7, "render"), ("mi2v", 8, "render"), ("m2v", 9, "render"), ("m2v", 10, "render"),
+        ("mi2v", 11, "render"),
+    ]  # fmt: skip
+    assert [s["frames"] for s in plan["shots"]] == [9, 8, 9, 9, 8]
+    assert not (tmp_path / "run").exists()
+    text = render(str(story_script), "--dry-run", "--continuation", "mm2v", "--frames", "13")
+    assert text.exit_code == 0, text.output
+    assert "mm2v" in text.stdout and "Lantern Walk" in text.stdout
+
+
+def test_dry_run_shows_which_shots_a_rerun_keeps(finished, tmp_path):
+    edited = json.loads(json.dumps(STORY))
+    edited["scenes"][1]["video_prompts"][1] = "The girl in the red coat waves goodbye."
+    script = write_script(tmp_path, "lantern.json", edited)
+    result = render(str(script), "-o", str(finished["run"]), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert [s["action"] for s in json.loads(result.stdout)["shots"]] == ["keep"] * 4 + ["render"]
+
+
+def test_a_folder_of_another_story_is_refused(finished, tmp_path, monkeypatch):
+    monkeypatch.setattr(components, "load_model", lambda *a: pytest.fail("loaded a model"))
+    other = write_script(tmp_path, "other.json", small_story("Another Story"))
+    result = render(str(other), "-o", str(finished["run"]))
+    assert result.exit_code == 2
+    assert "another story" in result.stderr and "--restart" in result.stderr
+
+
+def test_bad_flags_are_invalid_input(story_script, tmp_path):
+    for args, needle in [
+        (["--size", "60x48"], "multiples of 16"),
+        (["--frames", "10"], "4k+1"),
+        (["--continuation", "mm2v", "--frames", "5"], "too few"),
+        (["--size", "big"], "WIDTHxHEIGHT"),
+        (["--shard", "0/2"], "between 1 and N"),
+    ]:
+        result = render(str(story_script), "-o", str(tmp_path / "r"), "--dry-run", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.stderr, (args, result.stderr)
+
+
+def test_unwritable_output_folder(story_script, tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    result = render(str(story_script), "-o", str(blocker / "run"))
+    assert result.exit_code == 2
+    assert "cannot write to the output folder" in result.stderr and "Traceback" not in result.output
+
+
+def test_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, generate_log, monkeypatch):
+    real_write = story.write_clip
+    calls = {"n": 0}
+
+    def write_clip(frames, path, fps):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(frames, path, fps)
+
+    monkeypatch.setattr(story, "write_clip", write_clip)
+    script = write_script(tmp_path, "boat.json", small_story("Boat", shots=3))
+    run = tmp_path / "run"
+    result = render(str(script), "-o", str(run), "--frames", "5")
+    assert result.exit_code == 1
+    assert "disk is full" in result.stderr and "run the same command again" in result.stderr
+    assert len(json.loads((run / "run.json").read_text())["shots"]) == 1
+    generate_log.clear()
+    result = render(str(script), "-o", str(run), "--frames", "5")
+    assert result.exit_code == 0, result.output
+    assert len(generate_log) == 2  # shot 1 was kept
+
+
+def test_a14b_without_a_gpu_is_refused(story_script, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = runner.invoke(app, ["render", str(story_script), "-o", str(tmp_path / "r"), "--model", "wan2.2-a14b"])
+    assert result.exit_code == 1
+    assert "needs a CUDA GPU" in result.stderr and "--model tiny" in result.stderr
+
+
+def test_cuda_out_of_memory_suggests_offload():
+    import torch
+
+    err = components.cuda_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert err is not None and "--offload" in str(err)
+    assert components.cuda_out_of_memory(RuntimeError("shape mismatch")) is None
+
+
+def test_plain_progress_lines_on_stderr(tmp_path, generate_log):
+    three = small_story("Kite", shots=3)
+    three["scenes"][0]["cut"] = [True, False, True]
+    script = write_script(tmp_path, "kite.json", three)
+    result = render(str(script), "-o", str(tmp_path / "run"), "--frames", "5", "--no-memory")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(tmp_path / "run" / "story.mp4")
+    assert "shot 3/3 done" in result.stderr and "ETA" in result.stderr
+    assert [r.mode for r, _ in generate_log] == ["t2v", "mi2v", "t2v"]
+    assert all(r.memory == [] for r, _ in generate_log)
+
+
+def test_restart_renders_everything_again(tmp_path, generate_log):
+    script = write_script(tmp_path, "boat.json", small_story("Boat"))
+    run = tmp_path / "run"
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    (run / "notes.txt").write_text("mine")
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    assert len(generate_log) == 2  # the second run kept everything
+    result = render(str(script), "-o", str(run), "--frames", "5", "--restart")
+    assert result.exit_code == 0, result.output
+    assert len(generate_log) == 4 and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_local_model_folder_is_named_by_its_path(story_script, tmp_path):
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    folder = tiny_model_dir()
+    args = ["render", str(story_script), "-o", str(tmp_path / "r"), "--dry-run", "--json", "--model", str(folder)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert plan["model"] == str(folder.resolve())
+    assert plan["settings"]["video"]["width"] == 64  # the folder's own preset defaults
+
+
+def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch):
+    from storymem_cli.render.runfolder import RunFolder
+
+    monkeypatch.setattr(components, "load_model", lambda *a: pytest.fail("loaded a model"))
+    folder = RunFolder(tmp_path / "run")
+    folder.prepare()
+    with folder.locked():  # as another process's render would hold it
+        result = render(str(story_script), "-o", str(folder.root))
+    assert result.exit_code == 1
+    assert "another storymem render is writing" in result.stderr
+
+
+def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):
+    script = write_script(tmp_path, "boat.json", small_story("Boat"))
+    run = tmp_path / "run"
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    assert json.loads((run / "memory.json").read_text())["entries"]
+    result = render(str(script), "-o", str(run), "--frames", "5", "--no-memory")
+    assert result.exit_code == 0, result.output
+    assert len(generate_log) == 4  # a different setting: every shot again
+    bank = json.loads((run / "memory.json").read_text())
+    assert bank["entries"] == [] and bank["conditioning"] == {}

@@ -1,0 +1,74 @@
+"""Which shots a re-run keeps, and the settings fingerprint: pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storymem_cli.config import MemoryConfig, VideoConfig
+from storymem_cli.errors import InvalidInputError
+from storymem_cli.render.plan import ShotPlan
+from storymem_cli.render.resume import check_same_story, kept_prefix, shot_fingerprint
+from storymem_cli.render.settings import RenderOptions, resolve_settings
+
+
+def settings(**options):
+    return resolve_settings(
+        RenderOptions(**options), model_name="tiny", video=VideoConfig(width=64, height=32, frames=9), steps=2,
+        memory=MemoryConfig(aesthetic="none"), embedder="tiny",
+    )
+
+
+def records(n):
+    return [{"index": i, "status": "done", "fingerprint": f"fp{i}"} for i in range(n)]
+
+
+def test_keeps_the_longest_matching_prefix():
+    fps = ["fp0", "fp1", "fp2", "fp3"]
+    present = lambda i: True
+    assert kept_prefix(records(4), fps, present) == 4
+    assert kept_prefix(records(2), fps, present) == 2
+    assert kept_prefix(records(4), ["fp0", "fp1", "X", "fp3"], present) == 2
+    assert kept_prefix(records(4), fps, lambda i: i != 1) == 1  # a missing clip is rendered again
+    assert kept_prefix([], fps, present) == 0
+
+
+def test_a_record_out_of_order_or_not_done_stops_the_prefix():
+    recs = records(3)
+    recs[1]["status"] = "rendering"
+    assert kept_prefix(recs, ["fp0", "fp1", "fp2"], lambda i: True) == 1
+    recs = records(3)
+    recs[0]["index"] = 5
+    assert kept_prefix(recs, ["fp0", "fp1", "fp2"], lambda i: True) == 0
+
+
+def test_shot_fingerprint_changes_with_each_input():
+    plan = ShotPlan(index=0, scene=1, shot_in_scene=0, prompt="p", mode="t2v", seed=1, cut=True)
+    base = shot_fingerprint("s", "script", plan)
+    assert base == shot_fingerprint("s", "script", plan)
+    assert base != shot_fingerprint("s2", "script", plan)
+    assert base != shot_fingerprint("s", "script2", plan)
+    assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "seed": 2}))
+    assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "mode": "m2v"}))
+
+
+def test_settings_fingerprint_ignores_offload_only():
+    base = settings()
+    assert base.fingerprint() == settings(offload=True).fingerprint()
+    for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
+                   {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"}]:
+        assert settings(**change).fingerprint() != base.fingerprint(), change
+
+
+def test_options_override_preset_and_are_validated():
+    s = settings(width=128, frames=17, steps=5, sink_size=1)
+    assert (s.video.width, s.video.height, s.video.frames, s.steps) == (128, 32, 17, 5)
+    assert s.memory.sink_size == 1 and s.memory.aesthetic == "none" and s.embedder == "tiny"
+    assert settings(aesthetic="laion").memory.aesthetic == "laion" and settings().seed == 0
+
+
+def test_other_story_is_refused():
+    check_same_story({"story_name": "A"}, "A", Path("out"))
+    with pytest.raises(InvalidInputError, match="another story"):
+        check_same_story({"story_name": "A"}, "B", Path("out"))
