@@ -143,6 +143,31 @@ def test_references_seed_the_memory_and_a_new_reference_rerenders(tmp_path, gene
     assert len(refs) == 1  # the old picture left the memory
 
 
+def test_add_reference_before_render_seeds_the_memory_and_survives_restart(tmp_path, generate_log):
+    from PIL import Image
+
+    from .conftest import small_story
+
+    script = write_script(tmp_path, "boat.json", small_story("Boat", shots=2))  # no references
+    Image.new("RGB", (80, 64), (20, 160, 40)).save(tmp_path / "sailor.png")
+    run = tmp_path / "run"
+    added = runner.invoke(app, ["add-reference", str(run), str(tmp_path / "sailor.png"), "--name", "Sailor"])
+    assert added.exit_code == 0, added.output
+
+    # A folder that add-reference made is not "another tool's folder": render uses it.
+    assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
+    first = generate_log[0][0]
+    assert first.mode == "m2v" and len(first.memory) == 1  # MR2V from the user's reference
+    assert (first.memory[0] == [20, 160, 40]).all()
+    ref_id = [e.id for e in MemoryBank.open(run).entries if e.role == "reference"]
+    assert run_json(run)["shots"][0]["memory_ids"] == ref_id
+
+    generate_log.clear()
+    assert render(str(script), "-o", str(run), "--frames", "5", "--restart").exit_code == 0
+    assert len(generate_log) == 2 and generate_log[0][0].mode == "m2v"
+    assert [e.id for e in MemoryBank.open(run).entries if e.role == "reference"] == ref_id
+
+
 def test_mm2v_continues_from_the_previous_shots_last_5_frames(tmp_path, generate_log):
     from .conftest import small_story
 

@@ -59,6 +59,9 @@ class ReferenceSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["reference"] = "reference"
     name: str
+    # Who pinned it: "user" (storymem add-reference; render never removes it) or "script" (the
+    # script's `references`, kept in step with the script by render).
+    origin: Literal["user", "script"] = "user"
 
 
 class MemoryEntry(BaseModel):
@@ -311,7 +314,13 @@ class MemoryBank:
             window[0].evicted_by_shot = shot
 
     def add_reference(
-        self, image: np.ndarray, name: str, *, embedding: np.ndarray | None = None, embedder: str | None = None
+        self,
+        image: np.ndarray,
+        name: str,
+        *,
+        embedding: np.ndarray | None = None,
+        embedder: str | None = None,
+        origin: Literal["user", "script"] = "user",
     ) -> str:
         """Add a pinned reference image (MR2V); returns its id. Never evicted, only removed."""
         digest = image_digest(image)
@@ -327,12 +336,20 @@ class MemoryBank:
         self._new_entry(
             image,
             entry_id,
-            source=ReferenceSource(name=name),
+            source=ReferenceSource(name=name, origin=origin),
             role="reference",
             embedding=None if embedding is None else _encode_embedding(embedding),
             embedder=embedder if embedding is not None else None,
         )
         return entry_id
+
+    def user_references(self) -> list[MemoryEntry]:
+        """Active references pinned with add-reference (not from a script), in order."""
+        return [
+            e
+            for e in self.active_entries()
+            if isinstance(e.source, ReferenceSource) and e.source.origin == "user"
+        ]
 
     def remove(self, entry_id: str) -> MemoryEntry:
         """Take an entry out of the log (its PNG stays on disk)."""

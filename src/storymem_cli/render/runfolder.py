@@ -159,9 +159,12 @@ class RunFolder:
                 found.append(name)
         return found
 
-    def clear(self) -> None:
-        """Remove what a render wrote here (--restart). Other files in the folder are left alone."""
+    def clear(self, keep: tuple[str, ...] = ()) -> None:
+        """Remove what a render wrote here (--restart), except ``keep``. Other files in the folder
+        are left alone."""
         for name in OWNED_NAMES:
+            if name in keep:
+                continue
             path = self.root / name
             if path.is_dir():
                 shutil.rmtree(path)

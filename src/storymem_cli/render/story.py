@@ -14,6 +14,8 @@ The algorithm, top to bottom (``StoryRenderer.render``):
 
 from __future__ import annotations
 
+import hashlib
+
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,10 +59,10 @@ class StoryInputs:
     path: Path
 
 
-def plan_for(script: Any, settings: RenderSettings) -> list[ShotPlan]:
+def plan_for(script: Any, settings: RenderSettings, user_references: Sequence[str] = ()) -> list[ShotPlan]:
     return plan_story(
         script.shots,
-        has_references=bool(script.references),
+        has_references=bool(script.references) or bool(user_references),
         continuation=settings.continuation,
         use_memory=settings.use_memory,
         base_seed=settings.seed,
@@ -153,11 +155,15 @@ class StoryRenderer:
         self.components = components
         self.progress = progress or NullProgress()
         self.restart = restart
+        # References pinned with `storymem add-reference` before this render: memory from shot 1 on.
+        self.user_references = user_reference_ids(self.folder.root, settings)
 
     # --- 1. plan ---------------------------------------------------------------------------
 
     def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
         settings_fp = self.settings.fingerprint()
+        if self.user_references:  # every shot's memory starts from them
+            settings_fp = hashlib.sha256(" ".join([settings_fp, *self.user_references]).encode()).hexdigest()
         return [shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p) for p in plans]
 
     # --- 2. the run folder -----------------------------------------------------------------
@@ -166,12 +172,16 @@ class StoryRenderer:
         """The previous run's record, or None to start fresh; refuses what must not be touched."""
         self.folder.remove_stale_temps()
         if self.restart:
-            self.folder.clear()
+            # User references are not render output: --restart keeps the bank (rolled back to
+            # before shot 1 when it is opened) so they survive.
+            self.folder.clear(keep=MEMORY_NAMES if self.user_references else ())
             self.folder.prepare()
             return None
         previous = self.folder.read_record()
         if previous is None:
             foreign = self.folder.foreign_content()
+            if only_references(self.folder.root, self.settings):  # a folder made by add-reference
+                foreign = [name for name in foreign if name not in MEMORY_NAMES]
             if foreign:
                 raise InvalidInputError(
                     f"{self.folder.root} already holds {', '.join(foreign)} but no run.json",
@@ -213,7 +223,7 @@ class StoryRenderer:
 
     def dry_run(self) -> dict[str, Any]:
         """The plan, and which shots a render would keep from the folder's last run; writes nothing."""
-        plans = plan_for(self.script, self.settings)
+        plans = plan_for(self.script, self.settings, self.user_references)
         check_inputs(self.script_path, self.settings, plans)
         fingerprints = self._fingerprints(plans)
         kept = 0
@@ -241,7 +251,7 @@ class StoryRenderer:
 
     def render(self) -> dict[str, Any]:
         # 1. Check inputs and plan.
-        plans = plan_for(self.script, self.settings)
+        plans = plan_for(self.script, self.settings, self.user_references)
         check_inputs(self.script_path, self.settings, plans)
         fingerprints = self._fingerprints(plans)
         self.folder.prepare()
@@ -420,6 +430,30 @@ def update_bank(
     return list(added)
 
 
+MEMORY_NAMES = ("memory", "memory.json")
+
+
+def _existing_bank(run_dir: Path, settings: RenderSettings) -> Any:
+    """The run folder's memory bank if it has one (read without creating anything), else None."""
+    from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
+
+    if not (run_dir / MEMORY_JSON).is_file():
+        return None
+    return MemoryBank.open(run_dir, settings.memory)
+
+
+def user_reference_ids(run_dir: Path, settings: RenderSettings) -> list[str]:
+    """Ids of the active references pinned with add-reference (content-addressed)."""
+    bank = _existing_bank(run_dir, settings)
+    return [] if bank is None else [entry.id for entry in bank.user_references()]
+
+
+def only_references(run_dir: Path, settings: RenderSettings) -> bool:
+    """True when the folder's bank holds references and nothing a render wrote."""
+    bank = _existing_bank(run_dir, settings)
+    return bank is not None and all(entry.role == "reference" for entry in bank.entries)
+
+
 def load_reference_image(path: Path) -> np.ndarray:
     from PIL import Image
 
@@ -442,8 +476,8 @@ def sync_references(bank: Any, references: Sequence[Any]) -> None:
     wanted_keys = {(name, image_digest(image)) for name, image in wanted}
     present = set()
     for entry in bank.entries:
-        if entry.role != "reference":
-            continue
+        if entry.role != "reference" or entry.source.origin != "script":
+            continue  # references from add-reference are the user's: never touched here
         key = (entry.source.name, entry.sha256)
         if key in wanted_keys:
             present.add(key)
@@ -451,4 +485,4 @@ def sync_references(bank: Any, references: Sequence[Any]) -> None:
             bank.remove(entry.id)
     for name, image in wanted:
         if (name, image_digest(image)) not in present:
-            bank.add_reference(image, name)
+            bank.add_reference(image, name, origin="script")

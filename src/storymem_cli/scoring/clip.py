@@ -177,7 +177,9 @@ def clip_preprocess(frames: np.ndarray, size: int, device: str | torch.device = 
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
 
-    x = torch.from_numpy(np.ascontiguousarray(frames)).to(device).permute(0, 3, 1, 2)
+    # A read-only array (bank images are) is copied: torch warns about sharing its memory.
+    frames = np.ascontiguousarray(frames)
+    x = (torch.from_numpy(frames) if frames.flags.writeable else torch.tensor(frames)).to(device).permute(0, 3, 1, 2)
     x = TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
     x = TF.center_crop(x, [size, size])
     x = x.float().div_(255.0)
