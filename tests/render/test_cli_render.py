@@ -218,3 +218,24 @@ def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):
     assert len(generate_log) == 4  # a different setting: every shot again
     bank = json.loads((run / "memory.json").read_text())
     assert bank["entries"] == [] and bank["conditioning"] == {}
+
+
+def test_device_and_memory_options_reach_the_model(tmp_path):
+    # No generate_log fixture: its session cache of loaded models ignores device options.
+    script = write_script(tmp_path, "one.json", small_story("One", shots=1))
+    run = tmp_path / "run"
+    result = render(
+        str(script), "-o", str(run), "--frames", "5",
+        "--offload", "group", "--vae-tiling", "--attention", "native", "--device", "cpu", "--dtype", "float32",
+    )
+    assert result.exit_code == 0, result.output
+    model = json.loads((run / "run.json").read_text())["model"]
+    assert (model["offload"], model["vae_tiling"], model["attention_backend"]) == ("group", True, "native")
+    assert (model["device"], model["dtype"]) == ("cpu", "float32")
+
+
+def test_unknown_offload_mode_is_invalid_input(tmp_path):
+    script = write_script(tmp_path, "one.json", small_story("One", shots=1))
+    result = render(str(script), "--offload", "sometimes", "--dry-run")
+    assert result.exit_code == 2
+    assert "sometimes" in result.output

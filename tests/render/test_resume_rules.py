@@ -53,11 +53,13 @@ def test_shot_fingerprint_changes_with_each_input():
     assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "mode": "m2v"}))
 
 
-def test_settings_fingerprint_ignores_offload_only():
+def test_settings_fingerprint_ignores_scheduling_and_hardware_only():
     base = settings()
-    assert base.fingerprint() == settings(offload=True).fingerprint()
+    for change in [{"offload": "model"}, {"offload": "group"}, {"device": "cuda:1"}, {"attention_backend": "flash"}]:
+        assert settings(**change).fingerprint() == base.fingerprint(), change
     for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
-                   {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"}]:
+                   {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"},
+                   {"dtype": "bfloat16"}, {"vae_tiling": True}]:
         assert settings(**change).fingerprint() != base.fingerprint(), change
 
 

@@ -21,6 +21,19 @@ class Continuation(str, Enum):
     none = "none"
 
 
+class Offload(str, Enum):
+    none = "none"
+    model = "model"
+    group = "group"
+
+
+class Dtype(str, Enum):
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+    float32 = "float32"
+
+
 class Rope(str, Enum):
     negative = "negative"
     sequential = "sequential"
@@ -104,7 +117,19 @@ def render(
     keyframes_per_shot: int | None = typer.Option(None, min=1, help="Most keyframes taken from one shot (paper: 3)."),
     aesthetic: Aesthetic | None = typer.Option(None, help="Keyframe quality filter: hpsv3 (paper), laion or none."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Ablation: every shot without memory (cuts are T2V)."),
-    offload: bool = typer.Option(False, "--offload", help="Keep only the active part of the model on the GPU."),
+    offload: Offload = typer.Option(
+        Offload.none,
+        help="GPU memory: none (all on the GPU; A14B needs ~80 GB), model (one component on the GPU at a time), "
+        "group (block by block: least memory, slowest).",
+    ),
+    device: str | None = typer.Option(None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
+    dtype: Dtype = typer.Option(
+        Dtype.auto, help="Transformer precision; auto: the model's on a GPU (bf16 for A14B), float32 on the CPU."
+    ),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."),
+    attention: str | None = typer.Option(
+        None, help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)."
+    ),
     continuation: Continuation = typer.Option(
         Continuation.mi2v,
         help="How a shot with cut:false continues the previous one: mi2v (its last frame, paper), "
@@ -150,7 +175,11 @@ def render(
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
         style_loras=tuple(StyleLora(path=p, strength=s) for p, s in map(parse_style_lora, style_lora)),
-        offload=offload,
+        offload=offload.value,
+        device=device,
+        dtype=dtype.value,
+        vae_tiling=vae_tiling,
+        attention_backend=attention,
     )
     batch = len(scripts) > 1 or shard is not None
     if shard is not None:

@@ -23,7 +23,17 @@ class Components:
 
 
 def _model_key(settings: RenderSettings) -> tuple:
-    return (settings.model, settings.lora, settings.style_loras, settings.offload, settings.continuation)
+    return (
+        settings.model,
+        settings.lora,
+        settings.style_loras,
+        settings.continuation,
+        settings.offload,
+        settings.device,
+        settings.dtype,
+        settings.vae_tiling,
+        settings.attention_backend,
+    )
 
 
 def _memory_key(settings: RenderSettings) -> tuple:
@@ -80,7 +90,8 @@ def cuda_out_of_memory(err: BaseException) -> StorymemError | None:
     if isinstance(err, torch.OutOfMemoryError) or "CUDA out of memory" in str(err):
         return StorymemError(
             "the GPU ran out of memory while generating a shot",
-            hint="pass --offload (keeps only the active expert on the GPU), or a smaller --size / fewer --frames; "
+            hint="pass --offload model (one component on the GPU at a time) or --offload group (block by block, "
+            "least memory), or a smaller --size / fewer --frames; "
             "finished shots are kept, so the same command resumes",
         )
     return None

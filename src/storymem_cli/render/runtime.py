@@ -34,7 +34,11 @@ def runtime_options(preset: Any, settings: RenderSettings) -> Any:
     from storymem_cli.models.runtime import RuntimeOptions
 
     return RuntimeOptions(
-        offload="model" if settings.offload else "none",
+        device=settings.device,
+        dtype=settings.dtype,
+        offload=settings.offload,
+        vae_tiling=settings.vae_tiling,
+        attention_backend=settings.attention_backend,
         continuation=settings.continuation,
         lora=Path(settings.lora) if settings.lora else None,
         style_loras=[(Path(style.path), style.strength) for style in settings.style_loras],

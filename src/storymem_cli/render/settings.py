@@ -2,7 +2,8 @@
 
 What is saved in run.json and what decides whether a finished shot can be kept
 on a re-run: every setting that changes pixels is in the fingerprint; how the
-work is scheduled (``offload``) is not.
+work is scheduled and on which hardware (device, offload, attention backend) is
+not: resuming on another machine keeps the finished shots.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from storymem_cli.config import (
     RopeMode,
     VideoConfig,
 )
+from storymem_cli.models.runtime import DtypeName, OffloadMode
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
-NOT_IN_FINGERPRINT = {"offload"}  # scheduling only: the frames are the same with or without it
+# Scheduling and hardware: the frames are the same up to floating-point noise.
+NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend"}
 
 
 class StyleLora(BaseModel):
@@ -53,7 +56,11 @@ class RenderOptions(BaseModel):
     use_memory: bool = True
     lora: str | None = None
     style_loras: tuple[StyleLora, ...] = ()
-    offload: bool = False
+    offload: OffloadMode = "none"
+    device: str | None = None  # None: cuda when available, else cpu
+    dtype: DtypeName = "auto"  # auto: the model's precision on a GPU (bf16 for A14B), float32 on the CPU
+    vae_tiling: bool = False
+    attention_backend: str | None = None
 
 
 class RenderSettings(BaseModel):
@@ -72,7 +79,11 @@ class RenderSettings(BaseModel):
     use_memory: bool
     lora: str | None
     style_loras: tuple[StyleLora, ...]
-    offload: bool
+    offload: OffloadMode
+    device: str | None
+    dtype: DtypeName
+    vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams
+    attention_backend: str | None
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the frames."""
@@ -132,4 +143,8 @@ def resolve_settings(
         lora=options.lora,
         style_loras=options.style_loras,
         offload=options.offload,
+        device=options.device,
+        dtype=options.dtype,
+        vae_tiling=options.vae_tiling,
+        attention_backend=options.attention_backend,
     )
