@@ -87,15 +87,13 @@ class TextCache:
     def encode(self, pipe: StoryMemM2VPipeline, captions: list[str], device: torch.device, frozen: bool) -> torch.Tensor:
         if not frozen:
             return self._encode(pipe, captions, device)
-        missing = sorted({c for c in captions if c not in self._items})
-        if missing:
-            with torch.no_grad():
-                embeds = self._encode(pipe, missing, device)
-            for caption, emb in zip(missing, embeds):
-                used = int((emb.abs().sum(-1) > 0).nonzero().max()) + 1 if emb.abs().sum() > 0 else 0
-                self._items[caption] = emb[:used].clone()
-                if len(self._items) > self.size:
-                    self._items.popitem(last=False)
+        for caption in dict.fromkeys(c for c in captions if c not in self._items):
+            with torch.no_grad():  # one prompt at a time, as inference encodes it: the same numbers
+                emb = self._encode(pipe, [caption], device)[0]
+            rows = (emb.abs().sum(-1) > 0).nonzero()
+            self._items[caption] = emb[: int(rows.max()) + 1 if len(rows) else 0].clone()
+            if len(self._items) > self.size:
+                self._items.popitem(last=False)
         out = []
         for caption in captions:
             self._items.move_to_end(caption)
