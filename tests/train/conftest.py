@@ -35,3 +35,16 @@ def m2v_pipe():
     from storymem_cli.models.registry import load_story_model, resolve_preset
 
     return load_story_model(resolve_preset("tiny")).pipeline("m2v")
+
+
+@pytest.fixture(scope="session")
+def tiny_request():
+    from storymem_cli.models.presets import TINY
+    from storymem_cli.pipeline.request import ShotRequest
+
+    def make(**kw):
+        base = {"mode": "m2v", "prompt": "the hero walks to the left in the forest", "width": TINY.video.width,
+                "height": TINY.video.height, "frames": TINY.video.frames, "steps": 2, "seed": 3}  # fmt: skip
+        return ShotRequest(**{**base, **kw})
+
+    return make

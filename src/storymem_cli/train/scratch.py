@@ -149,7 +149,9 @@ def export_model_dir(dest: Path, parts: dict[str, Any], preset: ModelPreset) -> 
     a from-scratch model is trained on the full noise range, not split at the boundary.
     """
     from diffusers import WanImageToVideoPipeline, WanPipeline
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars on stderr would interleave with ours
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shared = {k: parts[k] for k in ("tokenizer", "text_encoder", "vae", "scheduler")}

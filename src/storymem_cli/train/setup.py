@@ -162,7 +162,7 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
     def export(out: Path) -> dict[str, str]:
         return {"model": str(export_model_dir(out / MODEL_DIR, parts, preset))}
 
-    dtype = {"auto": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype, getattr(torch, cfg.dtype))
+    dtype = torch.bfloat16 if cfg.dtype == "auto" else getattr(torch, cfg.dtype)  # autocast dtype on CUDA
     autocast = dtype if device.type == "cuda" and dtype != torch.float32 else None
     return Trainee(
         pipe=pipe, routes={"m2v": parts["i2v"], "t2v": parts["t2v"]}, trainable=trainable,
