@@ -127,7 +127,14 @@ def test_training_inputs_equal_inference_inputs(m2v_pipe, memory, known):
         handle.remove()
     z = m2v_pipe.vae.config.z_dim
     assert seen["hidden"].shape[2:] == batch.x0.shape[2:]
-    assert torch.equal(seen["hidden"][:, z:], batch.condition)  # mask + memory latents + shot condition
+    inference = seen["hidden"][:, z:]  # mask + memory latents + shot condition
+    assert torch.equal(inference[:, :4], batch.condition[:, :4])  # the mask, exactly
+    assert torch.equal(inference[:, 4:, memory:], batch.condition[:, 4:, memory:])  # the shot's I2V condition
+    # memory: training encodes one image at a time (cached per frame), inference all M as one batch of
+    # 1-frame videos; the same computation up to float rounding of batched convolutions
+    assert torch.allclose(inference[:, 4:, :memory], batch.condition[:, 4:, :memory], atol=1e-5, rtol=0)
+    if memory <= 1:
+        assert torch.equal(inference, batch.condition)
     assert torch.equal(seen["text"], batch.prompt_embeds)
     assert seen["positions"] == frame_positions(batch.memory_frames, batch.shot_frames, RopeConfig())
     assert batch.memory_frames == memory
@@ -142,3 +149,24 @@ def test_text_cache_is_exact(m2v_pipe):
         direct = torch.cat([TextCache._encode(m2v_pipe, [c], torch.device("cpu")) for c in captions])
     assert torch.equal(first, direct) and torch.equal(again, direct.flip(0))
     assert first.shape[1] == 512 and not first[:, 64:].any()  # zero-padded like the pipeline
+
+
+def test_latent_cache_returns_what_the_vae_returns():
+    from storymem_cli.models.registry import load_story_model, resolve_preset
+    from storymem_cli.train.step import LatentCache, encode_video
+
+    pipe = load_story_model(resolve_preset("tiny")).pipeline("m2v")  # its own instance: the cache patches it
+    rng = np.random.default_rng(9)
+    clip_a, clip_b = (rng.integers(0, 256, (9, 48, 64, 3), dtype=np.uint8) for _ in range(2))
+    device = torch.device("cpu")
+    plain = [encode_video(pipe, c, 48, 64, device) for c in (clip_a, clip_b)]
+    cache = LatentCache(max_bytes=1 << 30)
+    cache.install(pipe)
+    first = [encode_video(pipe, c, 48, 64, device) for c in (clip_a, clip_b, clip_a)]
+    assert (cache.hits, cache.misses) == (1, 2)
+    assert torch.equal(first[0], plain[0]) and torch.equal(first[1], plain[1]) and torch.equal(first[2], plain[0])
+    small = LatentCache(max_bytes=plain[0].numel() * 4)  # room for one entry
+    small.install(pipe)
+    for c in (clip_a, clip_b, clip_a):
+        encode_video(pipe, c, 48, 64, device)
+    assert small.misses == 3 and small.bytes <= small.max_bytes

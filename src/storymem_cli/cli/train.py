@@ -88,6 +88,7 @@ def train_command(
     t2v_share: float = typer.Option(None, "--t2v-share", help="From scratch: share of batches training the first-shot (T2V) model. [default: 0.2]"),
     train_text_encoder: bool = typer.Option(None, "--train-text-encoder/--frozen-text-encoder", help="From scratch: train the text encoder too. [default: frozen]"),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing", help="Recompute activations (large models)."),
+    latent_cache_mb: int = typer.Option(None, "--latent-cache-mb", help="Memory for cached VAE latents of clips and frames (the VAE is frozen). [default: 1024]"),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints. [default: 200]"),
     keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help="Checkpoints kept. [default: 2]"),
     log_every: int = typer.Option(None, "--log-every", help="Steps between progress lines when not on a terminal. [default: 10]"),
@@ -117,7 +118,7 @@ def train_command(
         first_frame_prob=first_frame_prob, continuation=continuation, caption_dropout=caption_dropout,
         rope=rope_config, timestep_sampling=timestep_sampling, timestep_shift=timestep_shift, width=width,
         height=height, frames=frames, t2v_share=t2v_share, train_text_encoder=train_text_encoder,
-        gradient_checkpointing=gradient_checkpointing, checkpoint_every=checkpoint_every,
+        gradient_checkpointing=gradient_checkpointing, latent_cache_mb=latent_cache_mb, checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints, log_every=log_every,
     )  # fmt: skip
 

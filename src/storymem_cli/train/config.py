@@ -22,7 +22,8 @@ DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
 
 # Fields that may change between the stages of one run: how long, where, how often to log/save.
 RESUMABLE_FIELDS = frozenset(
-    {"output", "max_steps", "time_limit_minutes", "device", "log_every", "checkpoint_every", "keep_checkpoints"}
+    {"output", "max_steps", "time_limit_minutes", "device", "log_every", "checkpoint_every", "keep_checkpoints",
+     "latent_cache_mb"}
 )
 
 
@@ -78,6 +79,7 @@ class TrainConfig(BaseModel):
     # -- machine ---------------------------------------------------------------------------------------
     device: str | None = None  # None: cuda when present, else cpu
     dtype: DtypeName = "auto"  # frozen weights' dtype; auto: the model's on CUDA, float32 on CPU
+    latent_cache_mb: int = Field(1024, ge=0)  # VAE latents kept in memory (frozen VAE): the CPU's bottleneck
     gradient_checkpointing: bool = False  # recompute block activations: needed for A14B at 81 frames
     checkpoint_every: int = Field(200, ge=1)  # optimiser steps between checkpoints
     keep_checkpoints: int = Field(2, ge=1)  # older checkpoints are deleted once a newer one is complete

@@ -24,7 +24,7 @@ from storymem_cli.train.checkpoint import latest_checkpoint, load_checkpoint, sa
 from storymem_cli.train.config import TrainConfig
 from storymem_cli.train.data import ClipStore, draw_batch
 from storymem_cli.train.setup import Trainee, build_trainee
-from storymem_cli.train.step import TextCache, draw_sigmas, encode_batch, flow_loss, u_range
+from storymem_cli.train.step import LatentCache, TextCache, draw_sigmas, encode_batch, flow_loss, u_range
 
 CONFIG_FILE = "train.json"
 LOG_FILE = "log.jsonl"  # one line per logged step; a killed run's last lines may be redone after resume
@@ -79,6 +79,8 @@ class Trainer:
             self.trainee.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
         )
         self.text = TextCache()
+        self.latents = LatentCache(cfg.latent_cache_mb << 20)
+        self.latents.install(self.trainee.pipe)
         self.step = 0
         self.elapsed_before = 0.0
         self.resumed_from: str | None = None
@@ -210,6 +212,7 @@ class Trainer:
             "total_seconds": round(self.elapsed_before + seconds, 3),
             "steps_per_second": (self.step - start_step) / seconds if seconds > 0 else None,
             "checkpoint": str(checkpoint) if checkpoint else None,
+            "latent_cache": {"hits": self.latents.hits, "misses": self.latents.misses},
             "exported": exported,
         }
 

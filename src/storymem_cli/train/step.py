@@ -13,6 +13,7 @@ and temporal positions from ``pipeline.layout.frame_positions`` through the same
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -116,13 +117,49 @@ def encode_video(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, wid
     return pipe._encode(pixels.transpose(0, 1).unsqueeze(0), device)
 
 
+class LatentCache:
+    """Memoises the pipeline's VAE encode (``pipe._encode``) by the exact pixels it is given.
+
+    The VAE is frozen while the transformer trains, so a clip, a memory frame or a condition video
+    always encodes to the same latents; on a CPU the VAE costs far more than a small transformer.
+    Keys are a hash of the pixel tensor, so the cache cannot serve latents of other pixels.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.bytes, self.hits, self.misses = max_bytes, 0, 0, 0
+        self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+
+    def install(self, pipe: StoryMemM2VPipeline) -> None:
+        encode = pipe._encode
+
+        def cached(video: torch.Tensor, device: torch.device) -> torch.Tensor:
+            pixels = video.detach().to("cpu").contiguous()
+            key = (tuple(pixels.shape), str(pixels.dtype), hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest(), str(device))
+            if key in self._items:
+                self.hits += 1
+                self._items.move_to_end(key)
+                return self._items[key]
+            self.misses += 1
+            latents = encode(video, device)
+            self._items[key] = latents
+            self.bytes += latents.numel() * latents.element_size()
+            while self.bytes > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
+            return latents
+
+        pipe._encode = cached
+
+
 @torch.no_grad()
 def encode_sample(pipe: StoryMemM2VPipeline, sample: Sample, height: int, width: int, device: torch.device):
     """(x0, condition) of one sample with the inference pipeline's own encoders (VAE frozen)."""
     target = encode_video(pipe, sample.video, height, width, device)
     if sample.kind == "t2v":
         return target, None
-    memory = pipe.encode_memory(sample.memory, height, width, device)
+    # one image at a time (the same latents as a batch, SPEC 2), so each frame is cached on its own
+    memory = concat_time(pipe.encode_memory([], height, width, device),
+                         *(pipe.encode_memory([image], height, width, device) for image in sample.memory))  # fmt: skip
     condition = pipe.prepare_condition(memory, sample.first_frames, height, width, len(sample.video), device)
     return concat_time(memory, target), condition
 
