@@ -71,6 +71,23 @@ def _prune(root: Path, keep: int, current: str) -> None:
         shutil.rmtree(stray, ignore_errors=True)
 
 
+def write_folder_atomic(dest: Path, write) -> Path:
+    """Call ``write(tmp)`` to fill a temporary folder beside ``dest``, then swap it in for ``dest``.
+
+    A reader sees the old folder or the new one; a kill during ``write`` leaves only a temp folder.
+    """
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    write(tmp)
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
 def latest_checkpoint(out: Path) -> Path | None:
     pointer = out / CHECKPOINTS / LATEST
     if not pointer.is_file():

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from storymem_cli.config import RopeConfig
 
 TrainMode = Literal["lora", "scratch"]
+Stage = Literal["transformer", "vae"]
 Experts = Literal["both", "high", "low"]
 TimestepSampling = Literal["uniform", "shifted"]
 LrSchedule = Literal["constant", "cosine"]
@@ -57,6 +58,8 @@ class TrainConfig(BaseModel):
     t2v_share: float = Field(0.2, ge=0, lt=1)  # scratch: share of batches that train the T2V (first-shot) model
     train_text_encoder: bool = False  # scratch: also train the text encoder (lora: always frozen)
     vae: str | None = None  # scratch: model folder whose VAE is used (frozen); None: random init (tests only)
+    stage: Stage = "transformer"  # scratch: "vae" first trains the autoencoder alone (reconstruction + KL)
+    vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
 
     # -- the loss --------------------------------------------------------------------------------------
     timestep_sampling: TimestepSampling = "shifted"  # sigma = shift(u): trains where the sampler spends its steps
@@ -97,6 +100,8 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name}={value} must be a multiple of 16")
         if self.lr_schedule == "cosine" and self.schedule_steps is None:
             raise ValueError("lr_schedule 'cosine' needs schedule_steps (fixed, so staged runs share one schedule)")
+        if self.mode == "lora" and self.stage != "transformer":
+            raise ValueError("stage 'vae' is for --from-scratch; a LoRA keeps its model's VAE")
         if self.mode == "lora" and self.vae is not None:
             raise ValueError("vae is for --from-scratch; a LoRA keeps its model's VAE")
         if self.mode == "lora" and self.train_text_encoder:

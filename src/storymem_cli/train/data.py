@@ -71,18 +71,10 @@ def draw_layout(rng: np.random.Generator, cfg: TrainConfig, t2v: bool = False) -
     return BatchLayout("m2v", memory, known)
 
 
-def draw_sample(
-    rng: np.random.Generator,
-    index: DatasetIndex,
-    layout: BatchLayout,
-    cfg: TrainConfig,
-    frames: int,
-    frame_count,
-) -> SampleSpec:
-    """A target clip (every clip of the dataset equally likely) and its memory frames.
+def draw_window(rng: np.random.Generator, index: DatasetIndex, frames: int, frame_count) -> tuple[int, int, int]:
+    """(group, clip, start): a clip (every clip of the dataset equally likely) and a window of ``frames``.
 
-    ``frame_count(group, clip) -> int`` says how long a clip is. Memory frames are drawn without
-    replacement from all frames of the group's other clips, so there are never more than exist.
+    ``frame_count(group, clip) -> int`` says how long a clip is.
     """
     sizes = np.array([len(g.clips) for g in index.groups])
     flat = int(rng.integers(0, int(sizes.sum())))
@@ -95,7 +87,20 @@ def draw_sample(
             f"clip {clip!r} (groups[{group}].clips[{target}]) has {length} frames; training needs {frames}",
             hint="train with fewer --frames or leave shorter clips out of the index",
         )
-    start = int(rng.integers(0, length - frames + 1))
+    return group, target, int(rng.integers(0, length - frames + 1))
+
+
+def draw_sample(
+    rng: np.random.Generator,
+    index: DatasetIndex,
+    layout: BatchLayout,
+    cfg: TrainConfig,
+    frames: int,
+    frame_count,
+) -> SampleSpec:
+    """A target window (:func:`draw_window`) and its memory frames, drawn without replacement from all
+    frames of the group's other clips, so there are never more than exist."""
+    group, target, start = draw_window(rng, index, frames, frame_count)
     memory: tuple[tuple[int, int], ...] = ()
     if layout.memory:
         pool = [(c, f) for c in range(len(index.groups[group].clips)) if c != target for f in range(frame_count(group, c))]

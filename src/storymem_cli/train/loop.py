@@ -22,12 +22,23 @@ from storymem_cli.errors import InvalidInputError
 from storymem_cli.toy.dataset import load_index
 from storymem_cli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from storymem_cli.train.config import TrainConfig
-from storymem_cli.train.data import ClipStore, draw_batch
+from storymem_cli.train.data import ClipStore, draw_batch, draw_window
 from storymem_cli.train.setup import Trainee, build_trainee
-from storymem_cli.train.step import LatentCache, TextCache, draw_sigmas, encode_batch, flow_loss, u_range
+from storymem_cli.train.step import (
+    LatentCache,
+    TextCache,
+    draw_sigmas,
+    encode_batch,
+    flow_loss,
+    u_range,
+    video_pixels,
+)
+from storymem_cli.train.vae import vae_loss
 
 CONFIG_FILE = "train.json"
 LOG_FILE = "log.jsonl"  # one line per logged step; a killed run's last lines may be redone after resume
+
+EXPORT_STREAM = 3  # seed stream of the clips an export measures (steps use [seed, step])
 
 Progress = Callable[[dict], None]
 
@@ -80,7 +91,8 @@ class Trainer:
         )
         self.text = TextCache()
         self.latents = LatentCache(cfg.latent_cache_mb << 20)
-        self.latents.install(self.trainee.pipe)
+        if cfg.stage == "transformer":  # a VAE in training must not be served stale latents
+            self.latents.install(self.trainee.pipe)
         self.step = 0
         self.elapsed_before = 0.0
         self.resumed_from: str | None = None
@@ -110,9 +122,21 @@ class Trainer:
             expert = "high" if rng.random() >= cut else "low"
         return t.routes[expert], u_range(expert, t.boundary, sampling, t.shift)
 
+    def _windows(self, rng: np.random.Generator, n: int) -> list[torch.Tensor]:
+        """``n`` random clip windows as (1, 3, F, H, W) pixels in [-1, 1]."""
+        video, out = self.trainee.video, []
+        for _ in range(n):
+            group, clip, start = draw_window(rng, self.index, video.frames, self.store.frame_count)
+            frames = self.store.clip(group, clip)[start : start + video.frames]
+            out.append(video_pixels(self.trainee.pipe, frames, video.height, video.width))
+        return out
+
     def _micro_batch(self, rng: np.random.Generator, gen: torch.Generator) -> torch.Tensor:
         t, cfg = self.trainee, self.cfg
         video = t.video
+        if cfg.stage == "vae":
+            pixels = torch.cat(self._windows(rng, cfg.batch_size)).to(t.device)
+            return vae_loss(t.pipe.vae, pixels, gen, cfg.vae_kl_weight)
         layout, specs = draw_batch(rng, self.index, cfg, video.frames, self.store.frame_count, t2v="t2v" in t.trainable)
         samples = [self.store.materialise(s, video.frames) for s in specs]
         batch = encode_batch(t.pipe, samples, video.height, video.width, t.device, self.text, t.text_frozen)
@@ -196,7 +220,7 @@ class Trainer:
         seconds = time.monotonic() - start
         checkpoint = self.checkpoint(self.elapsed_before + seconds, losses[-1] if losses else None) \
             if saved_at != self.step else latest_checkpoint(self.out)  # fmt: skip
-        exported = self.trainee.export(self.out)
+        exported = self.trainee.export(self.out, lambda n: self._windows(np.random.default_rng([EXPORT_STREAM, cfg.seed]), n))
         tail = losses[-cfg.log_every :]
         return {
             "output": str(self.out),

@@ -8,8 +8,6 @@ out like the tiny preset's (``i2v/``, ``t2v/``, ``storymem_model.json``) and loa
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING, TEXT_ENCODER_MAX_TOKENS, VideoConfig
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import MemoryDefaults, ModelPreset
+from storymem_cli.train.checkpoint import write_folder_atomic
 from storymem_cli.models.tiny import MODEL_FILE, TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE, build_tokenizer
 
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: UMT5's pad and eos ids
@@ -152,20 +151,16 @@ def export_model_dir(dest: Path, parts: dict[str, Any], preset: ModelPreset) -> 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars on stderr would interleave with ours
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     shared = {k: parts[k] for k in ("tokenizer", "text_encoder", "vae", "scheduler")}
-    WanImageToVideoPipeline(
-        **shared, transformer=parts["i2v"], transformer_2=parts["i2v"], boundary_ratio=preset.m2v.boundary_ratio
-    ).save_pretrained(tmp / preset.i2v_source)
-    WanPipeline(
-        **shared, transformer=parts["t2v"], transformer_2=parts["t2v"], boundary_ratio=preset.t2v.boundary_ratio
-    ).save_pretrained(tmp / preset.t2v_source)
-    record = {"format": 1, "preset": preset.model_dump(mode="json")}
-    (tmp / MODEL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    if dest.exists():
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
-    return dest
+
+    def write(folder: Path) -> None:
+        WanImageToVideoPipeline(
+            **shared, transformer=parts["i2v"], transformer_2=parts["i2v"], boundary_ratio=preset.m2v.boundary_ratio
+        ).save_pretrained(folder / preset.i2v_source)
+        WanPipeline(
+            **shared, transformer=parts["t2v"], transformer_2=parts["t2v"], boundary_ratio=preset.t2v.boundary_ratio
+        ).save_pretrained(folder / preset.t2v_source)
+        record = {"format": 1, "preset": preset.model_dump(mode="json")}
+        (folder / MODEL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    return write_folder_atomic(dest, write)

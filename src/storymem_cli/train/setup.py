@@ -20,6 +20,7 @@ from storymem_cli.train.config import TrainConfig
 
 LORA_DIR = "lora"  # OUT/lora/<variant folder>/backbone_{high,low}_noise.safetensors: `--lora OUT/lora`
 MODEL_DIR = "model"  # OUT/model: `--model OUT/model`
+VAE_DIR = "vae"  # OUT/vae (stage vae): `--vae OUT/vae` for the transformer stage
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Trainee:
     device: torch.device
     autocast_dtype: torch.dtype | None
     text_frozen: bool
-    export: Callable[[Path], dict[str, str]]
+    export: Callable[[Path, Callable[[int], list[torch.Tensor]]], dict[str, str]]  # (out, n -> pixel videos)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -93,7 +94,7 @@ def _build_lora(cfg: TrainConfig) -> Trainee:
     routes = {"high": high, "low": low}
     trainable = {"transformer": high, "transformer_2": low}
 
-    def export(out: Path) -> dict[str, str]:
+    def export(out: Path, _videos: Any) -> dict[str, str]:
         folder = out / LORA_DIR / STORYMEM_VARIANT_DIRS[cfg.continuation]
         paths = {}
         for role, module in trainable.items():
@@ -144,6 +145,12 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
     ).to(device)  # fmt: skip
     parts["t2v"].to(device)
     pipe.set_progress_bar_config(disable=True)
+    preset = scratch_preset(Path(cfg.model).stem if cfg.model not in ("tiny", "toy") else cfg.model, size)
+    video = _geometry(cfg, size.video)
+    dtype = torch.bfloat16 if cfg.dtype == "auto" else getattr(torch, cfg.dtype)  # autocast dtype on CUDA
+    autocast = dtype if device.type == "cuda" and dtype != torch.float32 else None
+    if cfg.stage == "vae":
+        return _vae_stage(cfg, pipe, video, device)
     parts["vae"].requires_grad_(False).eval()
     trainable: dict[str, torch.nn.Module] = {"i2v": parts["i2v"]}
     if cfg.t2v_share > 0:
@@ -157,16 +164,33 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
         parts[name].train()
         if cfg.gradient_checkpointing:
             parts[name].enable_gradient_checkpointing()
-    preset = scratch_preset(Path(cfg.model).stem if cfg.model not in ("tiny", "toy") else cfg.model, size)
 
-    def export(out: Path) -> dict[str, str]:
+    def export(out: Path, _videos: Any) -> dict[str, str]:
         return {"model": str(export_model_dir(out / MODEL_DIR, parts, preset))}
 
-    dtype = torch.bfloat16 if cfg.dtype == "auto" else getattr(torch, cfg.dtype)  # autocast dtype on CUDA
-    autocast = dtype if device.type == "cuda" and dtype != torch.float32 else None
     return Trainee(
         pipe=pipe, routes={"m2v": parts["i2v"], "t2v": parts["t2v"]}, trainable=trainable,
-        video=_geometry(cfg, size.video), boundary=M2V_SAMPLING.boundary_ratio,
+        video=video, boundary=M2V_SAMPLING.boundary_ratio,
         shift=cfg.timestep_shift or M2V_SAMPLING.flow_shift, device=device, autocast_dtype=autocast,
         text_frozen=not cfg.train_text_encoder, export=export,
+    )  # fmt: skip
+
+
+def _vae_stage(cfg: TrainConfig, pipe: Any, video: VideoConfig, device: torch.device) -> Trainee:
+    """Only the VAE learns; the export is ``OUT/vae`` for ``--vae`` of the transformer stage."""
+    from storymem_cli.train.vae import STATS_VIDEOS, export_vae, latent_stats
+
+    vae = pipe.vae.requires_grad_(True).train()
+    if cfg.gradient_checkpointing:
+        vae.enable_gradient_checkpointing()
+
+    def export(out: Path, videos: Callable[[int], list[torch.Tensor]]) -> dict[str, str]:
+        vae.eval()
+        stats = latent_stats(vae, [v.to(device) for v in videos(STATS_VIDEOS)])
+        vae.train()
+        return {"vae": str(export_vae(out / VAE_DIR, vae, stats))}
+
+    return Trainee(
+        pipe=pipe, routes={}, trainable={"vae": vae}, video=video, boundary=M2V_SAMPLING.boundary_ratio,
+        shift=1.0, device=device, autocast_dtype=None, text_frozen=True, export=export,
     )  # fmt: skip

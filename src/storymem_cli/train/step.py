@@ -111,10 +111,15 @@ class TextCache:
         return embeds
 
 
-def encode_video(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """(1, z, T, h, w) normalised latents of a uint8 clip, resized like memory images."""
+def video_pixels(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """(1, 3, F, H, W) in [-1, 1]: a uint8 clip resized like memory images."""
     pixels = pipe.video_processor.preprocess(_to_pil(list(frames)), height=height, width=width, resize_mode=MEMORY_RESIZE_MODE)
-    return pipe._encode(pixels.transpose(0, 1).unsqueeze(0), device)
+    return pixels.transpose(0, 1).unsqueeze(0)
+
+
+def encode_video(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """(1, z, T, h, w) normalised latents of a uint8 clip, like the pipeline's I2V condition."""
+    return pipe._encode(video_pixels(pipe, frames, height, width), device)
 
 
 class LatentCache:
