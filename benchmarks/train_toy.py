@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=300)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--stages", default="vae5,vae17,transformer", help="comma-separated subset")
     args = parser.parse_args()
 
     from storymem_cli.toy.dataset import write_toy_dataset
@@ -39,26 +40,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         write_toy_dataset(data, groups=args.groups, clips_per_group=4, seed=0)
-        runs = [
-            ("vae, 5 frames, batch 4", {"stage": "vae", "frames": 5, "batch_size": 4}),
-            ("vae, 17 frames, batch 2", {"stage": "vae", "batch_size": 2}),
-            (f"transformer, batch {args.batch_size}", {"batch_size": args.batch_size}),
-        ]
-        for name, fields in runs:
+        runs = {
+            "vae5": ("vae, 5 frames, batch 4", {"stage": "vae", "frames": 5, "batch_size": 4}),
+            "vae17": ("vae, 17 frames, batch 2", {"stage": "vae", "batch_size": 2}),
+            "transformer": (f"transformer, batch {args.batch_size}", {"batch_size": args.batch_size}),
+        }
+        for name, fields in (runs[k] for k in args.stages.split(",")):
             cfg = TrainConfig(dataset=data, output=Path(tmp) / name.replace(" ", "_").replace(",", ""), mode="scratch",
                               model="toy", max_steps=args.steps, checkpoint_every=10**9, **fields)  # fmt: skip
             trainer = Trainer(cfg)
             start = time.perf_counter()
-            half = None
+            half, cache_half = None, None
             for i in range(args.steps):
                 trainer.train_step()
                 if i + 1 == args.steps // 2:
-                    half = time.perf_counter()
+                    half, cache_half = time.perf_counter(), (trainer.latents.hits, trainer.latents.misses)
             end = time.perf_counter()
             n = args.steps - args.steps // 2
+            cache_end = (trainer.latents.hits - cache_half[0], trainer.latents.misses - cache_half[1])
             print(json.dumps({"stage": name, "steps_per_second_first_half": round(args.steps // 2 / (half - start), 3),
                               "steps_per_second_second_half": round(n / (end - half), 3),
-                              "latent_cache": [trainer.latents.hits, trainer.latents.misses]}), flush=True)  # fmt: skip
+                              "cache_hits_misses_first_half": cache_half,
+                              "cache_hits_misses_second_half": cache_end}), flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

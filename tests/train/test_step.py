@@ -170,3 +170,22 @@ def test_latent_cache_returns_what_the_vae_returns():
     for c in (clip_a, clip_b, clip_a):
         encode_video(pipe, c, 48, 64, device)
     assert small.misses == 3 and small.bytes <= small.max_bytes
+
+
+def test_latent_cache_survives_a_stage(tmp_path):
+    from storymem_cli.models.registry import load_story_model, resolve_preset
+    from storymem_cli.train.step import LatentCache, encode_video
+
+    pipe = load_story_model(resolve_preset("tiny")).pipeline("m2v")
+    clip = np.random.default_rng(10).integers(0, 256, (5, 48, 64, 3), dtype=np.uint8)
+    cache = LatentCache(max_bytes=1 << 30)
+    cache.install(pipe)
+    tag = LatentCache.vae_tag(pipe.vae)
+    first = encode_video(pipe, clip, 48, 64, torch.device("cpu"))
+    cache.save(tmp_path / "cache.pt", tag)
+    again = LatentCache(max_bytes=1 << 30)
+    assert again.load(tmp_path / "cache.pt", "another vae", torch.device("cpu")) == 0
+    assert again.load(tmp_path / "cache.pt", tag, torch.device("cpu")) == 1
+    again.install(pipe)
+    assert torch.equal(encode_video(pipe, clip, 48, 64, torch.device("cpu")), first)
+    assert (again.hits, again.misses) == (1, 0)

@@ -82,7 +82,7 @@ def test_from_scratch_model_loads_and_renders(toy_dataset, tmp_path, tiny_reques
     assert summary["exported"]["model"] == str(out / "model") and summary["step"] == 3
 
     preset = resolve_preset(str(out / "model"))
-    assert preset.video.width == 64 and not preset.builtin
+    assert preset.video.width == 64 and not preset.builtin and preset.name == "tiny-scratch"
     model = load_story_model(preset)
     tokenizer = model.shared["tokenizer"]
     assert len(tokenizer) == 3 + 44  # pad, eos, unk + the toy vocabulary

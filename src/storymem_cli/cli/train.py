@@ -52,7 +52,7 @@ class _PlainProgress:
 
 @app.command("train")
 def train_command(
-    dataset: Path = typer.Argument(..., help="Dataset folder with index.json: groups of related clips with captions (docs/toy-world.md, 'Dataset format')."),
+    dataset: Path = typer.Argument(..., metavar="DATASET", show_default=False, help="Dataset folder with index.json: groups of related clips with captions (docs/toy-world.md, 'Dataset format')."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: train.json, log.jsonl, checkpoints/, and the result (lora/ or model/). Rerun the same command to resume."),
     model: str = typer.Option(None, "--model", help="LoRA: the model to adapt (tiny, wan2.2-a14b or a model folder; default tiny). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),

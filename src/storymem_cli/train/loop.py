@@ -36,6 +36,7 @@ from storymem_cli.train.step import (
 from storymem_cli.train.vae import vae_loss
 
 CONFIG_FILE = "train.json"
+LATENT_CACHE_FILE = "latent_cache.pt"  # saved at the end of a stage: the next stage starts warm
 LOG_FILE = "log.jsonl"  # one line per logged step; a killed run's last lines may be redone after resume
 
 EXPORT_STREAM = 3  # seed stream of the clips an export measures (steps use [seed, step])
@@ -91,8 +92,11 @@ class Trainer:
         )
         self.text = TextCache()
         self.latents = LatentCache(cfg.latent_cache_mb << 20)
+        self._cache_tag = None
         if cfg.stage == "transformer":  # a VAE in training must not be served stale latents
             self.latents.install(self.trainee.pipe)
+            self._cache_tag = LatentCache.vae_tag(self.trainee.pipe.vae)
+            self.latents.load(self.out / LATENT_CACHE_FILE, self._cache_tag, self.trainee.device)
         self.step = 0
         self.elapsed_before = 0.0
         self.resumed_from: str | None = None
@@ -220,6 +224,8 @@ class Trainer:
         seconds = time.monotonic() - start
         checkpoint = self.checkpoint(self.elapsed_before + seconds, losses[-1] if losses else None) \
             if saved_at != self.step else latest_checkpoint(self.out)  # fmt: skip
+        if self._cache_tag is not None and self.latents.misses:
+            self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
         exported = self.trainee.export(self.out, lambda n: self._windows(np.random.default_rng([EXPORT_STREAM, cfg.seed]), n))
         tail = losses[-cfg.log_every :]
         return {

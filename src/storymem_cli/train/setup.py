@@ -145,7 +145,8 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
     ).to(device)  # fmt: skip
     parts["t2v"].to(device)
     pipe.set_progress_bar_config(disable=True)
-    preset = scratch_preset(Path(cfg.model).stem if cfg.model not in ("tiny", "toy") else cfg.model, size)
+    name = cfg.model if cfg.model == "toy" else f"{Path(cfg.model).stem}-scratch"  # not the random tiny preset
+    preset = scratch_preset(name, size)
     video = _geometry(cfg, size.video)
     dtype = torch.bfloat16 if cfg.dtype == "auto" else getattr(torch, cfg.dtype)  # autocast dtype on CUDA
     autocast = dtype if device.type == "cuda" and dtype != torch.float32 else None

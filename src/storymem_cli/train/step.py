@@ -14,8 +14,10 @@ and temporal positions from ``pipeline.layout.frame_positions`` through the same
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -139,7 +141,7 @@ class LatentCache:
 
         def cached(video: torch.Tensor, device: torch.device) -> torch.Tensor:
             pixels = video.detach().to("cpu").contiguous()
-            key = (tuple(pixels.shape), str(pixels.dtype), hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).digest(), str(device))
+            key = (tuple(pixels.shape), str(pixels.dtype), hashlib.blake2b(pixels.numpy().tobytes(), digest_size=16).hexdigest(), str(device))
             if key in self._items:
                 self.hits += 1
                 self._items.move_to_end(key)
@@ -154,6 +156,35 @@ class LatentCache:
             return latents
 
         pipe._encode = cached
+
+    @staticmethod
+    def vae_tag(vae: torch.nn.Module) -> str:
+        """Identifies the VAE's weights: a saved cache is only reused with the very same VAE."""
+        digest = hashlib.blake2b(digest_size=16)
+        for name, tensor in sorted(vae.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def save(self, path: Path, tag: str) -> None:
+        """Write the cache (temp file + rename), so the next stage of a run starts warm."""
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        torch.save({"tag": tag, "keys": list(self._items), "latents": [t.to("cpu") for t in self._items.values()]}, tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path, tag: str, device: torch.device) -> int:
+        """Entries read from ``path`` (0 when absent or made with another VAE)."""
+        if not path.is_file():
+            return 0
+        data = torch.load(path, weights_only=True)
+        if data.get("tag") != tag:
+            return 0
+        for key, latents in zip(data["keys"], data["latents"]):
+            if self.bytes + latents.numel() * latents.element_size() > self.max_bytes:
+                break
+            self._items[tuple(key)] = latents.to(device)
+            self.bytes += latents.numel() * latents.element_size()
+        return len(self._items)
 
 
 @torch.no_grad()
