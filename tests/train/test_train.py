@@ -220,3 +220,28 @@ def test_vae_stage_then_transformer_stage(overfit_dataset, tmp_path):
     with torch.no_grad():
         latents = encode_video(pipe, clip[:5], 48, 64, torch.device("cpu"))
     assert abs(float(latents.mean())) < 0.5 and 0.4 < float(latents.std()) < 2.5
+
+
+def test_one_expert_at_a_time(toy_dataset, tmp_path, small_lora):
+    """--experts high trains only the high-noise expert on sigmas >= the boundary; the other file is a no-op."""
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=3, lr=1e-2, experts="high", **small_lora)
+    trainer = Trainer(cfg)
+    sigmas = []
+    original = trainer._route
+
+    def spy(rng, kind):
+        model, (lo, hi) = original(rng, kind)
+        sigmas.append((model, lo, hi))
+        return model, (lo, hi)
+
+    trainer._route = spy
+    summary = trainer.run()
+    assert {id(m) for m, _, _ in sigmas} == {id(trainer.trainee.routes["high"])}
+    assert all(lo > 0.5 and hi == 1.0 for _, lo, hi in sigmas)
+    high = load_file(summary["exported"]["transformer"])
+    low = load_file(summary["exported"]["transformer_2"])
+    assert any(t.abs().sum() > 0 for k, t in high.items() if ".lora_B." in k)
+    assert all(not t.any() for k, t in low.items() if ".lora_B." in k)
+    assert set(trainer.trainee.state()) == {k for k in trainer.trainee.state() if k.startswith("transformer.")}

@@ -82,12 +82,15 @@ def _build_lora(cfg: TrainConfig) -> Trainee:
     preset = resolve_preset(cfg.model).model_copy(update={"lora_source": None})  # the base model, no StoryMem LoRA
     story = load_story_model(preset, RuntimeOptions(device=cfg.device, dtype=cfg.dtype))
     pipe = story.pipeline("m2v")
-    high, low = pipe.transformer, pipe.transformer_2 or pipe.transformer
+    if pipe.transformer_2 is None:
+        raise InvalidInputError(f"model {cfg.model!r} has one transformer; StoryMem LoRAs are made for Wan2.2's two experts")
+    high, low = pipe.transformer, pipe.transformer_2
     for i, (name, expert) in enumerate((("high", high), ("low", low))):
         params = add_trainable_lora(expert, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.seed + i)
         if cfg.experts not in ("both", name):
             for p in params:
                 p.requires_grad_(False)  # exported with B = 0: leaves that expert unchanged
+            expert.to("cpu")  # never run: at A14B size its 28.6 GB are better spent on activations
         if cfg.gradient_checkpointing:
             expert.enable_gradient_checkpointing()
         expert.train()
