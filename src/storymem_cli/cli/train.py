@@ -29,7 +29,8 @@ def _config(**fields):
         return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
     except ValidationError as err:
         problems = "; ".join(
-            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"] for e in err.errors()
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
         )
         raise InvalidInputError(f"invalid training settings: {problems}") from None
 
