@@ -14,11 +14,10 @@ FRAMES = 9
 
 
 def index_of(sizes: list[int]) -> DatasetIndex:
-    groups = [
-        ClipGroup(id=f"g{g}", clips=[ClipEntry(path=f"g{g}_{c}.npz", caption=f"full {g} {c}", memory_caption=f"role {g} {c}")
-                                     for c in range(n)])  # fmt: skip
-        for g, n in enumerate(sizes)
-    ]
+    def clip(g: int, c: int) -> ClipEntry:
+        return ClipEntry(path=f"g{g}_{c}.npz", caption=f"full {g} {c}", memory_caption=f"role {g} {c}")
+
+    groups = [ClipGroup(id=f"g{g}", clips=[clip(g, c) for c in range(n)]) for g, n in enumerate(sizes)]
     return DatasetIndex(groups=groups)
 
 

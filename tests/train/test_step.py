@@ -72,7 +72,7 @@ class _Echo(torch.nn.Module):
 
 
 def test_loss_is_on_shot_frames_only(monkeypatch):
-    import storymem_cli.train.step as step
+    from storymem_cli.train import step
 
     monkeypatch.setattr(step, "rope_positions", lambda models, positions: _null())
     gen = torch.Generator().manual_seed(3)

@@ -20,7 +20,11 @@ import torch
 
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.toy.dataset import load_index
-from storymem_cli.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from storymem_cli.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from storymem_cli.train.config import TrainConfig
 from storymem_cli.train.data import ClipStore, draw_batch, draw_window
 from storymem_cli.train.setup import Trainee, build_trainee
@@ -100,6 +104,7 @@ class Trainer:
         self.step = 0
         self.elapsed_before = 0.0
         self.resumed_from: str | None = None
+        self._saved_at: int | None = None  # step of the newest checkpoint this process wrote or resumed from
         checkpoint = latest_checkpoint(self.out)
         if checkpoint is not None:
             weights, trainer, state = load_checkpoint(checkpoint)
@@ -188,42 +193,44 @@ class Trainer:
         state = {"elapsed_seconds": elapsed, "loss": last_loss}
         return save_checkpoint(self.out, self.step, self.trainee.state(), trainer, state, self.cfg.keep_checkpoints)
 
+    def _steps(self, start: float, start_step: int, limit: float | None, losses: list[float], log, progress) -> str:
+        """Train until max_steps or the time limit; returns why it stopped."""
+        cfg = self.cfg
+        while self.step < cfg.max_steps:
+            if limit is not None and time.monotonic() - start >= limit:
+                return "time_limit"
+            loss = self.train_step()
+            losses.append(loss)
+            seconds = time.monotonic() - start
+            rate = (self.step - start_step) / seconds if seconds > 0 else 0.0
+            info = {"step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr_at(self.step - 1, cfg),
+                    "steps_per_second": rate, "seconds": seconds,
+                    "eta_seconds": (cfg.max_steps - self.step) / rate if rate else None}  # fmt: skip
+            if progress is not None:
+                progress(info)
+            if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                log.write(json.dumps({k: info[k] for k in ("step", "loss", "lr", "seconds")}) + "\n")
+                log.flush()
+            if self.step % cfg.checkpoint_every == 0:
+                self.checkpoint(self.elapsed_before + seconds, loss)
+                self._saved_at = self.step
+        return "max_steps"
+
     def run(self, progress: Progress | None = None) -> dict:
         cfg = self.cfg
         start_step, start = self.step, time.monotonic()
         limit = cfg.time_limit_minutes * 60 if cfg.time_limit_minutes else None
         losses: list[float] = []
-        stopped = "max_steps"
-        saved_at = self.step if self.resumed_from else None
-        log = open(self.out / LOG_FILE, "a", encoding="utf-8")
+        self._saved_at = self.step if self.resumed_from else None
         try:
-            while self.step < cfg.max_steps:
-                if limit is not None and time.monotonic() - start >= limit:
-                    stopped = "time_limit"
-                    break
-                loss = self.train_step()
-                losses.append(loss)
-                seconds = time.monotonic() - start
-                rate = (self.step - start_step) / seconds if seconds > 0 else 0.0
-                info = {"step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr_at(self.step - 1, cfg),
-                        "steps_per_second": rate, "seconds": seconds,
-                        "eta_seconds": (cfg.max_steps - self.step) / rate if rate else None}  # fmt: skip
-                if progress is not None:
-                    progress(info)
-                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    log.write(json.dumps({k: info[k] for k in ("step", "loss", "lr", "seconds")}) + "\n")
-                    log.flush()
-                if self.step % cfg.checkpoint_every == 0:
-                    self.checkpoint(self.elapsed_before + seconds, loss)
-                    saved_at = self.step
+            with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
+                stopped = self._steps(start, start_step, limit, losses, log, progress)
         except KeyboardInterrupt:
             self.checkpoint(self.elapsed_before + time.monotonic() - start, losses[-1] if losses else None)
             raise
-        finally:
-            log.close()
         seconds = time.monotonic() - start
         checkpoint = self.checkpoint(self.elapsed_before + seconds, losses[-1] if losses else None) \
-            if saved_at != self.step else latest_checkpoint(self.out)  # fmt: skip
+            if self._saved_at != self.step else latest_checkpoint(self.out)  # fmt: skip
         if self._cache_tag is not None and self.latents.misses:
             self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
         exported = self.trainee.export(self.out, lambda n: self._windows(np.random.default_rng([EXPORT_STREAM, cfg.seed]), n))

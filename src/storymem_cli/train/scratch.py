@@ -13,11 +13,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING, TEXT_ENCODER_MAX_TOKENS, VideoConfig
+from storymem_cli.config import (
+    M2V_SAMPLING,
+    T2V_SAMPLING,
+    TEXT_ENCODER_MAX_TOKENS,
+    VideoConfig,
+)
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import MemoryDefaults, ModelPreset
+from storymem_cli.models.tiny import (
+    MODEL_FILE,
+    TINY_TEXT_ENCODER,
+    TINY_TRANSFORMER,
+    TINY_VAE,
+    build_tokenizer,
+)
 from storymem_cli.train.checkpoint import write_folder_atomic
-from storymem_cli.models.tiny import MODEL_FILE, TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE, build_tokenizer
 
 SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: UMT5's pad and eos ids
 
@@ -103,7 +114,11 @@ def build_tokenizer_for(size: ScratchSize) -> Any:
 def build_scratch_components(size: ScratchSize, seed: int) -> dict[str, Any]:
     """tokenizer, text_encoder, vae, scheduler, and the I2V (36 channels in) and T2V (16) transformers."""
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanTransformer3DModel,
+    )
     from transformers import UMT5Config, UMT5EncoderModel
 
     def seeded(offset: int, make: Any) -> Any:

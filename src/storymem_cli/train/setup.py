@@ -134,7 +134,12 @@ def _load_vae(path: str) -> Any:
 
 def _build_scratch(cfg: TrainConfig) -> Trainee:
     from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
-    from storymem_cli.train.scratch import build_scratch_components, export_model_dir, scratch_preset, scratch_size
+    from storymem_cli.train.scratch import (
+        build_scratch_components,
+        export_model_dir,
+        scratch_preset,
+        scratch_size,
+    )
 
     size = scratch_size(cfg.model)
     parts = build_scratch_components(size, cfg.seed)

@@ -24,7 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS, RopeConfig
-from storymem_cli.pipeline.layout import concat_time, frame_positions, latent_frame_count
+from storymem_cli.pipeline.layout import (
+    concat_time,
+    frame_positions,
+    latent_frame_count,
+)
 from storymem_cli.pipeline.m2v import MEMORY_RESIZE_MODE, StoryMemM2VPipeline, _to_pil
 from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, shift_sigmas
