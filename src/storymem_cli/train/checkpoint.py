@@ -1,7 +1,7 @@
 """Checkpoints that survive a kill at any instant.
 
     OUT/checkpoints/step-00000200/   weights.safetensors (trainable tensors), trainer.pt (optimiser,
-                                     RNG states), state.json (step, loss, elapsed time)
+                                     RNG states), state.json (step, loss, elapsed time, settings)
     OUT/checkpoints/latest.json      {"step": 200, "dir": "step-00000200"}
 
 A checkpoint is written into a temporary folder and renamed into place; only then is ``latest.json``

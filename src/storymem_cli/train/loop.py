@@ -190,7 +190,7 @@ class Trainer:
 
     def checkpoint(self, elapsed: float, last_loss: float | None) -> Path:
         trainer = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-        state = {"elapsed_seconds": elapsed, "loss": last_loss}
+        state = {"elapsed_seconds": elapsed, "loss": last_loss, "config": self.cfg.model_dump(mode="json")}
         return save_checkpoint(self.out, self.step, self.trainee.state(), trainer, state, self.cfg.keep_checkpoints)
 
     def _steps(self, start: float, start_step: int, limit: float | None, losses: list[float], log, progress) -> str:
