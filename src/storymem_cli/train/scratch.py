@@ -49,7 +49,8 @@ class ScratchSize(BaseModel):
 
 
 _TOY_TEXT = {**TINY_TEXT_ENCODER, "d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2}
-# 0.83 M parameters: the tiny preset's VAE (base 8, no widening) cannot learn to draw sprites back.
+# 0.83 M parameters, 12x the tiny preset's VAE, for sprite detail; how well it learns in the toy budget
+# is measured (not yet well) in docs/training.md.
 _TOY_VAE = {**TINY_VAE, "base_dim": 16, "dim_mult": [1, 2, 2, 2]}
 SCRATCH_SIZES: dict[str, ScratchSize] = {
     # Same shapes as the tiny preset (tests, smoke runs): seconds per hundred steps on a CPU.
