@@ -1,0 +1,167 @@
+"""`storymem train`: the paper's training recipe (3.3) as a resumable command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from storymem_cli.cli.app import app
+from storymem_cli.errors import InvalidInputError
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _config(**fields):
+    from pydantic import ValidationError
+
+    from storymem_cli.train.config import TrainConfig
+
+    try:
+        return TrainConfig(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as err:
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in err.errors()
+        )
+        raise InvalidInputError(f"invalid training settings: {problems}") from None
+
+
+class _PlainProgress:
+    """One line every ``every`` steps, for logs and pipes."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def __call__(self, info: dict) -> None:
+        if info["step"] % self.every and info["step"] != info["max_steps"]:
+            return
+        typer.echo(
+            f"step {info['step']}/{info['max_steps']}  loss {info['loss']:.4f}  lr {info['lr']:.2e}  "
+            f"{info['steps_per_second']:.2f} steps/s  eta {_eta(info['eta_seconds'])}",
+            err=True,
+        )
+
+
+@app.command("train")
+def train_command(
+    dataset: Path = typer.Argument(..., metavar="DATASET", show_default=False, help="Dataset folder with index.json: groups of related clips with captions (docs/toy-world.md, 'Dataset format')."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: train.json, log.jsonl, checkpoints/, and the result (lora/ or model/). Rerun the same command to resume."),
+    model: str = typer.Option(None, "--model", help="LoRA: the model to adapt (tiny, wan2.2-a14b or a model folder; default tiny). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),
+    vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
+    stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
+    vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
+    max_steps: int = typer.Option(None, "--max-steps", help="Optimiser steps in total, counting earlier stages of this run. [default: 1000]"),
+    time_limit: float = typer.Option(None, "--time-limit", help="Stop cleanly after this many minutes (checkpoint + export); rerun to continue."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Samples per micro-batch. [default: 1]"),
+    grad_accum: int = typer.Option(None, "--grad-accum", help="Micro-batches per optimiser step. [default: 1]"),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate. [default: 1e-4 LoRA, 3e-4 from scratch]"),
+    warmup_steps: int = typer.Option(None, "--warmup-steps", help="Linear warm-up steps. [default: 50]"),
+    lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant or cosine (cosine needs --schedule-steps). [default: constant]"),
+    schedule_steps: int = typer.Option(None, "--schedule-steps", help="Length of the cosine decay, fixed across stages."),
+    seed: int = typer.Option(None, "--seed", help="Seed of the samples, noise and initial weights. [default: 0]"),
+    device: str = typer.Option(None, "--device", help="cuda, cuda:1, cpu. [default: cuda when present]"),
+    dtype: str = typer.Option(None, "--dtype", help="auto, bfloat16, float16, float32: frozen weights / autocast on CUDA; CPU trains in float32. [default: auto]"),
+    experts: str = typer.Option(None, "--experts", help="LoRA: both (each expert on its own noise range), high or low. [default: both]"),
+    lora_rank: int = typer.Option(None, "--lora-rank", help="LoRA rank. [default: 128, the release's]"),
+    lora_alpha: float = typer.Option(None, "--lora-alpha", help="LoRA alpha; rsLoRA scale alpha/sqrt(rank). [default: 128]"),
+    lora_dropout: float = typer.Option(None, "--lora-dropout", help="[default: 0.05]"),
+    memory_min: int = typer.Option(None, "--memory-min", help="Fewest memory frames of a sample with memory. [default: 1]"),
+    memory_max: int = typer.Option(None, "--memory-max", help="Most memory frames. [default: 10]"),
+    no_memory_share: float = typer.Option(None, "--no-memory-share", help="Share of samples without memory (first shots). [default: 0.1]"),
+    first_frame_prob: float = typer.Option(None, "--first-frame-prob", help="Probability that a sample knows its first frame(s). [default: 0.5]"),
+    continuation: str = typer.Option(None, "--continuation", help="mi2v (1 known frame) or mm2v (5). [default: mi2v]"),
+    caption_dropout: float = typer.Option(None, "--caption-dropout", help="Share of samples captioned with the negative prompt (CFG). [default: 0.1]"),
+    rope: str = typer.Option(None, "--rope", help="Memory positions: negative (paper) or sequential (release). [default: negative]"),
+    rope_shift: float = typer.Option(None, "--rope-shift", help="S of the negative RoPE shift. [default: 5]"),
+    timestep_sampling: str = typer.Option(None, "--timestep-sampling", help="uniform or shifted (by the flow shift). [default: shifted]"),
+    timestep_shift: float = typer.Option(None, "--timestep-shift", help="Shift of 'shifted' sampling. [default: the model's M2V flow shift]"),
+    width: int = typer.Option(None, "--width", help="Training width. [default: the model's]"),
+    height: int = typer.Option(None, "--height", help="Training height. [default: the model's]"),
+    frames: int = typer.Option(None, "--frames", help="Frames per target (4k+1), a random window of each clip. [default: the model's]"),
+    t2v_share: float = typer.Option(None, "--t2v-share", help="From scratch: share of batches training the first-shot (T2V) model. [default: 0.2]"),
+    train_text_encoder: bool = typer.Option(None, "--train-text-encoder/--frozen-text-encoder", help="From scratch: train the text encoder too. [default: frozen]"),
+    gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing", help="Recompute activations (large models)."),
+    latent_cache_mb: int = typer.Option(None, "--latent-cache-mb", help="Memory for cached VAE latents of clips and frames (the VAE is frozen). [default: 1024]"),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints. [default: 200]"),
+    keep_checkpoints: int = typer.Option(None, "--keep-checkpoints", help="Checkpoints kept. [default: 2]"),
+    log_every: int = typer.Option(None, "--log-every", help="Steps between progress lines when not on a terminal. [default: 10]"),
+    as_json: bool = typer.Option(False, "--json", help='Print the summary as JSON: {"output", "mode", "stopped", "step", "first_loss", "last_loss", "steps_per_second", "checkpoint", "exported", ...}.'),
+) -> None:
+    """Train StoryMem's memory conditioning (paper 3.3): a LoRA on an existing model, or a small model from scratch.
+
+    Each sample is one clip of a group (the target) with 1-10 frames of the group's other clips as memory (some samples have none), and half the time its own first frame (MI2V). Loss: rectified-flow velocity on the target's frames; memory sits at negative RoPE positions (S = 5).
+
+    Checkpoints are atomic; rerunning the same command resumes from the last one (other settings are refused). `--time-limit` stops cleanly for staged runs. The result: `OUT/lora` (render with `--lora OUT/lora`) or `OUT/model` (render with `--model OUT/model`). Details: docs/training.md.
+    """
+    from storymem_cli.config import RopeConfig
+
+    # 1. Check inputs (before importing torch).
+    mode = "scratch" if from_scratch else "lora"
+    rope_fields = {k: v for k, v in (("mode", rope), ("shift", rope_shift)) if v is not None}
+    try:
+        rope_config = RopeConfig(**rope_fields) if rope_fields else None
+    except ValueError as err:
+        raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
+    cfg = _config(
+        dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
+        stage=stage, vae_kl_weight=vae_kl_weight,
+        max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
+        dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        memory_min=memory_min, memory_max=memory_max, no_memory_share=no_memory_share,
+        first_frame_prob=first_frame_prob, continuation=continuation, caption_dropout=caption_dropout,
+        rope=rope_config, timestep_sampling=timestep_sampling, timestep_shift=timestep_shift, width=width,
+        height=height, frames=frames, t2v_share=t2v_share, train_text_encoder=train_text_encoder,
+        gradient_checkpointing=gradient_checkpointing, latent_cache_mb=latent_cache_mb, checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints, log_every=log_every,
+    )  # fmt: skip
+
+    # 2. Build (or resume) the run.
+    from storymem_cli.train.loop import Trainer
+
+    trainer = Trainer(cfg)
+    if trainer.resumed_from:
+        typer.echo(f"resuming from {trainer.resumed_from} (step {trainer.step})", err=True)
+
+    # 3. Train, with a live bar on a terminal and plain lines otherwise.
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                   TextColumn("{task.fields[rate]} steps/s"), TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task("train", total=cfg.max_steps, completed=trainer.step, loss="?", rate="?")
+
+            def show(info: dict) -> None:
+                bar.update(task, completed=info["step"], loss=f"{info['loss']:.4f}",
+                           rate=f"{info['steps_per_second']:.2f}")  # fmt: skip
+
+            summary = trainer.run(show)
+    else:
+        summary = trainer.run(_PlainProgress(cfg.log_every))
+
+    # 4. Report.
+    if as_json:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    loss = "n/a" if summary["last_loss"] is None else f"{summary['last_loss']:.4f}"
+    typer.echo(f"{summary['stopped']}: step {summary['step']}/{cfg.max_steps}, loss {loss}")
+    for name, path in summary["exported"].items():
+        typer.echo(f"{name}: {path}")

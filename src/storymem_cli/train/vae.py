@@ -1,0 +1,39 @@
+"""The autoencoder stage of a from-scratch model: a Wan VAE trained to reconstruct the dataset's clips.
+
+A random VAE encodes clips to latents that decode to noise, so a small model meant to be watched needs
+its own VAE before its transformer is trained (``--stage vae``, then ``--vae OUT/vae``). Loss: L1
+reconstruction (flat-colour sprites keep sharper edges than with L2) plus a small KL to N(0, 1) on a
+posterior sample. The exported config records the latents' per-channel mean and std, which the
+pipeline uses to normalise latents (``latents_mean`` / ``latents_std``), so diffusion sees unit-scale
+latents as with Wan's own VAE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from storymem_cli.train.checkpoint import write_folder_atomic
+
+STATS_VIDEOS = 32  # windows the exported latent statistics are measured on
+
+
+def vae_loss(vae: torch.nn.Module, pixels: torch.Tensor, generator: torch.Generator, kl_weight: float) -> torch.Tensor:
+    posterior = vae.encode(pixels).latent_dist
+    recon = vae.decode(posterior.sample(generator=generator)).sample
+    kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
+    return (recon - pixels).abs().mean() + kl_weight * kl
+
+
+@torch.no_grad()
+def latent_stats(vae: torch.nn.Module, videos: list[torch.Tensor]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the posterior means of ``videos`` ((1, 3, F, H, W) each)."""
+    latents = torch.cat([vae.encode(v).latent_dist.mode().transpose(0, 1).flatten(1) for v in videos], dim=1)
+    return latents.mean(dim=1).tolist(), latents.std(dim=1).clamp_min(1e-6).tolist()
+
+
+def export_vae(dest: Path, vae: torch.nn.Module, stats: tuple[list[float], list[float]]) -> Path:
+    """Save the VAE (diffusers folder) with its latent statistics, atomically (temp folder + rename)."""
+    vae.register_to_config(latents_mean=stats[0], latents_std=stats[1])
+    return write_folder_atomic(dest, vae.save_pretrained)

@@ -1,0 +1,247 @@
+"""`storymem train` end to end on the tiny model: learning, LoRA round trip, scratch model, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from storymem_cli.cli.app import app
+from storymem_cli.train.config import TrainConfig
+from storymem_cli.train.loop import Trainer
+
+runner = CliRunner()
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def test_loss_falls_on_an_overfit_batch(overfit_dataset, tmp_path, small_lora):
+    cfg = TrainConfig(dataset=overfit_dataset, output=tmp_path / "run", max_steps=30, lr=1e-2, caption_dropout=0.0,
+                      **{**small_lora, "lora_rank": 8, "lora_alpha": 8.0, "checkpoint_every": 100})  # fmt: skip
+    trainer = Trainer(cfg)
+    before = trainer.fixed_loss()
+    summary = trainer.run()
+    after = trainer.fixed_loss()
+    assert summary["step"] == 30 and summary["stopped"] == "max_steps"
+    assert after < 0.85 * before, f"fixed-batch loss {before:.4f} -> {after:.4f}"  # measured: 1.52 -> 1.16
+
+
+def _forward(transformer, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(1, 36, 4, 6, 8, generator=gen)
+    text = torch.randn(1, 7, transformer.config.text_dim, generator=gen)
+    with torch.no_grad():
+        return transformer(hidden_states=hidden, timestep=torch.tensor([700.0]), encoder_hidden_states=text,
+                           return_dict=False)[0]  # fmt: skip
+
+
+def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, small_lora, tiny_request):
+    """Issue 7 acceptance: same transformer outputs before saving and after loading with our loader."""
+    from storymem_cli.models.lora import load_storymem_lora
+    from storymem_cli.models.registry import load_story_model, resolve_preset
+    from storymem_cli.models.runtime import RuntimeOptions
+
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=6, lr=1e-2, **small_lora)
+    trainer = Trainer(cfg)
+    summary = trainer.run()
+    high_file = Path(summary["exported"]["transformer"])
+    low_file = Path(summary["exported"]["transformer_2"])
+    assert high_file.parent == tmp_path / "run" / "lora" / "Wan2.2-MI2V-A14B"
+    trained = [trainer.trainee.routes["high"].eval(), trainer.trainee.routes["low"].eval()]  # eval: no dropout
+
+    fresh = load_story_model(resolve_preset("tiny")).pipeline("m2v")
+    base = [_forward(fresh.transformer), _forward(fresh.transformer_2)]
+    report = load_storymem_lora(fresh.transformer, fresh.transformer_2, high_file, low_file)
+    assert report["rank"] == 4 and report["tensors"]["transformer"] == 20 * len(fresh.transformer.blocks)
+    for before_save, loaded, untouched in zip(trained, (fresh.transformer, fresh.transformer_2), base):
+        out = _forward(loaded)
+        assert torch.allclose(out, _forward(before_save), atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(out, untouched, atol=1e-4)  # the LoRA learned something
+
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(lora=tmp_path / "run" / "lora"))
+    frames = model.generate(tiny_request(memory=[np.zeros((48, 64, 3), np.uint8)]))
+    assert frames.shape == (9, 48, 64, 3) and model.describe()["storymem_lora"]["rank"] == 4
+
+
+def test_from_scratch_model_loads_and_renders(toy_dataset, tmp_path, tiny_request):
+    from storymem_cli.models.registry import load_story_model, resolve_preset
+
+    out = tmp_path / "scratch"
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(out), "--from-scratch", "--model", "tiny",
+                                 "--max-steps", "3", "--warmup-steps", "0", "--t2v-share", "0.5", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["exported"]["model"] == str(out / "model") and summary["step"] == 3
+
+    preset = resolve_preset(str(out / "model"))
+    assert preset.video.width == 64 and not preset.builtin and preset.name == "tiny-scratch"
+    model = load_story_model(preset)
+    tokenizer = model.shared["tokenizer"]
+    assert len(tokenizer) == 3 + 44  # pad, eos, unk + the toy vocabulary
+    assert tokenizer("the hero hops").input_ids == [tokenizer.convert_tokens_to_ids(w) for w in ("the", "hero", "hops")] + [1]
+    shot = model.generate(tiny_request(mode="t2v", prompt="a red circle hops to the left on the beach"))
+    memory_shot = model.generate(tiny_request(prompt="the hero jumps up in the snow", memory=[shot[0], shot[-1]]))
+    assert shot.shape == memory_shot.shape == (9, 48, 64, 3)
+
+    # the exported transformers are the trained ones (both experts share one set of weights)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(out / "checkpoints" / "step-00000003" / "weights.safetensors"))
+    exported = load_file(str(out / "model" / "i2v" / "transformer_2" / "diffusion_pytorch_model.safetensors"))
+    assert torch.equal(weights["i2v.proj_out.weight"], exported["proj_out.weight"])
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    pointer = json.loads((out / "checkpoints" / "latest.json").read_text())
+    return load_file(str(out / "checkpoints" / pointer["dir"] / "weights.safetensors"))
+
+
+def _args(dataset: Path, out: Path, steps: int) -> list[str]:
+    return [str(dataset), "--out", str(out), "--model", "tiny", "--max-steps", str(steps), "--lora-rank", "4",
+            "--lora-alpha", "4", "--lr", "1e-2", "--warmup-steps", "2", "--checkpoint-every", "3", "--seed", "5"]  # fmt: skip
+
+
+def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path):
+    steps = 40
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *_args(toy_dataset, killed, steps)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    pointer = killed / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 240
+    try:
+        while not pointer.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    at_kill = json.loads(pointer.read_text())["step"]
+    assert 0 < at_kill < steps
+
+    result = runner.invoke(app, ["train", *_args(toy_dataset, killed, steps), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["start_step"] >= at_kill and summary["resumed_from"] and summary["step"] == steps
+
+    straight = tmp_path / "straight"
+    assert runner.invoke(app, ["train", *_args(toy_dataset, straight, steps)]).exit_code == 0
+    a, b = _weights(killed), _weights(straight)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_changed_settings(toy_dataset, tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", *_args(toy_dataset, out, 2)]).exit_code == 0
+    result = runner.invoke(app, ["train", *_args(toy_dataset, out, 4), "--lora-rank", "8"])
+    assert result.exit_code == 2
+    assert "lora_rank: 4 -> 8" in result.output and "new --out" in result.output
+    more = runner.invoke(app, ["train", *_args(toy_dataset, out, 4), "--json"])  # more steps: a new stage
+    assert more.exit_code == 0, more.output
+    assert json.loads(more.stdout)["start_step"] == 2
+
+
+def test_time_limit_stops_cleanly(toy_dataset, tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *_args(toy_dataset, out, 10_000), "--time-limit", "0.001", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["stopped"] == "time_limit" and summary["step"] < 10_000
+    assert Path(summary["checkpoint"]).is_dir() and Path(summary["exported"]["transformer"]).is_file()
+
+
+def test_a_crash_while_saving_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import storymem_cli.train.checkpoint as ck
+
+    ck.save_checkpoint(tmp_path, 3, {"w": torch.ones(2)}, {"n": torch.tensor(1)}, {"loss": 1.0}, keep=2)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", boom)
+    with pytest.raises(OSError):
+        ck.save_checkpoint(tmp_path, 6, {"w": torch.zeros(2)}, {"n": torch.tensor(2)}, {"loss": 0.5}, keep=2)
+    latest = ck.latest_checkpoint(tmp_path)
+    assert latest is not None and latest.name == "step-00000003"
+    weights, _, state = ck.load_checkpoint(latest)
+    assert torch.equal(weights["w"], torch.ones(2)) and state["step"] == 3
+    monkeypatch.undo()
+    for step in (6, 9):
+        ck.save_checkpoint(tmp_path, step, {"w": torch.zeros(2)}, {"n": torch.tensor(2)}, {}, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["latest.json", "step-00000006", "step-00000009"]  # pruned, stray temp folder removed
+
+
+def test_invalid_settings_name_the_flag(toy_dataset, tmp_path):
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "x"), "--memory-min", "5",
+                                 "--memory-max", "2"])  # fmt: skip
+    assert result.exit_code == 2 and "memory_min (5) must not exceed memory_max (2)" in result.output
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "x"), "--experts", "middle"])
+    assert result.exit_code == 2 and "--experts" in result.output
+    result = runner.invoke(app, ["train", str(tmp_path / "nothing"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "no dataset index" in result.output
+
+
+def test_vae_stage_then_transformer_stage(overfit_dataset, tmp_path):
+    """--stage vae learns to reconstruct and exports latent statistics; --vae puts it in the model."""
+    vae_cfg = TrainConfig(dataset=overfit_dataset, output=tmp_path / "vae", mode="scratch", model="tiny", stage="vae",
+                          frames=5, max_steps=25, lr=3e-3, warmup_steps=0, checkpoint_every=100)  # fmt: skip
+    trainer = Trainer(vae_cfg)
+    before = trainer.fixed_loss()
+    summary = trainer.run()
+    assert trainer.fixed_loss() < 0.85 * before  # measured: 0.53 -> 0.40
+    vae_dir = Path(summary["exported"]["vae"])
+    config = json.loads((vae_dir / "config.json").read_text())
+
+    result = runner.invoke(app, ["train", str(overfit_dataset), "--out", str(tmp_path / "dit"), "--from-scratch",
+                                 "--model", "tiny", "--vae", str(vae_dir), "--max-steps", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model_vae = json.loads((tmp_path / "dit" / "model" / "i2v" / "vae" / "config.json").read_text())
+    assert model_vae["latents_mean"] == config["latents_mean"] and model_vae["latents_std"] == config["latents_std"]
+
+    # the statistics normalise this VAE's latents to about zero mean, unit spread
+    from storymem_cli.models.registry import load_story_model, resolve_preset
+    from storymem_cli.toy.dataset import load_clip
+    from storymem_cli.train.step import encode_video
+
+    pipe = load_story_model(resolve_preset(str(tmp_path / "dit" / "model"))).pipeline("m2v")
+    clip = load_clip(next((overfit_dataset / "clips").iterdir()))
+    with torch.no_grad():
+        latents = encode_video(pipe, clip[:5], 48, 64, torch.device("cpu"))
+    assert abs(float(latents.mean())) < 0.5 and 0.4 < float(latents.std()) < 2.5
+
+
+def test_one_expert_at_a_time(toy_dataset, tmp_path, small_lora):
+    """--experts high trains only the high-noise expert on sigmas >= the boundary; the other file is a no-op."""
+    from safetensors.torch import load_file
+
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=3, lr=1e-2, experts="high", **small_lora)
+    trainer = Trainer(cfg)
+    sigmas = []
+    original = trainer._route
+
+    def spy(rng, kind):
+        model, (lo, hi) = original(rng, kind)
+        sigmas.append((model, lo, hi))
+        return model, (lo, hi)
+
+    trainer._route = spy
+    summary = trainer.run()
+    assert {id(m) for m, _, _ in sigmas} == {id(trainer.trainee.routes["high"])}
+    assert all(lo > 0.5 and hi == 1.0 for _, lo, hi in sigmas)
+    high = load_file(summary["exported"]["transformer"])
+    low = load_file(summary["exported"]["transformer_2"])
+    assert any(t.abs().sum() > 0 for k, t in high.items() if ".lora_B." in k)
+    assert all(not t.any() for k, t in low.items() if ".lora_B." in k)
+    assert set(trainer.trainee.state()) == {k for k in trainer.trainee.state() if k.startswith("transformer.")}
