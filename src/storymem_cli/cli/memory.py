@@ -54,8 +54,10 @@ def _print_table(title: str, rows: list[tuple[str, MemoryEntry | None]], show_st
     table = Table(title=title, title_justify="left")
     for column in ("id", "role", "source", "frame", "novelty", "score", "file"):
         numeric = column in ("frame", "novelty", "score")
-        # ids and paths fold rather than truncate: people copy them into --remove and --shot.
-        table.add_column(column, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
+        # ids stay on one line (people copy them into --remove); the path folds rather than truncates.
+        table.add_column(
+            column, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric or column in ("id", "role")
+        )
     if show_status:
         table.add_column("evicted by")
     for entry_id, e in rows:
