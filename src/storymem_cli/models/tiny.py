@@ -47,21 +47,31 @@ def tiny_config_hash() -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def build_tokenizer() -> Any:
-    """A byte-level tokenizer (any text, any language) wrapped like a real one: pad 0, eos 1, unk 2."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+TOKENIZER_SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: UMT5's pad and eos ids
+
+
+def wrap_tokenizer(tok: Any) -> Any:
+    """A ``tokenizers.Tokenizer`` whose vocabulary starts with TOKENIZER_SPECIALS, wrapped like UMT5's:
+    eos appended, saved and loaded by transformers like a real tokenizer."""
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "</s>", "<unk>"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
         model_max_length=TEXT_ENCODER_MAX_TOKENS,
     )  # fmt: skip
+
+
+def build_tokenizer() -> Any:
+    """A byte-level tokenizer (any text, any language) wrapped like a real one: pad 0, eos 1, unk 2."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {tok: i for i, tok in enumerate([*TOKENIZER_SPECIALS, *sorted(pre_tokenizers.ByteLevel.alphabet())])}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return wrap_tokenizer(tok)
 
 
 def build_tiny_components(seed: int = TINY_SEED) -> dict[str, Any]:

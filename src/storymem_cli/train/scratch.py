@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict
 from storymem_cli.config import (
     M2V_SAMPLING,
     T2V_SAMPLING,
-    TEXT_ENCODER_MAX_TOKENS,
     VideoConfig,
 )
 from storymem_cli.errors import InvalidInputError
@@ -26,11 +25,12 @@ from storymem_cli.models.tiny import (
     TINY_TEXT_ENCODER,
     TINY_TRANSFORMER,
     TINY_VAE,
+    TOKENIZER_SPECIALS,
     build_tokenizer,
+    wrap_tokenizer,
 )
 from storymem_cli.train.checkpoint import write_folder_atomic
 
-SPECIALS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2: UMT5's pad and eos ids
 
 
 class ScratchSize(BaseModel):
@@ -90,18 +90,13 @@ def scratch_size(name: str) -> ScratchSize:
 
 def word_tokenizer(words: list[str]) -> Any:
     """One token per word (lower-cased, split on whitespace), pad 0, eos 1, unk 2, like UMT5's specials."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-    vocab = {tok: i for i, tok in enumerate([*SPECIALS, *words])}
+    vocab = {tok: i for i, tok in enumerate([*TOKENIZER_SPECIALS, *words])}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-        model_max_length=TEXT_ENCODER_MAX_TOKENS,
-    )  # fmt: skip
+    return wrap_tokenizer(tok)
 
 
 def build_tokenizer_for(size: ScratchSize) -> Any:
