@@ -51,6 +51,8 @@ def test_shot_fingerprint_changes_with_each_input():
     assert base != shot_fingerprint("s", "script2", plan)
     assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "seed": 2}))
     assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "mode": "m2v"}))
+    assert base != shot_fingerprint("s", "script", plan, ["ref-hero-1234abcd"])
+    assert shot_fingerprint("s", "script", plan, ["ref-a"]) != shot_fingerprint("s", "script", plan, ["ref-b"])
 
 
 def test_settings_fingerprint_ignores_scheduling_and_hardware_only():

@@ -25,10 +25,17 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def shot_fingerprint(settings_fp: str, script_shot_fp: str, plan: ShotPlan) -> str:
+def shot_fingerprint(
+    settings_fp: str, script_shot_fp: str, plan: ShotPlan, user_references: Sequence[str] = ()
+) -> str:
     """What shot ``plan.index`` depends on besides the shots before it: the settings, its script
-    entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode and seed."""
-    return _digest({"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed})
+    entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode, seed,
+    and the references pinned with add-reference (content-addressed ids): every shot's memory
+    starts from them."""
+    payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed}
+    if user_references:  # absent when there are none: fingerprints of runs without them stay as they were
+        payload["user_references"] = list(user_references)
+    return _digest(payload)
 
 
 def kept_prefix(

@@ -14,7 +14,6 @@ The algorithm, top to bottom (``StoryRenderer.render``):
 
 from __future__ import annotations
 
-import hashlib
 
 import time
 from collections.abc import Sequence
@@ -162,9 +161,10 @@ class StoryRenderer:
 
     def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
         settings_fp = self.settings.fingerprint()
-        if self.user_references:  # every shot's memory starts from them
-            settings_fp = hashlib.sha256(" ".join([settings_fp, *self.user_references]).encode()).hexdigest()
-        return [shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p) for p in plans]
+        return [
+            shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p, self.user_references)
+            for p in plans
+        ]
 
     # --- 2. the run folder -----------------------------------------------------------------
 
