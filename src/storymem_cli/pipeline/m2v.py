@@ -253,23 +253,20 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
                 model, scale = experts[expert_for_timestep(float(t), boundary_ratio, NUM_TRAIN_TIMESTEPS)]
                 model_input = torch.cat([latents, condition], dim=1).to(transformer_dtype)
                 timestep = t.expand(latents.shape[0])
-                with model.cache_context("cond"):
-                    noise_pred = model(
-                        hidden_states=model_input,
-                        timestep=timestep,
-                        encoder_hidden_states=prompt_embeds,
-                        attention_kwargs=attention_kwargs,
-                        return_dict=False,
-                    )[0]
-                if self.do_classifier_free_guidance:
-                    with model.cache_context("uncond"):
-                        noise_uncond = model(
+
+                def predict(embeds: torch.Tensor, cache: str) -> torch.Tensor:
+                    with model.cache_context(cache):
+                        return model(
                             hidden_states=model_input,
                             timestep=timestep,
-                            encoder_hidden_states=negative_embeds,
+                            encoder_hidden_states=embeds,
                             attention_kwargs=attention_kwargs,
                             return_dict=False,
                         )[0]
+
+                noise_pred = predict(prompt_embeds, "cond")
+                if self.do_classifier_free_guidance:
+                    noise_uncond = predict(negative_embeds, "uncond")
                     noise_pred = noise_uncond + scale * (noise_pred - noise_uncond)
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]
 
