@@ -22,22 +22,15 @@ class Components:
     scorer: Any | None
 
 
-def _model_key(settings: RenderSettings) -> tuple:
-    return (
-        settings.model,
-        settings.lora,
-        settings.style_loras,
-        settings.continuation,
-        settings.offload,
-        settings.device,
-        settings.dtype,
-        settings.vae_tiling,
-        settings.attention_backend,
-    )
+def _model_key(preset: Any, settings: RenderSettings) -> tuple:
+    """What the loaded model depends on: the model and everything passed to the registry."""
+    from storymem_cli.render.runtime import runtime_options
+
+    return (settings.model, runtime_options(preset, settings).model_dump_json())
 
 
 def _memory_key(settings: RenderSettings) -> tuple:
-    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold)
+    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold, settings.device)
 
 
 def load_model(preset: Any, settings: RenderSettings) -> Any:
@@ -53,7 +46,8 @@ def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
     from storymem_cli.memory.embed import load_embedder
     from storymem_cli.memory.quality import load_scorer
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    # The memory parts run beside the model: on --device when given.
+    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
     embedder = load_embedder(settings.embedder, device=device)
     scorer = load_scorer(settings.memory.aesthetic, settings.memory.aesthetic_threshold, device)
     return embedder, scorer
@@ -68,7 +62,7 @@ class ComponentCache:
     loads: dict[str, int] = field(default_factory=lambda: {"model": 0, "memory": 0})
 
     def get(self, preset: Any, settings: RenderSettings) -> Components:
-        key = _model_key(settings)
+        key = _model_key(preset, settings)
         if self._model is None or self._model[0] != key:
             self._model = None  # free the old model before loading the next one
             self._model = (key, load_model(preset, settings))
