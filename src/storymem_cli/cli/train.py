@@ -60,6 +60,10 @@ def train_command(
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
     stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
     vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
+    vae_chroma_weight: float = typer.Option(
+        None, "--vae-chroma-weight",
+        help="Stage vae: extra L1 weight on saturated pixels, so small coloured sprites are learned early. [default: 0]",
+    ),
     max_steps: int = typer.Option(None, "--max-steps", help="Optimiser steps in total, counting earlier stages of this run. [default: 1000]"),
     time_limit: float = typer.Option(None, "--time-limit", help="Stop cleanly after this many minutes (checkpoint + export); rerun to continue."),
     batch_size: int = typer.Option(None, "--batch-size", help="Samples per micro-batch. [default: 1]"),
@@ -114,7 +118,7 @@ def train_command(
         raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
-        stage=stage, vae_kl_weight=vae_kl_weight,
+        stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight,
         max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,

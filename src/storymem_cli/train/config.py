@@ -60,6 +60,7 @@ class TrainConfig(BaseModel):
     vae: str | None = None  # scratch: model folder whose VAE is used (frozen); None: random init (tests only)
     stage: Stage = "transformer"  # scratch: "vae" first trains the autoencoder alone (reconstruction + KL)
     vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
+    vae_chroma_weight: float = Field(0.0, ge=0)  # extra L1 weight on saturated pixels (toy sprites: ~5% of a frame)
 
     # -- the loss --------------------------------------------------------------------------------------
     timestep_sampling: TimestepSampling = "shifted"  # sigma = shift(u): trains where the sampler spends its steps

@@ -145,7 +145,7 @@ class Trainer:
         video = t.video
         if cfg.stage == "vae":
             pixels = torch.cat(self._windows(rng, cfg.batch_size)).to(t.device)
-            return vae_loss(t.pipe.vae, pixels, gen, cfg.vae_kl_weight)
+            return vae_loss(t.pipe.vae, pixels, gen, cfg.vae_kl_weight, cfg.vae_chroma_weight)
         layout, specs = draw_batch(rng, self.index, cfg, video.frames, self.store.frame_count, t2v="t2v" in t.trainable)
         samples = [self.store.materialise(s, video.frames) for s in specs]
         batch = encode_batch(t.pipe, samples, video.height, video.width, t.device, self.text, t.text_frozen)

@@ -19,11 +19,26 @@ from storymem_cli.train.checkpoint import write_folder_atomic
 STATS_VIDEOS = 32  # windows the exported latent statistics are measured on
 
 
-def vae_loss(vae: torch.nn.Module, pixels: torch.Tensor, generator: torch.Generator, kl_weight: float) -> torch.Tensor:
+def pixel_weights(pixels: torch.Tensor, chroma_weight: float) -> torch.Tensor:
+    """1 + chroma_weight * chroma per pixel ((B, 1, F, H, W)); chroma = (max - min channel) / 2 in [0, 1].
+
+    Plain L1 is dominated by large flat backgrounds: a small saturated sprite is a few percent of the
+    frame, so the autoencoder blurs it into the background for a long time (docs/training.md). Weighting
+    saturated pixels makes the sprite's colour and outline count from the first steps.
+    """
+    chroma = (pixels.amax(dim=1, keepdim=True) - pixels.amin(dim=1, keepdim=True)) / 2
+    return 1.0 + chroma_weight * chroma
+
+
+def vae_loss(
+    vae: torch.nn.Module, pixels: torch.Tensor, generator: torch.Generator, kl_weight: float, chroma_weight: float = 0.0
+) -> torch.Tensor:
     posterior = vae.encode(pixels).latent_dist
     recon = vae.decode(posterior.sample(generator=generator)).sample
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
-    return (recon - pixels).abs().mean() + kl_weight * kl
+    weights = pixel_weights(pixels, chroma_weight)
+    recon_loss = ((recon - pixels).abs() * weights).sum() / (weights.sum() * pixels.shape[1])
+    return recon_loss + kl_weight * kl
 
 
 @torch.no_grad()
