@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
-from storymem_cli.models.presets import A14B, TINY, WAN_I2V_REPO
+from storymem_cli.models.presets import A14B, TINY, TOY, WAN_I2V_REPO
 from storymem_cli.models.registry import (
     RuntimeOptions,
     load_story_model,
@@ -33,7 +33,7 @@ def test_auto_follows_the_gpu(monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert resolve_preset("auto") is TINY
+    assert resolve_preset("auto") is TOY  # the trained toy model: the tiny one only renders noise
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_preset("auto") is A14B
 

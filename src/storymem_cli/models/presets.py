@@ -27,7 +27,7 @@ class _Frozen(BaseModel):
 class MemoryDefaults(_Frozen):
     """Which frame embedder and aesthetic scorer the memory bank uses with this model."""
 
-    embedder: str  # "clip-vit-b-32" (the release's CLIP) or "tiny" (random, for tests)
+    embedder: str  # "clip-vit-b-32" (the release's CLIP), "pixels" (toy world) or "tiny" (random, for tests)
     aesthetic: Literal["hpsv3", "laion", "none"]
 
 
@@ -46,7 +46,7 @@ class ModelPreset(_Frozen):
     lora_source: str | None  # hub repo id or folder holding the StoryMem LoRA variants; None: no LoRA
     transformer_dtype: TorchDtypeName  # on an accelerator; CPU runs use float32
     text_encoder_dtype: TorchDtypeName
-    builtin: bool = False  # True: random weights built in code (the tiny preset)
+    builtin: bool = False  # True: materialised by storymem into its cache (tiny: random weights; toy: packaged)
 
 
 A14B = ModelPreset(
@@ -81,4 +81,21 @@ TINY = ModelPreset(
     builtin=True,
 )
 
-PRESETS: dict[str, ModelPreset] = {p.name: p for p in (A14B, TINY)}
+TOY_STEPS = 20  # a trained flow model: fewer steps blur the sprites; 20 still renders a story in seconds
+TOY = ModelPreset(
+    name="toy",
+    description="toy-world model trained from scratch on the CPU (64x64 sprites); weights ship with storymem",
+    video=VideoConfig(width=64, height=64, frames=17, fps=16),  # the toy world's clips (toy/world.py)
+    steps=TOY_STEPS,
+    memory=MemoryDefaults(embedder="pixels", aesthetic="none"),  # no CLIP knows the toy world; no aesthetics
+    t2v=T2V_SAMPLING.model_copy(update={"steps": TOY_STEPS}),
+    m2v=M2V_SAMPLING.model_copy(update={"steps": TOY_STEPS}),
+    i2v_source="i2v",  # folders inside the materialised model directory (models/toy.py)
+    t2v_source="t2v",
+    lora_source=None,  # trained from scratch with memory conditioning built in
+    transformer_dtype="float32",
+    text_encoder_dtype="float32",
+    builtin=True,
+)
+
+PRESETS: dict[str, ModelPreset] = {p.name: p for p in (A14B, TINY, TOY)}

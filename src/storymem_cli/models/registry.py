@@ -14,7 +14,7 @@ from storymem_cli.models.presets import (
     A14B,
     PRESETS,
     STORYMEM_LORA_REPO,
-    TINY,
+    TOY,
     ModelPreset,
 )
 from storymem_cli.models.runtime import RuntimeOptions
@@ -35,14 +35,14 @@ def preset_names() -> list[str]:
 def resolve_preset(name: str) -> ModelPreset:
     """A preset by name ("tiny", "wan2.2-a14b", "auto") or a model directory on disk.
 
-    "auto" is wan2.2-a14b when a CUDA GPU is present, else tiny. A directory is either a saved
+    "auto" is wan2.2-a14b when a CUDA GPU is present, else toy (trained, ships with the package). A directory is either a saved
     storymem model (``storymem_model.json``) or holds ``i2v/`` and ``t2v/`` diffusers repos (and
     optionally ``lora/``) for Wan2.2 A14B.
     """
     if name == "auto":
         import torch
 
-        return A14B if torch.cuda.is_available() else TINY
+        return A14B if torch.cuda.is_available() else TOY
     if name in PRESETS:
         return PRESETS[name]
     folder = Path(name).expanduser()

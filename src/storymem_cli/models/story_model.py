@@ -22,7 +22,7 @@ from storymem_cli.config import (
     SamplingConfig,
 )
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
-from storymem_cli.models.presets import LORA_VARIANT_DIRS, ModelPreset
+from storymem_cli.models.presets import LORA_VARIANT_DIRS, TINY, TOY, ModelPreset
 from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.models.tiny import tiny_model_dir
 from storymem_cli.models.weights import (
@@ -51,6 +51,15 @@ def resolve_dtype(name: str, runtime: RuntimeOptions, device: torch.device) -> t
     elif device.type == "cpu":
         name = "float32"
     return getattr(torch, name)
+
+
+def builtin_model_dir(preset: ModelPreset) -> Path:
+    """The cache folder a built-in preset is materialised into: toy from its packaged weights, tiny from code."""
+    if preset.name == TOY.name:
+        from storymem_cli.models.toy import toy_model_dir
+
+        return toy_model_dir()
+    return tiny_model_dir()
 
 
 def check_attention_backend(name: str | None) -> None:
@@ -119,7 +128,7 @@ class StoryModel:
     @classmethod
     def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
         check_attention_backend(runtime.attention_backend)
-        base = tiny_model_dir() if preset.builtin else None
+        base = builtin_model_dir(preset) if preset.builtin else None
         i2v, i2v_repo = locate_source(preset.i2v_source, base)
         t2v, t2v_repo = locate_source(preset.t2v_source, base)
         check_components(i2v, I2V_COMPONENTS, i2v_repo)
@@ -312,7 +321,7 @@ class StoryModel:
                     "loaded": False}  # fmt: skip
         return {
             "preset": self.preset.name,
-            "random_weights": self.preset.builtin,
+            "random_weights": self.preset.builtin and self.preset.name == TINY.name,
             "i2v": {"repo": self.repos["i2v"], "path": str(self.folders["i2v"])},
             "t2v": {"repo": self.repos["t2v"], "path": str(self.folders["t2v"])},
             "storymem_lora": lora,

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS
+from storymem_cli.models.cache import cached_model_dir
 from storymem_cli.models.presets import TINY
 
 TINY_SEED = 0  # every tiny component is drawn from this seed: the same model on every machine
@@ -125,32 +123,6 @@ def save_tiny_model(dest: Path, seed: int = TINY_SEED) -> Path:
     return dest
 
 
-def cache_root() -> Path:
-    root = os.environ.get("STORYMEM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "storymem"
-    return Path(root)
-
-
 def tiny_model_dir() -> Path:
-    """The tiny model directory, built once per configuration and reused (atomic rename, race-safe)."""
-    name = f"tiny-{tiny_config_hash()}"
-    dest = cache_root() / name
-    if (dest / MODEL_FILE).is_file():
-        return dest
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only home (some CI sandboxes): build under the temp folder instead
-        dest = Path(tempfile.gettempdir()) / "storymem" / name
-        if (dest / MODEL_FILE).is_file():
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-", dir=dest.parent))
-    try:
-        save_tiny_model(tmp)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not (dest / MODEL_FILE).is_file():  # someone else's half-built folder: should not happen
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    """The tiny model directory, built once per configuration and reused."""
+    return cached_model_dir(f"tiny-{tiny_config_hash()}", MODEL_FILE, save_tiny_model)

@@ -19,7 +19,7 @@ from storymem_cli.config import (
     VideoConfig,
 )
 from storymem_cli.errors import InvalidInputError
-from storymem_cli.models.presets import MemoryDefaults, ModelPreset
+from storymem_cli.models.presets import TOY, MemoryDefaults, ModelPreset
 from storymem_cli.models.tiny import (
     MODEL_FILE,
     TINY_TEXT_ENCODER,
@@ -67,7 +67,7 @@ SCRATCH_SIZES: dict[str, ScratchSize] = {
         transformer={"patch_size": (1, 2, 2), "num_attention_heads": 4, "attention_head_dim": 32,
                      "out_channels": 16, "text_dim": _TOY_TEXT["d_model"], "freq_dim": 64, "ffn_dim": 512,
                      "num_layers": 4},
-        video=VideoConfig(width=64, height=64, frames=17, fps=16), steps=20,
+        video=TOY.video, steps=TOY.steps, embedder=TOY.memory.embedder,
     ),
 }  # fmt: skip
 
@@ -154,8 +154,8 @@ def scratch_preset(name: str, size: ScratchSize) -> ModelPreset:
     )
 
 
-def export_model_dir(dest: Path, parts: dict[str, Any], preset: ModelPreset) -> Path:
-    """Write a model folder (atomically: built beside ``dest``, then renamed over it).
+def write_model_dir(folder: Path, parts: dict[str, Any], preset: ModelPreset) -> None:
+    """Write a model folder into ``folder``: ``i2v/`` and ``t2v/`` diffusers repos and the preset record.
 
     One trained transformer per kind serves as both experts (``transformer`` and ``transformer_2``):
     a from-scratch model is trained on the full noise range, not split at the boundary.
@@ -165,15 +165,16 @@ def export_model_dir(dest: Path, parts: dict[str, Any], preset: ModelPreset) -> 
 
     hf_logging.disable_progress_bar()  # "Writing model shards" bars on stderr would interleave with ours
     shared = {k: parts[k] for k in ("tokenizer", "text_encoder", "vae", "scheduler")}
+    WanImageToVideoPipeline(
+        **shared, transformer=parts["i2v"], transformer_2=parts["i2v"], boundary_ratio=preset.m2v.boundary_ratio
+    ).save_pretrained(folder / preset.i2v_source)
+    WanPipeline(
+        **shared, transformer=parts["t2v"], transformer_2=parts["t2v"], boundary_ratio=preset.t2v.boundary_ratio
+    ).save_pretrained(folder / preset.t2v_source)
+    record = {"format": 1, "preset": preset.model_dump(mode="json")}
+    (folder / MODEL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    def write(folder: Path) -> None:
-        WanImageToVideoPipeline(
-            **shared, transformer=parts["i2v"], transformer_2=parts["i2v"], boundary_ratio=preset.m2v.boundary_ratio
-        ).save_pretrained(folder / preset.i2v_source)
-        WanPipeline(
-            **shared, transformer=parts["t2v"], transformer_2=parts["t2v"], boundary_ratio=preset.t2v.boundary_ratio
-        ).save_pretrained(folder / preset.t2v_source)
-        record = {"format": 1, "preset": preset.model_dump(mode="json")}
-        (folder / MODEL_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    return write_folder_atomic(dest, write)
+def export_model_dir(dest: Path, parts: dict[str, Any], preset: ModelPreset) -> Path:
+    """:func:`write_model_dir` atomically: built beside ``dest``, then renamed over it."""
+    return write_folder_atomic(dest, lambda folder: write_model_dir(folder, parts, preset))

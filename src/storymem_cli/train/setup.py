@@ -187,9 +187,11 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
 
 def _vae_stage(cfg: TrainConfig, pipe: Any, video: VideoConfig, device: torch.device) -> Trainee:
     """Only the VAE learns; the export is ``OUT/vae`` for ``--vae`` of the transformer stage."""
-    from storymem_cli.train.vae import STATS_VIDEOS, export_vae, latent_stats
+    from storymem_cli.train.vae import STATS_VIDEOS, export_vae, init_posterior, latent_stats
 
     vae = pipe.vae.requires_grad_(True).train()
+    if cfg.vae is None:  # random init (a resumed run loads its checkpoint over this)
+        init_posterior(vae)
     if cfg.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
 

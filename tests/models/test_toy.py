@@ -1,0 +1,57 @@
+"""The toy preset: packed weights shipped with the package, materialised into a normal model folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from storymem_cli.errors import MissingWeightsError
+from storymem_cli.models import toy
+from storymem_cli.models.presets import TOY
+from storymem_cli.train.scratch import SCRATCH_SIZES, build_scratch_components, export_model_dir, scratch_preset
+
+MAX_WEIGHTS_BYTES = 25 * 2**20  # issue 7: the committed weights are at most 25 MB
+
+
+def test_toy_preset_matches_the_toy_training_size():
+    size = SCRATCH_SIZES["toy"]
+    assert size.video == TOY.video and size.steps == TOY.steps and size.embedder == TOY.memory.embedder
+    assert (TOY.video.width, TOY.video.height, TOY.video.frames) == (64, 64, 17)
+    assert TOY.builtin and TOY.lora_source is None
+
+
+def test_shipped_weights_are_small_and_complete():
+    assert toy.toy_weights_present(), f"{toy.WEIGHTS_FILE} is package data and must be committed"
+    assert toy.WEIGHTS_FILE.stat().st_size <= MAX_WEIGHTS_BYTES
+    parts = toy.load_toy_parts()  # strict: every tensor of every part, nothing else
+    assert parts["vae"].config.latents_mean is not None
+    card = json.loads(toy.CARD_FILE.read_text())
+    assert card["commands"] and card["steps"]  # how they were trained is written down
+
+
+def test_pack_and_load_round_trip(tmp_path):
+    parts = build_scratch_components(SCRATCH_SIZES["toy"], seed=5)
+    parts["vae"].register_to_config(latents_mean=[0.1] * 16, latents_std=[2.0] * 16)
+    model = export_model_dir(tmp_path / "model", parts, scratch_preset("toy", SCRATCH_SIZES["toy"]))
+    packed = toy.pack_toy_weights(model, tmp_path / "toy.safetensors")
+    loaded = toy.load_toy_parts(packed)
+    for name in toy.PARTS:
+        mine, theirs = parts[name].state_dict(), loaded[name].state_dict()
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), name
+    assert loaded["vae"].config.latents_std == [2.0] * 16
+
+
+def test_pack_refuses_a_model_of_another_size(tmp_path):
+    size = SCRATCH_SIZES["tiny"]
+    model = export_model_dir(tmp_path / "model", build_scratch_components(size, 0), scratch_preset("tiny", size))
+    with pytest.raises(MissingWeightsError, match="not a toy-size model"):
+        toy.pack_toy_weights(model, tmp_path / "toy.safetensors")
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(toy, "WEIGHTS_FILE", tmp_path / "absent.safetensors")
+    with pytest.raises(MissingWeightsError, match="toy model's weights are missing"):
+        toy.toy_model_dir()
