@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ CONFIGS: tuple[Config, ...] = (
     Config("memory", "StoryMem (memory)", ()),
 )
 NO_MEMORY = "no-memory"
+PROGRESS_EVERY_S = 60  # how often stderr hears how many shots are done
 
 
 def storymem() -> list[str]:
@@ -91,7 +92,7 @@ def preflight(configs: list[Config], script: Path, passthrough: list[str], scrat
             raise SystemExit(2)
 
 
-def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int) -> dict[str, list[dict]]:
+def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int, planned_shots: int) -> dict[str, list[dict]]:
     """Run every render command, ``jobs`` at a time; per configuration, what each command did."""
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -114,10 +115,27 @@ def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int) -> d
                         "log": str(log)}
 
     records: dict[str, list[dict]] = {}
+    t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for config, record in pool.map(run, [(i, c, a) for i, (c, a) in enumerate(tasks)]):
+        futures = [pool.submit(run, (i, c, a)) for i, (c, a) in enumerate(tasks)]
+        while wait(futures, timeout=PROGRESS_EVERY_S).not_done:
+            print(f"[progress] {rendered_shots(out / 'runs')}/{planned_shots} shots rendered "
+                  f"after {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
+        for future in futures:
+            config, record = future.result()
             records.setdefault(config.key, []).append(record)
     return records
+
+
+def rendered_shots(runs: Path) -> int:
+    """Finished shots in every run folder under ``runs`` (run.json lists only finished ones)."""
+    count = 0
+    for path in runs.glob("*/*/run.json"):
+        try:
+            count += len(json.loads(path.read_text(encoding="utf-8")).get("shots", []))
+        except (OSError, ValueError):  # being replaced right now: the next report counts it
+            continue
+    return count
 
 
 def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
@@ -195,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         (config, render_args(paths, args.out / "runs" / config.key, config, passthrough) + ["--shard", f"{k}/{shards}"])
         for config in configs for k in range(1, shards + 1)
     ]
-    commands = render_all(tasks, args.out, args.jobs)
+    commands = render_all(tasks, args.out, args.jobs, len(configs) * args.stories * args.shots)
 
     rows: list[tuple[str, bench.Scores | str]] = []
     results = []
