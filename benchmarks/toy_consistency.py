@@ -74,22 +74,24 @@ def shown(args: list[str]) -> str:
 
 
 def preflight(configs: list[Config], script: Path, passthrough: list[str], scratch: Path) -> None:
-    """Dry-run one story under every configuration: a flag this storymem does not know stops the
-    benchmark here, naming the configuration, instead of after hours of rendering."""
-    for config in configs:
+    """Dry-run one story with the shared options, then under every configuration: options or a
+    flag this storymem does not know stop the benchmark here, naming the culprit, instead of after
+    hours of rendering. A dry run loads no model and writes nothing."""
+    shared = Config("shared", "shared options", ())
+    for config in [shared, *(c for c in configs if c.flags)]:
         args = render_args([script], scratch / config.key, config, passthrough) + ["--dry-run"]
         done = subprocess.run([*storymem(), *args], env=child_env(), capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            detail = (done.stderr or done.stdout).strip()
-            others = ",".join(c.key for c in configs if c is not config)
-            print(
-                f"error: configuration {config.name!r} cannot run: `{shown(args)}` exited {done.returncode}:\n"
-                f"{detail}\n"
-                f"This storymem does not support its flags {' '.join(config.flags) or '(none)'}; "
-                f"leave it out with --configs {others or '...'}",
-                file=sys.stderr,
-            )
-            raise SystemExit(2)
+        if done.returncode == 0:
+            continue
+        detail = (done.stderr or done.stdout).strip()
+        if config is shared:
+            advice = f"check {' '.join(passthrough)}"
+        else:
+            others = ",".join(c.key for c in configs if c is not config) or "..."
+            advice = (f"configuration {config.name!r} needs {' '.join(config.flags)}, which this storymem "
+                      f"refuses; leave it out with --configs {others}")
+        print(f"error: `{shown(args)}` exited {done.returncode}:\n{detail}\n{advice}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int, planned_shots: int) -> dict[str, list[dict]]:

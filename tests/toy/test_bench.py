@@ -209,8 +209,20 @@ def test_runner_stops_before_rendering_on_a_flag_storymem_does_not_know(tmp_path
         runner.preflight([bogus], script, ["--model", "tiny"], tmp_path / "pre")
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "'bogus ablation' cannot run" in err and "--no-such-flag" in err
+    assert "configuration 'bogus ablation' needs --no-such-flag" in err
+    assert "No such option: --no-such-flag" in err  # storymem's own message, passed on
     assert not (tmp_path / "pre").exists()  # a dry run writes nothing
+
+
+def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(tmp_path, capsys):
+    runner = _runner()
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(bench_stories(1, 2)[0]), encoding="utf-8")
+    with pytest.raises(SystemExit) as exc:
+        runner.preflight(list(runner.CONFIGS), script, ["--model", "no-such-model"], tmp_path / "pre")
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'no-such-model'" in err and "check --model no-such-model" in err
 
 
 @pytest.mark.slow
