@@ -51,6 +51,7 @@ CONFIGS: tuple[Config, ...] = (
     Config("memory", "StoryMem (memory)", ()),
 )
 NO_MEMORY = "no-memory"
+TRUTH_ROW = "toy renderer (ground truth)"  # the detector's ceiling on these stories, through mp4
 PROGRESS_EVERY_S = 60  # how often stderr hears how many shots are done
 
 
@@ -140,31 +141,56 @@ def rendered_shots(runs: Path) -> int:
     return count
 
 
-def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
-    """Detect every shot clip of a finished run folder and score it against the script's truth."""
+def score_story(script: dict, clips: list[Path], records: list[dict], run_dir: Path) -> tuple[bench.Scores, dict]:
+    """Detect every shot clip of a story and score it against the script's truth; ``records`` adds
+    what is known about each shot (prompt, mode, timings) to its entry in the results."""
     from storymem_cli.render.video import read_frames
     from storymem_cli.toy.detect import detect_clip
     from storymem_cli.toy.stories import story_truth
 
-    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    if run.get("status") != "done":
-        raise RuntimeError(f"{run_dir}: the render did not finish (run.json status {run.get('status')!r})")
     truth = story_truth(script)
-    if len(run["shots"]) != len(truth):
-        raise RuntimeError(f"{run_dir}: {len(run['shots'])} shots rendered, the script has {len(truth)}")
+    if len(clips) != len(truth):
+        raise RuntimeError(f"{run_dir}: {len(clips)} shots rendered, the script has {len(truth)}")
     detections, shots = [], []
-    for shot, t in zip(run["shots"], truth):
-        detection = detect_clip(read_frames(run_dir / shot["path"]))
+    for clip, record, t in zip(clips, records, truth):
+        detection = detect_clip(read_frames(clip))
         detections.append(detection)
-        shots.append({
-            "index": shot["index"], "prompt": shot["prompt"], "mode": shot["mode"], "seed": shot["seed"],
-            "path": shot["path"], "memory_ids": shot["memory_ids"], "timings": shot["timings"],
-            "truth": {**asdict(t.character), "action": t.action, "setting": t.setting},
-            "detection": asdict(detection),
-        })
+        shots.append({**record, "truth": {**asdict(t.character), "action": t.action, "setting": t.setting},
+                      "detection": asdict(detection)})
     scores = bench.story_scores(truth, detections)
     return scores, {"story_name": script["story_name"], "run_dir": str(run_dir), "scores": scores.rates(),
                     "counts": asdict(scores), "shots": shots}
+
+
+def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
+    """Score a finished run folder of ``storymem render``."""
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if run.get("status") != "done":
+        raise RuntimeError(f"{run_dir}: the render did not finish (run.json status {run.get('status')!r})")
+    keep = ("index", "prompt", "mode", "seed", "path", "memory_ids", "timings")
+    records = [{k: shot[k] for k in keep} for shot in run["shots"]]
+    return score_story(script, [run_dir / shot["path"] for shot in run["shots"]], records, run_dir)
+
+
+def truth_story(folder: Path, script: dict, seed: int, index: int) -> tuple[bench.Scores, dict]:
+    """The ceiling: the toy renderer's own clips of the script, through the same mp4 encode and
+    decode as a render's shots, scored the same way."""
+    import numpy as np
+
+    from storymem_cli.render.video import write_clip
+    from storymem_cli.toy.render import render_clip
+    from storymem_cli.toy.stories import story_truth
+    from storymem_cli.toy.world import FPS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clips, records = [], []
+    for k, shot in enumerate(story_truth(script)):
+        path = folder / f"shot_{k + 1:03d}.mp4"
+        # [stream, seed, story, shot + 1]: a sequence the stories' own [stream, seed, story] never is
+        write_clip(render_clip(shot, np.random.default_rng([bench.BENCH_STREAM, seed, index, k + 1])), path, FPS)
+        clips.append(path)
+        records.append({"index": k, "path": path.name})
+    return score_story(script, clips, records, folder)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,8 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     ]
     commands = render_all(tasks, args.out, args.jobs, len(configs) * args.stories * args.shots)
 
-    rows: list[tuple[str, bench.Scores | str]] = []
-    results = []
+    print("detecting the renderer's own clips (the ceiling) ...", file=sys.stderr, flush=True)
+    per_story = [truth_story(args.out / "truth" / p.stem, s, args.seed, i) for i, (p, s) in enumerate(zip(paths, scripts))]
+    ceiling = bench.aggregate([s for s, _ in per_story])
+    rows: list[tuple[str, bench.Scores | str]] = [(TRUTH_ROW, ceiling)]
+    results = [{"key": "truth", "name": TRUTH_ROW, "flags": [], "commands": [], "scores": ceiling.rates(),
+                "counts": asdict(ceiling), "stories": [r for _, r in per_story]}]
     failed = False
     for config in configs:
         entry: dict = {"key": config.key, "name": config.name, "flags": list(config.flags),

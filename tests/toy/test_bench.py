@@ -225,6 +225,17 @@ def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(
     assert "unknown model 'no-such-model'" in err and "check --model no-such-model" in err
 
 
+def test_the_renderers_own_clips_through_mp4_score_perfectly(tmp_path):
+    """The ceiling row: ground-truth clips, encoded and decoded like a render's shots, are read
+    right, so what a model loses in the table is the model's, not the detector's or the codec's."""
+    script = bench_stories(2, 4, seed=5)[1]
+    scores, story = _runner().truth_story(tmp_path / "truth", script, seed=5, index=1)
+    assert scores == Scores(consistent=3, same_colour=3, same_shape=3, later_shots=3, faithful=4,
+                            setting_right=4, shots=4)
+    assert [s["path"] for s in story["shots"]] == [f"shot_{k:03d}.mp4" for k in range(1, 5)]
+    assert all((tmp_path / "truth" / s["path"]).is_file() for s in story["shots"])
+
+
 @pytest.mark.slow
 def test_runner_end_to_end_on_tiny(tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
@@ -232,7 +243,8 @@ def test_runner_end_to_end_on_tiny(tmp_path):
                            "--configs", "memory", "--jobs", "1", "--out", str(out), "--results", str(results)])
     assert code == 0
     report = json.loads((results / "toy_consistency.json").read_text())
-    (config,) = report["configs"]
+    truth, config = report["configs"]
+    assert truth["name"] == "toy renderer (ground truth)" and truth["scores"]["consistency"] == 1.0
     assert config["name"] == "StoryMem (memory)" and config["commands"][0]["exit_code"] == 0
     assert "--model tiny" in config["commands"][0]["command"]
     (story,) = config["stories"]
