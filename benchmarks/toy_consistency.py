@@ -10,8 +10,8 @@ with the toy detector and writes RESULTS/toy_consistency.json (model, commands,
 per-shot truths and detections, timings) and RESULTS/toy_consistency.md (the
 table). Run folders stay in OUT/runs/<config>/, so running the same command
 again resumes where it stopped. Progress goes to stderr, render logs to OUT/logs/.
-Exit code 2 if a configuration's flags are not supported by this storymem
-(before anything renders), 1 if a render failed (the table shows it).
+Exit code 2 if the shared options (--model, --steps, --size) or a configuration's flags are refused
+by this storymem (dry runs, before anything renders), 1 if a render failed (the table shows it).
 """
 
 from __future__ import annotations
