@@ -1,0 +1,301 @@
+"""The held-out toy benchmark: character consistency with memory, without it, and the paper's Table 2 ablations.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_consistency.py --model toy --jobs 2
+
+Writes the benchmark's story scripts (storymem_cli.toy.bench: every shot a hard
+cut, only shot 1 names the hero's look) to OUT/stories/, renders them under each
+configuration with the real CLI (`storymem render ... --shard K/N`, N = --jobs
+processes at a time, each with OMP_NUM_THREADS=1), reads every shot clip back
+with the toy detector and writes RESULTS/toy_consistency.json (model, commands,
+per-shot truths and detections, timings) and RESULTS/toy_consistency.md (the
+table). Run folders stay in OUT/runs/<config>/, so running the same command
+again resumes where it stopped. Progress goes to stderr, render logs to OUT/logs/.
+Exit code 2 if the shared options (--model, --steps, --size) or a configuration's flags are refused
+by this storymem (dry runs, before anything renders), 1 if a render failed (the table shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+if str(SRC) not in sys.path:  # the repository's code, not whatever storymem is installed
+    sys.path.insert(0, str(SRC))
+
+from storymem_cli.toy import bench
+
+
+@dataclass(frozen=True)
+class Config:
+    key: str  # --configs name and run folder name
+    name: str  # the table's row
+    flags: tuple[str, ...]  # extra `storymem render` flags
+
+
+# Paper Table 2 order: the ablations, then the full method last; no memory is the floor.
+CONFIGS: tuple[Config, ...] = (
+    Config("no-memory", "no memory", ("--no-memory",)),
+    Config("first-frame", "first frame (w/o semantic selection)", ("--keyframes", "first-frame")),
+    Config("no-sink", "sliding window only (w/o sink)", ("--sink-size", "0")),
+    Config("sequential-rope", "sequential RoPE", ("--rope", "sequential")),
+    Config("memory", "StoryMem (memory)", ()),
+)
+NO_MEMORY = "no-memory"
+TRUTH_ROW = "toy renderer (ground truth)"  # the detector's ceiling on these stories, through mp4
+PROGRESS_EVERY_S = 60  # how often stderr hears how many shots are done
+
+
+def storymem() -> list[str]:
+    return [sys.executable, "-m", "storymem_cli"]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def render_args(scripts: list[Path], run_root: Path, config: Config, passthrough: list[str]) -> list[str]:
+    """``storymem render`` arguments; ``passthrough`` holds --model and the optional --steps / --size."""
+    return ["render", *map(str, scripts), "-o", str(run_root), *passthrough, "--json", *config.flags]
+
+
+def shown(args: list[str]) -> str:
+    return shlex.join(["storymem", *args])
+
+
+def preflight(configs: list[Config], script: Path, passthrough: list[str], scratch: Path) -> None:
+    """Dry-run one story with the shared options, then under every configuration: options or a
+    flag this storymem does not know stop the benchmark here, naming the culprit, instead of after
+    hours of rendering. A dry run loads no model and writes nothing."""
+    shared = Config("shared", "shared options", ())
+    for config in [shared, *(c for c in configs if c.flags)]:
+        args = render_args([script], scratch / config.key, config, passthrough) + ["--dry-run"]
+        done = subprocess.run([*storymem(), *args], env=child_env(), capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            continue
+        detail = (done.stderr or done.stdout).strip()
+        if config is shared:
+            advice = f"check {' '.join(passthrough)}"
+        else:
+            others = ",".join(c.key for c in configs if c is not config) or "..."
+            advice = (f"configuration {config.name!r} needs {' '.join(config.flags)}, which this storymem "
+                      f"refuses; leave it out with --configs {others}")
+        print(f"error: `{shown(args)}` exited {done.returncode}:\n{detail}\n{advice}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int, planned_shots: int) -> dict[str, list[dict]]:
+    """Run every render command, ``jobs`` at a time; per configuration, what each command did."""
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    total = len(tasks)
+    finished = 0
+
+    def run(task: tuple[int, Config, list[str]]) -> tuple[Config, dict]:
+        nonlocal finished
+        i, config, args = task
+        log = logs / f"{config.key}_{i}.log"
+        print(f"[start] {config.name}: {shown(args)}  (log {log})", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        with log.open("w", encoding="utf-8") as err:
+            done = subprocess.run([*storymem(), *args], env=child_env(), stdout=subprocess.PIPE, stderr=err, text=True, check=False)
+        seconds = time.perf_counter() - t0
+        finished += 1
+        print(f"[{finished}/{total}] {config.name}: exit {done.returncode} after {seconds:.0f} s",
+              file=sys.stderr, flush=True)
+        return config, {"command": shown(args), "exit_code": done.returncode, "seconds": round(seconds, 2),
+                        "log": str(log)}
+
+    records: dict[str, list[dict]] = {}
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(run, (i, c, a)) for i, (c, a) in enumerate(tasks)]
+        while wait(futures, timeout=PROGRESS_EVERY_S).not_done:
+            print(f"[progress] {rendered_shots(out / 'runs')}/{planned_shots} shots rendered "
+                  f"after {(time.perf_counter() - t0) / 60:.1f} min", file=sys.stderr, flush=True)
+        for future in futures:
+            config, record = future.result()
+            records.setdefault(config.key, []).append(record)
+    return records
+
+
+def rendered_shots(runs: Path) -> int:
+    """Finished shots in every run folder under ``runs`` (run.json lists only finished ones)."""
+    count = 0
+    for path in runs.glob("*/*/run.json"):
+        try:
+            count += len(json.loads(path.read_text(encoding="utf-8")).get("shots", []))
+        except (OSError, ValueError):  # being replaced right now: the next report counts it
+            continue
+    return count
+
+
+def score_story(script: dict, clips: list[Path], records: list[dict], run_dir: Path) -> tuple[bench.Scores, dict]:
+    """Detect every shot clip of a story and score it against the script's truth; ``records`` adds
+    what is known about each shot (prompt, mode, timings) to its entry in the results."""
+    from storymem_cli.render.video import read_frames
+    from storymem_cli.toy.detect import detect_clip
+    from storymem_cli.toy.stories import story_truth
+
+    truth = story_truth(script)
+    if len(clips) != len(truth):
+        raise RuntimeError(f"{run_dir}: {len(clips)} shots rendered, the script has {len(truth)}")
+    detections, shots = [], []
+    for clip, record, t in zip(clips, records, truth):
+        detection = detect_clip(read_frames(clip))
+        detections.append(detection)
+        shots.append({**record, "truth": {**asdict(t.character), "action": t.action, "setting": t.setting},
+                      "detection": asdict(detection)})
+    scores = bench.story_scores(truth, detections)
+    return scores, {"story_name": script["story_name"], "run_dir": str(run_dir), "scores": scores.rates(),
+                    "counts": asdict(scores), "shots": shots}
+
+
+def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
+    """Score a finished run folder of ``storymem render``."""
+    run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    if run.get("status") != "done":
+        raise RuntimeError(f"{run_dir}: the render did not finish (run.json status {run.get('status')!r})")
+    keep = ("index", "prompt", "mode", "seed", "path", "memory_ids", "timings")
+    records = [{k: shot[k] for k in keep} for shot in run["shots"]]
+    return score_story(script, [run_dir / shot["path"] for shot in run["shots"]], records, run_dir)
+
+
+def truth_story(folder: Path, script: dict, seed: int, index: int) -> tuple[bench.Scores, dict]:
+    """The ceiling: the toy renderer's own clips of the script, through the same mp4 encode and
+    decode as a render's shots, scored the same way."""
+    import numpy as np
+
+    from storymem_cli.render.video import write_clip
+    from storymem_cli.toy.render import render_clip
+    from storymem_cli.toy.stories import story_truth
+    from storymem_cli.toy.world import FPS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    clips, records = [], []
+    for k, shot in enumerate(story_truth(script)):
+        path = folder / f"shot_{k + 1:03d}.mp4"
+        # [stream, seed, story, shot + 1]: a sequence the stories' own [stream, seed, story] never is
+        write_clip(render_clip(shot, np.random.default_rng([bench.BENCH_STREAM, seed, index, k + 1])), path, FPS)
+        clips.append(path)
+        records.append({"index": k, "path": path.name})
+    return score_story(script, clips, records, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="toy", help="storymem --model (default toy; tiny only for smoke tests: its video is noise)")
+    parser.add_argument("--stories", type=int, default=20, help="number of benchmark stories (default 20)")
+    parser.add_argument("--shots", type=int, default=8, help="shots per story, all hard cuts (default 8)")
+    parser.add_argument("--seed", type=int, default=bench.DEFAULT_SEED, help=f"benchmark seed (default {bench.DEFAULT_SEED})")
+    parser.add_argument("--configs", default=",".join(c.key for c in CONFIGS),
+                        help="comma-separated subset of: " + ", ".join(f"{c.key} ({c.name})" for c in CONFIGS))
+    parser.add_argument("--jobs", type=int, default=2, help="render processes at a time, one thread each (default 2)")
+    parser.add_argument("--steps", type=int, default=None, help="storymem --steps (default: the model's)")
+    parser.add_argument("--size", default=None, help="storymem --size WxH (default: the model's; the detector needs square frames)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "toy_consistency",
+                        help="stories, run folders and logs; keep it to resume (default runs/toy_consistency)")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
+                        help="where toy_consistency.json and .md go (default benchmarks/results)")
+    args = parser.parse_args(argv)
+
+    by_key = {c.key: c for c in CONFIGS}
+    keys = [k.strip() for k in args.configs.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in by_key]
+    if unknown or not keys:
+        parser.error(f"--configs {args.configs!r}: unknown {unknown}; choose from {', '.join(by_key)}")
+    configs = [c for c in CONFIGS if c.key in keys]
+    if args.stories < 1 or args.shots < 1 or args.jobs < 1:
+        parser.error("--stories, --shots and --jobs must be at least 1")
+
+    started = time.time()
+    stories_dir = args.out / "stories"
+    stories_dir.mkdir(parents=True, exist_ok=True)
+    scripts = bench.bench_stories(args.stories, args.shots, args.seed)
+    paths = []
+    for i, script in enumerate(scripts):
+        path = stories_dir / f"bench_{i:03d}.json"
+        path.write_text(json.dumps(script, indent=2) + "\n", encoding="utf-8")
+        paths.append(path)
+    print(f"{len(paths)} stories of {args.shots} shots in {stories_dir}; configurations: "
+          + ", ".join(c.name for c in configs), file=sys.stderr, flush=True)
+
+    passthrough = ["--model", args.model]
+    passthrough += ["--steps", str(args.steps)] if args.steps is not None else []
+    passthrough += ["--size", args.size] if args.size is not None else []
+    preflight(configs, paths[0], passthrough, args.out / "preflight")
+
+    shards = min(args.jobs, len(paths))
+    tasks = [
+        (config, render_args(paths, args.out / "runs" / config.key, config, passthrough) + ["--shard", f"{k}/{shards}"])
+        for config in configs for k in range(1, shards + 1)
+    ]
+    commands = render_all(tasks, args.out, args.jobs, len(configs) * args.stories * args.shots)
+
+    print("detecting the renderer's own clips (the ceiling) ...", file=sys.stderr, flush=True)
+    per_story = [truth_story(args.out / "truth" / p.stem, s, args.seed, i) for i, (p, s) in enumerate(zip(paths, scripts))]
+    ceiling = bench.aggregate([s for s, _ in per_story])
+    rows: list[tuple[str, bench.Scores | str]] = [(TRUTH_ROW, ceiling)]
+    results = [{"key": "truth", "name": TRUTH_ROW, "flags": [], "commands": [], "scores": ceiling.rates(),
+                "counts": asdict(ceiling), "stories": [r for _, r in per_story]}]
+    failed = False
+    for config in configs:
+        entry: dict = {"key": config.key, "name": config.name, "flags": list(config.flags),
+                       "commands": commands[config.key],
+                       "render_seconds": round(sum(c["seconds"] for c in commands[config.key]), 2)}
+        print(f"detecting {config.name} ...", file=sys.stderr, flush=True)
+        try:
+            per_story = [read_story(args.out / "runs" / config.key / p.stem, s) for p, s in zip(paths, scripts)]
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
+            logs = ", ".join(c["log"] for c in commands[config.key])
+            print(f"error: {config.name}: {err} (render logs: {logs})", file=sys.stderr, flush=True)
+            entry["error"] = str(err)
+            rows.append((config.name, f"failed: {err}"))
+            failed = True
+        else:
+            total = bench.aggregate([s for s, _ in per_story])
+            entry.update(scores=total.rates(), counts=asdict(total), stories=[r for _, r in per_story])
+            rows.append((config.name, total))
+        results.append(entry)
+
+    table = bench.format_table(rows, chance_row=by_key[NO_MEMORY].name)
+    report = {
+        "benchmark": "toy_consistency",
+        "model": args.model,
+        "seed": args.seed,
+        "stories": args.stories,
+        "shots_per_story": args.shots,
+        "steps": args.steps,
+        "size": args.size,
+        "jobs": args.jobs,
+        "chance_consistency": bench.chance_consistency(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 2),
+        "command": shlex.join(["python", "benchmarks/toy_consistency.py", *(argv if argv is not None else sys.argv[1:])]),
+        "configs": results,
+        "table": table,
+    }
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / "toy_consistency.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    heading = (f"Toy benchmark: {args.stories} held-out stories x {args.shots} shots (all hard cuts), "
+               f"model `{args.model}`, seed {args.seed}. Consistency: shots 2..N with shot 1's detected "
+               f"(colour, shape); chance {bench.chance_consistency():.3f}.\n\n")
+    (args.results / "toy_consistency.md").write_text(heading + table, encoding="utf-8")
+    print(table, end="")
+    print(f"wrote {args.results / 'toy_consistency.json'} and .md", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

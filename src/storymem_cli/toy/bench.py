@@ -1,0 +1,165 @@
+"""The held-out toy benchmark: stories only memory can keep consistent, and their metrics.
+
+Every shot of a benchmark story is a hard cut (one shot per scene), so no shot
+can take the character over from the previous shot's last frame: the first
+prompt names the hero's look ("a red circle with a hat hops to the left on the
+beach"), every later one only its role ("the hero walks to the right in the
+snow"). A model that keeps the hero from shot 2 on does so through memory.
+
+The stories draw from their own seed stream (:data:`BENCH_STREAM`), distinct
+from the toy dataset's (``dataset.DATASET_STREAM``) and from
+``stories.STORY_STREAM``, so a model trained on the toy dataset never saw them.
+
+The metrics are pure functions of the truth (``stories.story_truth``) and the
+detector's readings (``detect.Detection``), one per shot. The benchmark command
+that renders and detects is ``benchmarks/toy_consistency.py``; see
+docs/toy-world.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from storymem_cli.toy.captions import caption
+from storymem_cli.toy.detect import Detection
+from storymem_cli.toy.stories import StoryShot, ToyStory
+from storymem_cli.toy.world import (
+    ACTIONS,
+    COLOURS,
+    SETTINGS,
+    SHAPES,
+    Shot,
+    random_character,
+)
+
+BENCH_STREAM = 3  # first word of every benchmark story's seed sequence (stories use 1, the dataset 2)
+DEFAULT_SEED = 0  # the published benchmark: bench_stories(20, 8, seed=0)
+
+
+def bench_story(seed: int, index: int, shots: int = 8) -> dict:
+    """Benchmark story ``index`` of benchmark ``seed`` as a storymem story script: one hero, one
+    shot per scene (all hard cuts), settings never the same twice in a row."""
+    if shots < 1:
+        raise ValueError(f"shots must be at least 1, got {shots}")
+    rng = np.random.default_rng([BENCH_STREAM, seed, index])
+    hero = random_character(rng)
+    story_shots: list[StoryShot] = []
+    setting: str | None = None
+    for k in range(shots):
+        setting = str(rng.choice([s for s in SETTINGS if s != setting]))
+        shot = Shot(hero, str(rng.choice(list(ACTIONS))), setting)
+        prompt = caption(shot, role=None if k == 0 else "hero")
+        story_shots.append(StoryShot(scene=k + 1, role="hero", shot=shot, cut=True, prompt=prompt))
+    script = ToyStory(seed=index, characters={"hero": hero}, shots=story_shots).script()
+    script["story_name"] = f"The {hero.colour} {hero.shape} (toy benchmark {seed}, story {index})"
+    return script
+
+
+def bench_stories(count: int = 20, shots: int = 8, seed: int = DEFAULT_SEED) -> list[dict]:
+    """The benchmark: ``count`` story scripts of ``shots`` shots, a pure function of the arguments
+    (story i does not depend on ``count``, so a longer benchmark extends a shorter one)."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    return [bench_story(seed, i, shots) for i in range(count)]
+
+
+def chance_consistency() -> float:
+    """Consistency of a model that draws a uniformly random (colour, shape) for every shot."""
+    return 1.0 / (len(COLOURS) * len(SHAPES))
+
+
+def _look(d: Detection) -> tuple[str, str] | None:
+    return (d.colour, d.shape) if d.colour is not None and d.shape is not None else None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Hit counts over shots. Consistency counts shots 2..N of each story (each compared with its
+    story's shot 1); fidelity and setting count every shot."""
+
+    consistent: int = 0
+    same_colour: int = 0
+    same_shape: int = 0
+    later_shots: int = 0  # shots 2..N: the denominator of the three consistency rates
+    faithful: int = 0
+    setting_right: int = 0
+    shots: int = 0  # all shots: the denominator of fidelity and setting accuracy
+
+    def __add__(self, other: Scores) -> Scores:
+        return Scores(*(a + b for a, b in zip(self.counts(), other.counts())))
+
+    def counts(self) -> tuple[int, ...]:
+        return (self.consistent, self.same_colour, self.same_shape, self.later_shots,
+                self.faithful, self.setting_right, self.shots)
+
+    def rates(self) -> dict[str, float | None]:
+        """The table's columns; None where nothing was counted."""
+
+        def rate(hits: int, total: int) -> float | None:
+            return hits / total if total else None
+
+        return {
+            "consistency": rate(self.consistent, self.later_shots),
+            "colour": rate(self.same_colour, self.later_shots),
+            "shape": rate(self.same_shape, self.later_shots),
+            "fidelity": rate(self.faithful, self.shots),
+            "setting": rate(self.setting_right, self.shots),
+        }
+
+
+def story_scores(truth: Sequence[Shot], detections: Sequence[Detection]) -> Scores:
+    """Score one story: ``truth`` from ``story_truth(script)``, one detection per shot, in order.
+    A shot with no character detected is inconsistent and unfaithful; if shot 1 has none, every
+    later shot is inconsistent (there is nothing to be consistent with)."""
+    if len(truth) != len(detections):
+        raise ValueError(f"{len(truth)} shots in the truth but {len(detections)} detections")
+    if not truth:
+        return Scores()
+    first = detections[0]
+    first_look = _look(first)
+    later = detections[1:]
+    return Scores(
+        consistent=sum(first_look is not None and _look(d) == first_look for d in later),
+        same_colour=sum(first.colour is not None and d.colour == first.colour for d in later),
+        same_shape=sum(first.shape is not None and d.shape == first.shape for d in later),
+        later_shots=len(later),
+        faithful=sum(_look(d) == (t.character.colour, t.character.shape) for t, d in zip(truth, detections)),
+        setting_right=sum(d.setting == t.setting for t, d in zip(truth, detections)),
+        shots=len(truth),
+    )
+
+
+def aggregate(stories: Sequence[Scores]) -> Scores:
+    """Pool stories: every counted shot weighs the same (a mean over shots, not over stories)."""
+    return sum(stories, Scores())
+
+
+TABLE_COLUMNS = ("character consistency", "colour", "shape", "fidelity", "setting accuracy", "shots")
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_table(rows: Sequence[tuple[str, Scores | str]], chance_row: str | None = None) -> str:
+    """A Markdown table in the layout of the paper's Table 2: one row per configuration, a column
+    per metric. A row whose value is a string (a failed configuration) shows it instead of numbers.
+    The row named ``chance_row`` (the no-memory run) shows the chance level beside its consistency."""
+    lines = [
+        "| configuration | " + " | ".join(TABLE_COLUMNS) + " |",
+        "|---|" + "---:|" * len(TABLE_COLUMNS),
+    ]
+    for name, scores in rows:
+        if isinstance(scores, str):
+            lines.append(f"| {name} | {scores} |" + " |" * (len(TABLE_COLUMNS) - 1))
+            continue
+        r = scores.rates()
+        consistency = _cell(r["consistency"])
+        if name == chance_row:
+            consistency += f" (chance {chance_consistency():.3f})"
+        cells = [consistency, _cell(r["colour"]), _cell(r["shape"]), _cell(r["fidelity"]), _cell(r["setting"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {scores.shots} |")
+    return "\n".join(lines) + "\n"
