@@ -26,6 +26,15 @@ def _ffmpeg() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def upscale_nearest(frames: np.ndarray, factor: int) -> np.ndarray:
+    """``(F, H, W, C)`` frames ``factor`` times larger on H and W, each pixel a factor x factor block."""
+    if factor < 1:
+        raise ValueError(f"upscale factor must be at least 1, got {factor}")
+    if factor == 1:
+        return frames
+    return np.repeat(np.repeat(frames, factor, axis=-3), factor, axis=-2)
+
+
 def write_clip(frames: np.ndarray, path: Path, fps: int) -> None:
     """Encode ``(F, H, W, 3)`` uint8 RGB frames to ``path`` (H.264, yuv420p), atomically."""
     import imageio_ffmpeg
