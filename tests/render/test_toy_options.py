@@ -75,6 +75,13 @@ def test_upscale_out_of_range_is_refused_naming_the_flag(tmp_path):
         result = render(str(script), "-o", str(tmp_path / "run"), "--upscale", bad)
         assert result.exit_code == 2 and "--upscale" in result.output, result.output
     assert not (tmp_path / "run").exists()
+    # Within range but beyond what H.264 encodes: refused before any model loads.
+    wide = runner.invoke(app, ["render", str(script), "--model", "tiny", "--size", "1040x64", "--upscale", "16",
+                               "-o", str(tmp_path / "run"), "--dry-run"])  # fmt: skip
+    assert wide.exit_code == 2 and "--upscale 16" in wide.output and "--upscale 15" in wide.output, wide.output
+    ok = runner.invoke(app, ["render", str(script), "--model", "tiny", "--size", "1024x64", "--upscale", "16",
+                             "-o", str(tmp_path / "run"), "--dry-run"])  # fmt: skip
+    assert ok.exit_code == 0, ok.output
 
 
 def test_first_frame_keyframes_take_frame_zero_of_every_shot(tmp_path, generate_log):

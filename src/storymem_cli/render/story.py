@@ -43,7 +43,7 @@ from storymem_cli.render.resume import (
 )
 from storymem_cli.render.runfolder import RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
-from storymem_cli.render.video import join_clips, upscale_nearest, write_clip
+from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
 
 def _now() -> str:
@@ -86,6 +86,13 @@ def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[Sh
         nearest = video.frames // VAE_TEMPORAL_STRIDE * VAE_TEMPORAL_STRIDE + 1
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
+        )
+    largest = MAX_SIDE // max(video.width, video.height)
+    if settings.upscale > largest:
+        raise InvalidInputError(
+            f"--upscale {settings.upscale}: the clips would be {video.width * settings.upscale}x"
+            f"{video.height * settings.upscale}, and H.264 encodes at most {MAX_SIDE} pixels a side",
+            hint=f"use --upscale {largest} or less" if largest else "use a smaller --size",
         )
     need = min_frames_for(plans)
     if settings.video.frames < need:
