@@ -95,10 +95,10 @@ class PixelEmbedder:
             raise ValueError(f"frames must be uint8 (N, H, W, 3), got {frames.dtype} {frames.shape}")
         rows = area_weights(frames.shape[1], self.grid)
         cols = area_weights(frames.shape[2], self.grid)
+        small = np.zeros((len(frames), self.grid, self.grid, 3))
         # Frame by frame: a float copy of a whole 81-frame shot at 832x480 would take 0.8 GB.
-        small = np.stack(
-            [np.einsum("yh,hwc,xw->yxc", rows, frame.astype(np.float64), cols, optimize=True) for frame in frames]
-        ) if len(frames) else np.zeros((0, self.grid, self.grid, 3))
+        for i, frame in enumerate(frames):
+            small[i] = np.einsum("yh,hwc,xw->yxc", rows, frame.astype(np.float64), cols, optimize=True)
         vectors = (small / 127.5 - 1.0).reshape(len(frames), -1)
         # A frame of uniform mid-grey is the zero vector: it stays zero (cosine 0 to everything).
         norms = np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
