@@ -106,3 +106,30 @@ def test_mismatched_shapes_are_refused(cfg, synth):
     plateaus = synth.plateaus
     with pytest.raises(ValueError, match="must agree"):
         select_keyframes(plateaus(1, 4), np.ones(3, bool), None, cfg)
+
+
+def test_first_frame_selection_takes_only_the_first_usable_frame(synth):
+    emb = synth.plateaus(3, 10)  # semantic selection would take 0, 10, 20
+    cfg = MemoryConfig(selection="first-frame")
+    usable = np.ones(len(emb), dtype=bool)
+    rec = select_with_record(emb, usable, None, cfg)
+    assert rec.indices == [0] and rec.candidates == [0] and rec.duplicates == []
+    assert rec.threshold is None and rec.rescans == 0 and np.isnan(rec.novelty).all()
+    usable[:3] = False
+    assert select_keyframes(emb, usable, None, cfg) == [3]  # the aesthetic filter still applies
+    assert select_keyframes(emb, np.ones(len(emb), bool), None, cfg, start=2) == [2]
+    assert select_keyframes(emb, np.zeros(len(emb), bool), None, cfg) == []
+
+
+def test_first_frame_selection_is_never_deduplicated_against_the_bank(synth):
+    emb = synth.plateaus(2, 5)
+    bank = emb[[0, 5]]  # the bank already holds this very frame
+    semantic = select_with_record(emb, np.ones(10, bool), bank, MemoryConfig())
+    assert semantic.indices == [] and semantic.duplicates == [0, 5]
+    ablation = select_keyframes(emb, np.ones(10, bool), bank, MemoryConfig(selection="first-frame"))
+    assert ablation == [0]
+
+
+def test_selection_mode_is_validated():
+    with pytest.raises(ValueError, match="selection"):
+        MemoryConfig(selection="random")

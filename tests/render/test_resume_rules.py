@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from storymem_cli.config import MemoryConfig, VideoConfig
 from storymem_cli.errors import InvalidInputError
@@ -61,8 +64,26 @@ def test_settings_fingerprint_ignores_scheduling_and_hardware_only():
         assert settings(**change).fingerprint() == base.fingerprint(), change
     for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
                    {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"},
-                   {"dtype": "bfloat16"}, {"vae_tiling": True}]:
+                   {"dtype": "bfloat16"}, {"vae_tiling": True}, {"upscale": 2}, {"keyframes": "first-frame"}]:
         assert settings(**change).fingerprint() != base.fingerprint(), change
+
+
+def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default():
+    # The hash a run rendered before --upscale and --keyframes existed recorded for its shots.
+    base = settings()
+    payload = base.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "upscale"})
+    del payload["memory"]["selection"]
+    before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    assert base.fingerprint() == before
+    assert settings(upscale=1, keyframes="semantic").fingerprint() == before
+    assert base.model_dump()["upscale"] == 1 and base.memory.selection == "semantic"  # still recorded
+
+
+def test_upscale_and_keyframes_options_are_validated():
+    assert settings(upscale=4).upscale == 4 and settings(keyframes="first-frame").memory.selection == "first-frame"
+    for bad in ({"upscale": 0}, {"upscale": 17}, {"keyframes": "random"}):
+        with pytest.raises(ValidationError):
+            settings(**bad)
 
 
 def test_options_override_preset_and_are_validated():

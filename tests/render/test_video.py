@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from storymem_cli.render.runfolder import RunFolder
-from storymem_cli.render.video import join_clips, read_frames, write_clip
+from storymem_cli.render.video import MAX_SIDE, join_clips, read_frames, upscale_nearest, write_clip
 
 
 def test_join_is_a_stream_copy_of_the_clips(tmp_path):
@@ -38,3 +39,23 @@ def test_tail_frames_round_trip_exactly(tmp_path):
     assert folder.tail(0).name == "shot_001.tail.npz"
     restored = folder.load_tail(0)
     assert restored.dtype == np.uint8 and np.array_equal(restored, tail)
+
+
+def test_upscale_nearest_repeats_each_pixel_as_a_block():
+    frames = np.arange(2 * 3 * 4 * 3, dtype=np.uint8).reshape(2, 3, 4, 3)
+    big = upscale_nearest(frames, 3)
+    assert big.shape == (2, 9, 12, 3) and big.dtype == np.uint8
+    for dy in range(3):
+        for dx in range(3):
+            assert np.array_equal(big[:, dy::3, dx::3], frames)
+    assert upscale_nearest(frames, 1) is frames
+    assert upscale_nearest(frames[0], 2).shape == (6, 8, 3)  # a single image works too
+    with pytest.raises(ValueError, match="at least 1"):
+        upscale_nearest(frames, 0)
+
+
+def test_a_clip_ffmpeg_refuses_is_an_error_not_an_empty_file(tmp_path):
+    too_wide = np.zeros((1, 16, MAX_SIDE + 16, 3), dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="ffmpeg wrote nothing"):
+        write_clip(too_wide, tmp_path / "clip.mp4", fps=16)
+    assert list(tmp_path.iterdir()) == []

@@ -13,6 +13,7 @@ import typer
 
 from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.render.settings import MAX_UPSCALE  # torch-free
 
 
 class Continuation(str, Enum):
@@ -37,6 +38,11 @@ class Dtype(str, Enum):
 class Rope(str, Enum):
     negative = "negative"
     sequential = "sequential"
+
+
+class Keyframes(str, Enum):
+    semantic = "semantic"
+    first_frame = "first-frame"
 
 
 class Aesthetic(str, Enum):
@@ -115,6 +121,11 @@ def render(
     memory_size: int | None = typer.Option(None, min=1, help="Memory bank capacity (paper: 10)."),
     sink_size: int | None = typer.Option(None, min=0, help="Earliest keyframes never evicted (paper: 3)."),
     keyframes_per_shot: int | None = typer.Option(None, min=1, help="Most keyframes taken from one shot (paper: 3)."),
+    keyframes: Keyframes | None = typer.Option(
+        None,
+        help="Keyframe selection: semantic (paper: novel frames by embedding similarity, deduplicated against "
+        "memory) or first-frame (ablation: each shot's first usable frame).",
+    ),
     aesthetic: Aesthetic | None = typer.Option(None, help="Keyframe quality filter: hpsv3 (paper), laion or none."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Ablation: every shot without memory (cuts are T2V)."),
     offload: Offload = typer.Option(
@@ -134,6 +145,13 @@ def render(
         Continuation.mi2v,
         help="How a shot with cut:false continues the previous one: mi2v (its last frame, paper), "
         "mm2v (its last 5 frames) or none (treat as a cut).",
+    ),
+    upscale: int = typer.Option(
+        1,
+        min=1,
+        max=MAX_UPSCALE,
+        help="Write shots/*.mp4 and story.mp4 N times larger (nearest neighbour), e.g. to watch 64x64 clips; "
+        "memory and the model's frames stay at the model's size.",
     ),
     restart: bool = typer.Option(False, "--restart", help="Discard this story's earlier render in the folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (mode, seed, frames per shot); load no model."),
@@ -171,6 +189,7 @@ def render(
         memory_size=memory_size,
         sink_size=sink_size,
         keyframes_per_shot=keyframes_per_shot,
+        keyframes=keyframes.value if keyframes else None,
         aesthetic=aesthetic.value if aesthetic else None,
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
@@ -180,6 +199,7 @@ def render(
         dtype=dtype.value,
         vae_tiling=vae_tiling,
         attention_backend=attention,
+        upscale=upscale,
     )
     batch = len(scripts) > 1 or shard is not None
     if shard is not None:

@@ -39,7 +39,7 @@ from storymem_cli.config import MemoryConfig
 from storymem_cli.errors import InvalidInputError, StorymemError
 
 if TYPE_CHECKING:
-    from storymem_cli.memory.embed import FrameEmbedder
+    from storymem_cli.memory.embed import Embedder
 
 FORMAT_VERSION = 1
 MEMORY_JSON = "memory.json"
@@ -207,7 +207,7 @@ class MemoryBank:
         except OSError as err:
             raise StorymemError(f"memory image {path} of entry {entry.id} cannot be read: {err}") from None
 
-    def active_embeddings(self, embedder: FrameEmbedder | None = None) -> np.ndarray:
+    def active_embeddings(self, embedder: Embedder | None = None) -> np.ndarray:
         """(M, D) embeddings of :meth:`conditioning_entries`, for dedupe.
 
         With an ``embedder``, entries embedded by another embedder (by name or size), or not
@@ -230,7 +230,7 @@ class MemoryBank:
         return np.stack([e.embedding_array() for e in entries])  # type: ignore[misc]
 
     @staticmethod
-    def _needs_embedding(entry: MemoryEntry, embedder: FrameEmbedder) -> bool:
+    def _needs_embedding(entry: MemoryEntry, embedder: Embedder) -> bool:
         # An entry recorded without an embedder name is trusted if its size fits.
         vec = entry.embedding_array()
         if vec is None or vec.shape[0] != embedder.dim:

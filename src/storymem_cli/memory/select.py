@@ -11,6 +11,10 @@ another shot. The release starts at frame 2, most likely to step over such copie
 frames in its untrimmed output; with trimming that offset would only throw away
 the shot's opening, and a poor opening frame is already rejected by the aesthetic
 filter. ``start=2`` reproduces the release.
+
+``cfg.selection == "first-frame"`` is the paper's ablation "w/o semantic
+selection" (Table 2): every shot gives its first usable frame, with no novelty
+scan and no dedupe against the bank, so memory holds the first frame of each shot.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class Selection:
     """What selection chose and why, for the record (memory.json, inspect-memory)."""
 
     indices: list[int]  # keyframes kept, in frame order
-    threshold: float | None  # final novelty threshold (None when no frame was usable)
+    threshold: float | None  # final novelty threshold (None when no frame was usable, or "first-frame")
     novelty: np.ndarray  # (N,) 1 - cosine to the latest keyframe when the frame was scanned; NaN if none yet
     candidates: list[int] = field(default_factory=list)  # keyframes before dedupe
     duplicates: list[int] = field(default_factory=list)  # dropped: too close to a bank entry
@@ -48,6 +52,12 @@ def _scan(sim: np.ndarray, usable_idx: np.ndarray, threshold: float) -> tuple[li
     return chosen, novelty
 
 
+def first_frame_selection(usable_idx: np.ndarray, n_frames: int) -> Selection:
+    """The ablation: the first usable frame is the shot's only keyframe; nothing is compared."""
+    first = [int(usable_idx[0])]
+    return Selection(first, None, np.full(n_frames, np.nan, dtype=np.float32), candidates=first)
+
+
 def select_with_record(
     embeddings: np.ndarray,
     usable: np.ndarray,
@@ -59,8 +69,9 @@ def select_with_record(
     """Keyframes of one shot plus the record of how they were chosen.
 
     ``embeddings``: (N, D) L2-normalised frame embeddings; ``usable``: (N,) bool from the
-    aesthetic filter; ``bank_embeddings``: (M, D) of the active bank entries (or None).
-    Unusable frames are never keyframes and never become the "latest keyframe".
+    aesthetic filter; ``bank_embeddings``: (M, D) of the active bank entries (or None; not
+    looked at with ``cfg.selection == "first-frame"``). Unusable frames are never keyframes and
+    never become the "latest keyframe".
     """
     emb = np.asarray(embeddings, dtype=np.float32)
     ok = np.asarray(usable, dtype=bool)
@@ -69,6 +80,8 @@ def select_with_record(
     usable_idx = np.flatnonzero(ok[start:]) + start
     if usable_idx.size == 0:
         return Selection([], None, np.full(emb.shape[0], np.nan, dtype=np.float32))
+    if cfg.selection == "first-frame":
+        return first_frame_selection(usable_idx, emb.shape[0])
 
     sim = emb @ emb.T
     rescans = 0

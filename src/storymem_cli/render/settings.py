@@ -26,6 +26,10 @@ from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 # Scheduling and hardware: the frames are the same up to floating-point noise.
 NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend"}
+# Settings added after runs were already being rendered: left out of the fingerprint while at
+# their default, so a run rendered before they existed keeps its finished shots.
+ADDED_LATER: dict[tuple[str, ...], Any] = {("upscale",): 1, ("memory", "selection"): "semantic"}
+MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
 
 
 class StyleLora(BaseModel):
@@ -52,6 +56,7 @@ class RenderOptions(BaseModel):
     memory_size: int | None = Field(None, ge=1)
     sink_size: int | None = Field(None, ge=0)
     keyframes_per_shot: int | None = Field(None, ge=1)
+    keyframes: Literal["semantic", "first-frame"] | None = None  # MemoryConfig.selection
     aesthetic: Literal["hpsv3", "laion", "none"] | None = None
     use_memory: bool = True
     lora: str | None = None
@@ -61,6 +66,7 @@ class RenderOptions(BaseModel):
     dtype: DtypeName = "auto"  # auto: the model's precision on a GPU (bf16 for A14B), float32 on the CPU
     vae_tiling: bool = False
     attention_backend: str | None = None
+    upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
 
 
 class RenderSettings(BaseModel):
@@ -84,10 +90,20 @@ class RenderSettings(BaseModel):
     dtype: DtypeName
     vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams
     attention_backend: str | None
+    # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
+    # tail frames and everything the embedder and scorer see stay at the model's size.
+    upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
 
     def fingerprint(self) -> str:
-        """Hash of every setting that changes the frames."""
+        """Hash of every setting that changes the frames or the files written."""
         payload = self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT)
+        for path, default in ADDED_LATER.items():
+            *parents, key = path
+            holder = payload
+            for parent in parents:
+                holder = holder[parent]
+            if holder.get(key) == default:
+                del holder[key]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -122,6 +138,7 @@ def resolve_settings(
             "capacity": options.memory_size,
             "sink_size": options.sink_size,
             "max_keyframes_per_shot": options.keyframes_per_shot,
+            "selection": options.keyframes,
             "aesthetic": options.aesthetic,
         }.items()
         if value is not None
@@ -147,4 +164,5 @@ def resolve_settings(
         dtype=options.dtype,
         vae_tiling=options.vae_tiling,
         attention_backend=options.attention_backend,
+        upscale=options.upscale,
     )

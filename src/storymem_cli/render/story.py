@@ -43,7 +43,7 @@ from storymem_cli.render.resume import (
 )
 from storymem_cli.render.runfolder import RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
-from storymem_cli.render.video import join_clips, write_clip
+from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
 
 def _now() -> str:
@@ -86,6 +86,13 @@ def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[Sh
         nearest = video.frames // VAE_TEMPORAL_STRIDE * VAE_TEMPORAL_STRIDE + 1
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
+        )
+    largest = MAX_SIDE // max(video.width, video.height)
+    if settings.upscale > largest:
+        raise InvalidInputError(
+            f"--upscale {settings.upscale}: the clips would be {video.width * settings.upscale}x"
+            f"{video.height * settings.upscale}, and H.264 encodes at most {MAX_SIDE} pixels a side",
+            hint=f"use --upscale {largest} or less" if largest else "use a smaller --size",
         )
     need = min_frames_for(plans)
     if settings.video.frames < need:
@@ -373,11 +380,11 @@ class StoryRenderer:
             raise
         generated = time.perf_counter()
 
-        # Trim, then write the clip and the lossless tail.
+        # Trim, then write the clip (upscaled for viewing) and the lossless tail (model size).
         shot_frames = trim_frames(frames, plan.mode)
         clip = self.folder.clip(plan.index)
         try:
-            write_clip(shot_frames, clip, video.fps)
+            write_clip(upscale_nearest(shot_frames, self.settings.upscale), clip, video.fps)
             self.folder.save_tail(plan.index, frames[-TAIL_FRAMES:])
         except OSError as err:
             raise_os_error(err, clip)
@@ -416,15 +423,18 @@ class StoryRenderer:
 def update_bank(
     bank: Any, shot: int, prompt: str, frames: np.ndarray, parts: Any, memory_ids: list[str]
 ) -> list[str]:
-    """Embed and score the shot's frames once, select keyframes, add them, save the bank (SPEC 7)."""
-    from storymem_cli.memory.select import select_keyframes
+    """Embed and score the shot's frames once, select keyframes (``bank.cfg.selection``: the
+    paper's semantic selection or the first-frame ablation), add them, save the bank (SPEC 7)."""
+    from storymem_cli.memory.select import select_with_record
 
     embeddings = parts.embedder.embed(frames)
     scores = parts.scorer.score(frames, prompt)
     usable = parts.scorer.usable(scores)
     bank_embeddings = bank.active_embeddings(parts.embedder)
-    indices = select_keyframes(embeddings, usable, bank_embeddings, bank.cfg)
-    added = bank.add_shot_keyframes(shot, frames, indices, embeddings, scores, embedder=parts.embedder.name)
+    chosen = select_with_record(embeddings, usable, bank_embeddings, bank.cfg)
+    added = bank.add_shot_keyframes(
+        shot, frames, chosen.indices, embeddings, scores, chosen.novelty, embedder=parts.embedder.name
+    )
     bank.record_conditioning(shot, memory_ids)
     bank.save()
     return list(added)

@@ -18,12 +18,22 @@ from storymem_cli.render.atomic import atomic_path
 
 CRF = 18  # x264 constant quality: visually lossless; keyframes never come from the mp4 anyway
 PRESET = "medium"  # x264 speed/size trade-off; the clips are tiny next to the diffusion time
+MAX_SIDE = 16384  # libx264 refuses wider or taller frames ("invalid width x height")
 
 
 def _ffmpeg() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def upscale_nearest(frames: np.ndarray, factor: int) -> np.ndarray:
+    """``(F, H, W, C)`` frames ``factor`` times larger on H and W, each pixel a factor x factor block."""
+    if factor < 1:
+        raise ValueError(f"upscale factor must be at least 1, got {factor}")
+    if factor == 1:
+        return frames
+    return np.repeat(np.repeat(frames, factor, axis=-3), factor, axis=-2)
 
 
 def write_clip(frames: np.ndarray, path: Path, fps: int) -> None:
@@ -47,6 +57,10 @@ def write_clip(frames: np.ndarray, path: Path, fps: int) -> None:
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
+        # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that refused to start
+        # leaves an empty file behind, which must not be renamed into place as a finished clip.
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise RuntimeError(f"ffmpeg wrote nothing for {path} ({width}x{height}, {len(frames)} frames)")
 
 
 def read_frames(path: Path) -> np.ndarray:
