@@ -63,6 +63,18 @@ def test_memory_capped_by_what_the_group_has(tmp_path):
         assert len(spec.memory) == 3  # the other clip has 3 frames
 
 
+def test_memory_frame_stride_draws_only_every_kth_frame(tmp_path):
+    config = cfg(tmp_path, memory_min=10, memory_max=10, no_memory_share=0.0, memory_frame_stride=4)
+    index = index_of([3])
+    rng = np.random.default_rng(3)
+    seen = set()
+    for _ in range(200):
+        spec = draw_sample(rng, index, draw_layout(rng, config), config, FRAMES, lengths(index))
+        assert len(spec.memory) == 10  # 2 other clips x frames 0, 4, 8, 12, 16
+        seen.update(f for _, f in spec.memory)
+    assert seen == {0, 4, 8, 12, 16}
+
+
 def test_shares_over_many_draws(tmp_path):
     config = cfg(tmp_path, no_memory_share=0.2)
     rng = np.random.default_rng(2)

@@ -81,6 +81,11 @@ def train_command(
     lora_dropout: float = typer.Option(None, "--lora-dropout", help="[default: 0.05]"),
     memory_min: int = typer.Option(None, "--memory-min", help="Fewest memory frames of a sample with memory. [default: 1]"),
     memory_max: int = typer.Option(None, "--memory-max", help="Most memory frames. [default: 10]"),
+    memory_frame_stride: int = typer.Option(
+        None, "--memory-frame-stride", min=1,
+        help="Draw memory frames from every k-th frame of the other clips only: neighbouring frames are near "
+        "duplicates, and on a CPU each distinct frame costs a VAE encode. [default: 1]",
+    ),
     no_memory_share: float = typer.Option(None, "--no-memory-share", help="Share of samples without memory (first shots). [default: 0.1]"),
     first_frame_prob: float = typer.Option(None, "--first-frame-prob", help="Probability that a sample knows its first frame(s). [default: 0.5]"),
     continuation: str = typer.Option(None, "--continuation", help="mi2v (1 known frame) or mm2v (5). [default: mi2v]"),
@@ -122,7 +127,7 @@ def train_command(
         max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-        memory_min=memory_min, memory_max=memory_max, no_memory_share=no_memory_share,
+        memory_min=memory_min, memory_max=memory_max, memory_frame_stride=memory_frame_stride, no_memory_share=no_memory_share,
         first_frame_prob=first_frame_prob, continuation=continuation, caption_dropout=caption_dropout,
         rope=rope_config, timestep_sampling=timestep_sampling, timestep_shift=timestep_shift, width=width,
         height=height, frames=frames, t2v_share=t2v_share, train_text_encoder=train_text_encoder,

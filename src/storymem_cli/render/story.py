@@ -68,6 +68,27 @@ def plan_for(script: Any, settings: RenderSettings, user_references: Sequence[st
     )
 
 
+def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
+    """The toy model knows only the toy world's caption grammar: say so when prompts leave it."""
+    from storymem_cli.toy.captions import parse_caption
+
+    outside = []
+    for plan in plans:
+        try:
+            parse_caption(plan.prompt)
+        except ValueError:
+            outside.append(plan)
+    if not outside:
+        return None
+    first = outside[0]
+    return (
+        f"warning: {len(outside)} of {len(plans)} prompts are not toy-world captions, and the toy model knows "
+        f"only that grammar (e.g. shot {first.index + 1}: {first.prompt[:60]!r}); write prompts like "
+        "'a red circle with a hat hops to the left on the beach', then 'the hero walks to the right in the snow' "
+        "(docs/toy-world.md)"
+    )
+
+
 def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
     """Errors that name the bad setting, before any model loads."""
     from storymem_cli.config import VAE_TEMPORAL_STRIDE
@@ -292,6 +313,10 @@ class StoryRenderer:
             raise_os_error(err, self.folder.script_json)
         self._save(record)
         self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps)
+        if self.preset.name == "toy":
+            warning = toy_prompt_warning(plans)
+            if warning:
+                self.progress.note(warning)
 
         if kept < len(plans):
             # 3. Load the model and memory parts (cached across a batch).

@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     frames: int | None = Field(None, ge=1)  # None: the model's; a random window of this many frames per clip
     memory_min: int = Field(1, ge=1)  # paper: 1-10 memory frames per sample, count drawn uniformly
     memory_max: int = Field(10, ge=1)  # = the memory bank's capacity at inference
+    memory_frame_stride: int = Field(1, ge=1)  # memory frames come from every k-th frame: k x fewer VAE encodes
     no_memory_share: float = Field(0.1, ge=0, le=1)  # samples with an empty memory: the bank is empty at shot 1
     first_frame_prob: float = Field(0.5, ge=0, le=1)  # paper: MI2V (or MM2V) conditioning half the time
     continuation: Literal["mi2v", "mm2v"] = "mi2v"  # known first frames when conditioned: 1 (MI2V) or 5 (MM2V)

@@ -103,7 +103,9 @@ def draw_sample(
     group, target, start = draw_window(rng, index, frames, frame_count)
     memory: tuple[tuple[int, int], ...] = ()
     if layout.memory:
-        pool = [(c, f) for c in range(len(index.groups[group].clips)) if c != target for f in range(frame_count(group, c))]
+        stride = cfg.memory_frame_stride
+        pool = [(c, f) for c in range(len(index.groups[group].clips)) if c != target
+                for f in range(0, frame_count(group, c), stride)]  # fmt: skip
         count = min(layout.memory, len(pool))
         picked = rng.choice(len(pool), size=count, replace=False) if count else []
         memory = tuple(sorted(pool[i] for i in picked))
