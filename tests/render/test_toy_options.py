@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
@@ -123,3 +124,16 @@ def test_a_preset_can_name_the_pixels_embedder(tmp_path, generate_log, monkeypat
     assert bank.entries and all(e.embedder == "pixels" for e in bank.entries)
     assert all(e.embedding_array().shape == (768,) for e in bank.entries)
     assert runner.invoke(app, ["inspect-memory", str(run), "--all"]).exit_code == 0
+
+
+def test_toy_prompts_outside_the_grammar_are_named():
+    from storymem_cli.render.plan import plan_story
+    from storymem_cli.render.story import toy_prompt_warning
+    from storymem_cli.script import load_script
+
+    script, _ = load_script(Path(__file__).parents[2] / "examples" / "toy_short.json")
+    plans = plan_story(script.shots, has_references=False, continuation="mi2v", use_memory=True, base_seed=0)
+    assert toy_prompt_warning(plans) is None  # our toy example speaks the grammar
+    plans[2] = plans[2].__class__(**{**plans[2].__dict__, "prompt": "A boy runs up a grassy hill."})
+    warning = toy_prompt_warning(plans)
+    assert warning is not None and "1 of 5 prompts" in warning and "shot 3" in warning and "grassy" in warning

@@ -245,3 +245,23 @@ def test_one_expert_at_a_time(toy_dataset, tmp_path, small_lora):
     assert any(t.abs().sum() > 0 for k, t in high.items() if ".lora_B." in k)
     assert all(not t.any() for k, t in low.items() if ".lora_B." in k)
     assert set(trainer.trainee.state()) == {k for k in trainer.trainee.state() if k.startswith("transformer.")}
+
+
+def test_vae_decoder_only_keeps_the_latent_space(overfit_dataset, tmp_path):
+    """--vae-decoder-only: the encoder (and so every latent a transformer trained on) stays bit for bit."""
+    first = TrainConfig(dataset=overfit_dataset, output=tmp_path / "vae", mode="scratch", model="tiny", stage="vae",
+                        frames=5, max_steps=3, warmup_steps=0, checkpoint_every=100)  # fmt: skip
+    vae_dir = Path(Trainer(first).run()["exported"]["vae"])
+    second = first.model_copy(update={"output": tmp_path / "dec", "vae": str(vae_dir), "vae_decoder_only": True,
+                                      "max_steps": 3, "lr": 1e-2})  # fmt: skip
+    tuned_dir = Path(Trainer(second).run()["exported"]["vae"])
+
+    from diffusers import AutoencoderKLWan
+
+    before, after = (AutoencoderKLWan.from_pretrained(d).state_dict() for d in (vae_dir, tuned_dir))
+    encoder = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    decoder = [k for k in before if k.startswith(("decoder.", "post_quant_conv."))]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)
+    with pytest.raises(ValueError, match="vae_decoder_only"):
+        TrainConfig(dataset=overfit_dataset, output=tmp_path / "x", mode="scratch", stage="vae", vae_decoder_only=True)

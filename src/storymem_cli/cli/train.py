@@ -60,6 +60,11 @@ def train_command(
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
     stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
     vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
+    vae_decoder_only: bool = typer.Option(
+        False, "--vae-decoder-only",
+        help="Stage vae with --vae: train only the decoder. The latents stay the same, so it can run beside "
+        "(or after) a transformer stage that uses this VAE, and sharpen what that model's videos decode to.",
+    ),
     vae_chroma_weight: float = typer.Option(
         None, "--vae-chroma-weight",
         help="Stage vae: extra L1 weight on saturated pixels, so small coloured sprites are learned early. [default: 0]",
@@ -123,7 +128,7 @@ def train_command(
         raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
-        stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight,
+        stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
         max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,

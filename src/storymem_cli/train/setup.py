@@ -192,6 +192,9 @@ def _vae_stage(cfg: TrainConfig, pipe: Any, video: VideoConfig, device: torch.de
     vae = pipe.vae.requires_grad_(True).train()
     if cfg.vae is None:  # random init (a resumed run loads its checkpoint over this)
         init_posterior(vae)
+    if cfg.vae_decoder_only:  # the encoder defines the latents a transformer was trained on: keep it
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
     if cfg.gradient_checkpointing:
         vae.enable_gradient_checkpointing()
 
