@@ -44,6 +44,22 @@ def test_pack_and_load_round_trip(tmp_path):
     assert loaded["vae"].config.latents_std == [2.0] * 16
 
 
+def test_pack_takes_a_decoder_fine_tune_but_not_another_encoder(tmp_path):
+    parts = build_scratch_components(SCRATCH_SIZES["toy"], seed=5)
+    model = export_model_dir(tmp_path / "model", parts, scratch_preset("toy", SCRATCH_SIZES["toy"]))
+    vae = parts["vae"]
+    with torch.no_grad():
+        vae.decoder.conv_out.bias.add_(1.0)  # a decoder change: fits
+    vae.save_pretrained(tmp_path / "dec")
+    loaded = toy.load_toy_parts(toy.pack_toy_weights(model, tmp_path / "a.safetensors", vae_dir=tmp_path / "dec"))
+    assert torch.equal(loaded["vae"].decoder.conv_out.bias, vae.decoder.conv_out.bias)
+    with torch.no_grad():
+        vae.quant_conv.bias.add_(1.0)  # an encoder change: the transformers' latents would not fit
+    vae.save_pretrained(tmp_path / "enc")
+    with pytest.raises(MissingWeightsError, match="encoder is not the model's"):
+        toy.pack_toy_weights(model, tmp_path / "b.safetensors", vae_dir=tmp_path / "enc")
+
+
 def test_pack_refuses_a_model_of_another_size(tmp_path):
     size = SCRATCH_SIZES["tiny"]
     model = export_model_dir(tmp_path / "model", build_scratch_components(size, 0), scratch_preset("tiny", size))

@@ -102,11 +102,15 @@ def write_toy_model(dest: Path) -> Path:
     return dest
 
 
-def pack_toy_weights(model_dir: Path, out: Path = WEIGHTS_FILE, card: dict | None = None) -> Path:
+def pack_toy_weights(
+    model_dir: Path, out: Path = WEIGHTS_FILE, card: dict | None = None, vae_dir: Path | None = None
+) -> Path:
     """Pack a `storymem train --from-scratch --model toy` export into one safetensors file.
 
     The export stores each transformer twice (as both experts); a from-scratch toy model trains one
     transformer per kind, so the pack keeps one copy and refuses a folder whose experts differ.
+    ``vae_dir``: a VAE whose decoder was fine-tuned afterwards (`--vae-decoder-only`) replaces the
+    model's; its encoder must be the model's, bit for bit, or the transformers' latents would not fit.
     """
     import torch
     from diffusers import AutoencoderKLWan, WanTransformer3DModel
@@ -120,6 +124,12 @@ def pack_toy_weights(model_dir: Path, out: Path = WEIGHTS_FILE, card: dict | Non
         raise MissingWeightsError(f"{model_dir}: not a toy-size model (video {record['preset']['video']})")
     i2v, t2v = model_dir / "i2v", model_dir / "t2v"
     vae = AutoencoderKLWan.from_pretrained(i2v, subfolder="vae")
+    if vae_dir is not None:
+        tuned = AutoencoderKLWan.from_pretrained(vae_dir)
+        mine, theirs = vae.state_dict(), tuned.state_dict()
+        if any(not torch.equal(v, theirs[k]) for k, v in mine.items() if k.startswith(("encoder.", "quant_conv."))):
+            raise MissingWeightsError(f"--vae {vae_dir}: its encoder is not the model's; only a decoder-only fine-tune fits")
+        vae = tuned
     modules = {
         "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder"),
         "vae": vae,
@@ -154,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     pack.add_argument("model_dir", type=Path, help="OUT/model of `storymem train --from-scratch --model toy`")
     pack.add_argument("--out", type=Path, default=WEIGHTS_FILE)
     pack.add_argument("--card", type=Path, help="a JSON file describing the training run, copied to toy.json")
+    pack.add_argument("--vae", type=Path, help="a decoder-only fine-tune of the model's VAE to ship instead")
     args = parser.parse_args(argv)
     card = json.loads(args.card.read_text(encoding="utf-8")) if args.card else None
-    out = pack_toy_weights(args.model_dir, args.out, card)
+    out = pack_toy_weights(args.model_dir, args.out, card, args.vae)
     json.dump({"weights": str(out), "bytes": out.stat().st_size}, sys.stdout)
     sys.stdout.write("\n")
     return 0
