@@ -30,9 +30,14 @@ def load_vae(path: Path):
     if checkpoint is None:
         raise SystemExit(f"{path}: neither a VAE folder nor a run with a checkpoint")
     settings = json.loads((path / "train.json").read_text())
-    vae = AutoencoderKLWan(**scratch_size(settings["model"]).vae)
+    if settings.get("vae"):  # a run that continued from another VAE (or tuned only its decoder)
+        vae = AutoencoderKLWan.from_pretrained(Path(settings["vae"]))
+    else:
+        vae = AutoencoderKLWan(**scratch_size(settings["model"]).vae)
     weights = {k.removeprefix("vae."): v for k, v in load_file(str(checkpoint / "weights.safetensors")).items()}
-    vae.load_state_dict(weights)
+    missing, unexpected = vae.load_state_dict(weights, strict=False)
+    if unexpected or (missing and not settings.get("vae")):
+        raise SystemExit(f"{checkpoint}: weights do not fit the VAE (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return vae, checkpoint.name
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,23 @@ def test_missing_weights_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr(toy, "WEIGHTS_FILE", tmp_path / "absent.safetensors")
     with pytest.raises(MissingWeightsError, match="toy model's weights are missing"):
         toy.toy_model_dir()
+
+
+def test_toy_model_renders_a_toy_story_through_the_cli(tmp_path, monkeypatch):
+    """`--model toy` end to end with the shipped weights: materialised into the cache, then the same
+    loader, pipeline, memory and renderer as every model (2 steps: this checks wiring, not quality)."""
+    from typer.testing import CliRunner
+
+    from storymem_cli.cli.app import app
+    from storymem_cli.render.video import read_frames
+
+    monkeypatch.setenv("STORYMEM_CACHE", str(tmp_path / "cache"))
+    script = Path(__file__).parents[2] / "examples" / "toy_short.json"
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "run"), "--model", "toy",
+                                      "--steps", "2", "--upscale", "2", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["model"]["preset"] == "toy" and record["model"]["random_weights"] is False
+    assert record["settings"]["embedder"] == "pixels" and record["settings"]["video"]["width"] == 64
+    assert read_frames(tmp_path / "run" / "story.mp4").shape[1:3] == (128, 128)  # --upscale 2
+    assert any((tmp_path / "cache").glob("toy-*/storymem_model.json"))

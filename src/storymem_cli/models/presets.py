@@ -84,7 +84,7 @@ TINY = ModelPreset(
 TOY_STEPS = 20  # a trained flow model: fewer steps blur the sprites; 20 still renders a story in seconds
 TOY = ModelPreset(
     name="toy",
-    description="toy-world model trained from scratch on the CPU (64x64 sprites); weights ship with storymem",
+    description="toy-world model trained from scratch on 2 CPU cores (64x64 sprites); so far settings come out, characters not yet",
     video=VideoConfig(width=64, height=64, frames=17, fps=16),  # the toy world's clips (toy/world.py)
     steps=TOY_STEPS,
     memory=MemoryDefaults(embedder="pixels", aesthetic="none"),  # no CLIP knows the toy world; no aesthetics
