@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_vae_probe.py RUN_OR_VAE [--clips 20]
 
 RUN_OR_VAE is a `--stage vae` run folder (its latest checkpoint is probed) or an exported VAE folder.
+Run it from the folder the training ran in: a run's `--vae` is recorded as it was typed.
 The clips come from a seed the toy dataset never uses (held out). Prints one JSON line: the share of
 reconstructions whose detected colour, shape and setting equal the truth, and the mean absolute
 pixel error (0-255). Check this before spending the transformer stage on a VAE (docs/training.md).
