@@ -74,7 +74,8 @@ def load_toy_parts(path: Path = WEIGHTS_FILE) -> dict[str, Any]:
     for name in PARTS:
         own = {k.removeprefix(f"{name}."): v for k, v in tensors.items() if k.startswith(f"{name}.")}
         missing, unexpected = parts[name].load_state_dict(own, strict=False)
-        missing = [k for k in missing if k not in _aliases(parts[name].state_dict())]
+        tied = _aliases(parts[name].state_dict())  # once per part, not once per missing key
+        missing = [k for k in missing if k not in tied]
         if missing or unexpected:
             raise MissingWeightsError(
                 f"{path}: the {name} weights do not fit the toy model (missing {missing[:3]}, unexpected {unexpected[:3]})"

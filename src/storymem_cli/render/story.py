@@ -26,6 +26,7 @@ import numpy as np
 
 from storymem_cli import __version__
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.presets import TOY
 from storymem_cli.render.atomic import atomic_write_text
 from storymem_cli.render.plan import (
     TAIL_FRAMES,
@@ -313,7 +314,7 @@ class StoryRenderer:
             raise_os_error(err, self.folder.script_json)
         self._save(record)
         self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps)
-        if self.preset.name == "toy":
+        if self.preset.name == TOY.name:
             warning = toy_prompt_warning(plans)
             if warning:
                 self.progress.note(warning)
