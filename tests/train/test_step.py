@@ -16,6 +16,7 @@ from storymem_cli.train.step import (
     encode_batch,
     flow_loss,
     flow_pair,
+    latent_chroma_weights,
     sigma_from_u,
     u_range,
 )
@@ -91,6 +92,34 @@ def test_loss_is_on_shot_frames_only(monkeypatch):
     flow_loss(model, batch, sigma, noise, RopeConfig())
     assert model.seen["hidden"].shape[1] == 36  # noisy latent, then mask + condition, like the pipeline
     assert float(model.seen["timestep"]) == pytest.approx(500.0)
+
+
+def test_chroma_weights_sit_on_the_latents_over_saturated_pixels():
+    pixels = torch.zeros(1, 3, 9, 8, 8)  # grey video, [-1, 1] range: chroma 0
+    pixels[0, 0, 5:9, 4:8, 0:4] = 1.0  # frames 5-8, a red square in the bottom-left quarter: R=1, G=B=0
+    pixels[0, 1:, 5:9, 4:8, 0:4] = -1.0
+    w = latent_chroma_weights(pixels, 10.0, spatial=4, temporal=4)
+    assert w.shape == (1, 1, 3, 2, 2)  # frame 0 alone, then frames 1-4 and 5-8
+    expected = torch.ones(1, 1, 3, 2, 2)
+    expected[0, 0, 2, 1, 0] = 11.0  # chroma (1 - -1) / 2 = 1 over the whole latent
+    assert torch.allclose(w, expected)
+    assert torch.equal(latent_chroma_weights(pixels, 0.0, 4, 4), torch.ones(1, 1, 3, 2, 2))
+
+
+def test_weighted_loss_counts_errors_where_the_weights_are(monkeypatch):
+    from storymem_cli.train import step
+
+    monkeypatch.setattr(step, "rope_positions", lambda models, positions: _null())
+    x0, noise, sigma = torch.zeros(1, 2, 3, 1, 2), torch.zeros(1, 2, 3, 1, 2), torch.tensor([0.5])
+    weights = torch.ones(1, 1, 2, 1, 2)
+    weights[0, 0, 1, 0, 1] = 7.0  # one heavy latent of the shot's 4
+    pred = torch.zeros(1, 2, 3, 1, 2)
+    pred[:, :, 2, 0, 1] = 1.0  # error 1 exactly there (and garbage on the memory frame, ignored)
+    pred[:, :, 0] = 50.0
+    batch = EncodedBatch(x0, torch.zeros(1, 6, 3, 1, 2), torch.zeros(1, 3, 8), memory_frames=1, loss_weights=weights)
+    assert float(flow_loss(_Echo(pred), batch, sigma, noise, RopeConfig())) == pytest.approx(7.0 / 10.0)
+    batch.loss_weights = None
+    assert float(flow_loss(_Echo(pred), batch, sigma, noise, RopeConfig())) == pytest.approx(1.0 / 4.0)
 
 
 class _null:

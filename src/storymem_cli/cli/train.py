@@ -69,6 +69,11 @@ def train_command(
         None, "--vae-chroma-weight",
         help="Stage vae: extra L1 weight on saturated pixels, so small coloured sprites are learned early. [default: 0]",
     ),
+    loss_chroma_weight: float = typer.Option(
+        None, "--loss-chroma-weight",
+        help="Transformer stage: weigh the velocity loss towards latents over saturated pixels (1 + W x chroma), so "
+        "small coloured characters count as much as the background. 0 is the paper's plain loss. [default: 0]",
+    ),
     max_steps: int = typer.Option(None, "--max-steps", help="Optimiser steps in total, counting earlier stages of this run. [default: 1000]"),
     time_limit: float = typer.Option(None, "--time-limit", help="Stop cleanly after this many minutes (checkpoint + export); rerun to continue."),
     batch_size: int = typer.Option(None, "--batch-size", help="Samples per micro-batch. [default: 1]"),
@@ -129,7 +134,7 @@ def train_command(
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
         stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
-        max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        loss_chroma_weight=loss_chroma_weight, max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         memory_min=memory_min, memory_max=memory_max, memory_frame_stride=memory_frame_stride, no_memory_share=no_memory_share,

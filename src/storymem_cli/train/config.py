@@ -67,6 +67,7 @@ class TrainConfig(BaseModel):
     # -- the loss --------------------------------------------------------------------------------------
     timestep_sampling: TimestepSampling = "shifted"  # sigma = shift(u): trains where the sampler spends its steps
     timestep_shift: float | None = Field(None, gt=0)  # None: the model's M2V flow shift (4.0 for Wan2.2 I2V)
+    loss_chroma_weight: float = Field(0.0, ge=0)  # 0: the paper's plain loss; >0 weighs latents over saturated pixels
 
     # -- optimisation ----------------------------------------------------------------------------------
     max_steps: int = Field(1000, ge=0)  # optimiser steps in total, across resumed stages

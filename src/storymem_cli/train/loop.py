@@ -148,7 +148,8 @@ class Trainer:
             return vae_loss(t.pipe.vae, pixels, gen, cfg.vae_kl_weight, cfg.vae_chroma_weight)
         layout, specs = draw_batch(rng, self.index, cfg, video.frames, self.store.frame_count, t2v="t2v" in t.trainable)
         samples = [self.store.materialise(s, video.frames) for s in specs]
-        batch = encode_batch(t.pipe, samples, video.height, video.width, t.device, self.text, t.text_frozen)
+        batch = encode_batch(t.pipe, samples, video.height, video.width, t.device, self.text, t.text_frozen,
+                             cfg.loss_chroma_weight)  # fmt: skip
         model, (lo, hi) = self._route(rng, layout.kind)
         sigma = draw_sigmas(gen, len(samples), lo, hi, cfg.timestep_sampling, t.shift)
         noise = torch.randn(batch.x0.shape, generator=gen).to(t.device)

@@ -33,6 +33,7 @@ from storymem_cli.pipeline.m2v import MEMORY_RESIZE_MODE, StoryMemM2VPipeline, _
 from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, shift_sigmas
 from storymem_cli.train.data import Sample
+from storymem_cli.train.vae import pixel_weights
 
 TEXT_CACHE_SIZE = 4096  # captions whose (trimmed) embeddings are kept while the text encoder is frozen
 
@@ -78,6 +79,7 @@ class EncodedBatch:
     condition: torch.Tensor | None  # (B, 4 + z, M + T, h, w) mask + condition; None for a T2V batch
     prompt_embeds: torch.Tensor  # (B, L, D), zero-padded to the text encoder's max length like inference
     memory_frames: int  # M
+    loss_weights: torch.Tensor | None = None  # (B, 1, T, h, w) over the shot's latents; None: uniform
 
     @property
     def shot_frames(self) -> int:
@@ -191,6 +193,23 @@ class LatentCache:
         return len(self._items)
 
 
+def latent_chroma_weights(pixels: torch.Tensor, chroma_weight: float, spatial: int, temporal: int) -> torch.Tensor:
+    """(B, 1, T, h, w) loss weights on a video's latent grid: 1 + chroma_weight * mean chroma of the pixels
+    each latent covers (the first frame alone, then ``temporal`` frames each, ``spatial`` pixels square).
+
+    The toy world's characters are ~5% of a frame and its settings the rest, so under the plain velocity
+    loss a small model learns settings and a blurred "average character" long before it learns to take
+    the character's look from the text or the memory (docs/training.md). This is the flow-loss sibling
+    of the VAE stage's ``pixel_weights``; at 0 the loss is the paper's.
+    """
+    chroma = pixel_weights(pixels, 1.0) - 1.0  # (B, 1, F, H, W) in [0, 1]
+    b, _, f, h, w = chroma.shape
+    rest = chroma[:, :, 1:].reshape(b, 1, (f - 1) // temporal, temporal, h, w).mean(dim=3)
+    folded = torch.cat([chroma[:, :, :1], rest], dim=2)  # (B, 1, T, H, W)
+    pooled = F.avg_pool3d(folded, kernel_size=(1, spatial, spatial))
+    return 1.0 + chroma_weight * pooled
+
+
 @torch.no_grad()
 def encode_sample(pipe: StoryMemM2VPipeline, sample: Sample, height: int, width: int, device: torch.device):
     """(x0, condition) of one sample with the inference pipeline's own encoders (VAE frozen)."""
@@ -212,6 +231,7 @@ def encode_batch(
     device: torch.device,
     text: TextCache,
     text_frozen: bool = True,
+    chroma_weight: float = 0.0,
 ) -> EncodedBatch:
     pairs = [encode_sample(pipe, s, height, width, device) for s in samples]
     x0 = torch.cat([p[0] for p in pairs])
@@ -219,7 +239,11 @@ def encode_batch(
     embeds = text.encode(pipe, [s.caption for s in samples], device, text_frozen)
     memory = len(samples[0].memory) if samples[0].kind == "m2v" else 0
     assert x0.shape[2] == memory + latent_frame_count(len(samples[0].video), pipe.vae_scale_factor_temporal)
-    return EncodedBatch(x0, condition, embeds, memory)
+    weights = None
+    if chroma_weight > 0:
+        pixels = torch.cat([video_pixels(pipe, s.video, height, width) for s in samples]).to(device)
+        weights = latent_chroma_weights(pixels, chroma_weight, pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal)
+    return EncodedBatch(x0, condition, embeds, memory, weights)
 
 
 # --------------------------------------------------------------------------- the loss
@@ -233,7 +257,8 @@ def flow_loss(
     rope: RopeConfig,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """Mean squared velocity error over the shot's latent frames (memory frames excluded)."""
+    """Mean squared velocity error over the shot's latent frames (memory frames excluded), weighted by
+    ``batch.loss_weights`` when set (a weighted mean: the loss keeps its scale)."""
     x_t, target = flow_pair(batch.x0, noise, sigma)
     model_input = x_t if batch.condition is None else torch.cat([x_t, batch.condition], dim=1)
     positions = frame_positions(batch.memory_frames, batch.shot_frames, rope)
@@ -248,4 +273,8 @@ def flow_loss(
             return_dict=False,
         )[0]
     m = batch.memory_frames
-    return F.mse_loss(pred[:, :, m:].float(), target[:, :, m:].float())
+    if batch.loss_weights is None:
+        return F.mse_loss(pred[:, :, m:].float(), target[:, :, m:].float())
+    w = batch.loss_weights.float()
+    se = (pred[:, :, m:].float() - target[:, :, m:].float()).pow(2)
+    return (se * w).sum() / (w.sum() * se.shape[1])
