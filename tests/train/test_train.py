@@ -265,3 +265,30 @@ def test_vae_decoder_only_keeps_the_latent_space(overfit_dataset, tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in decoder)
     with pytest.raises(ValueError, match="vae_decoder_only"):
         TrainConfig(dataset=overfit_dataset, output=tmp_path / "x", mode="scratch", stage="vae", vae_decoder_only=True)
+
+
+def test_inflated_vae_reconstructs_a_still_clip_like_its_frame(tmp_path):
+    """--vae-inflate: single frames decode as before, and every frame of a still clip decodes like the
+    frame alone (per-frame convolutions, averaging / copying temporal resamplers)."""
+    from diffusers import AutoencoderKLWan
+
+    from storymem_cli.models.tiny import TINY_VAE
+    from storymem_cli.train.vae import inflate_temporal
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**TINY_VAE).eval()
+    frame = torch.rand(1, 3, 1, 32, 32) * 2 - 1
+    still = frame.repeat(1, 1, 9, 1, 1)
+
+    def recon(x):
+        with torch.no_grad():
+            return vae.decode(vae.encode(x).latent_dist.mode()).sample
+
+    alone, still_before = recon(frame), recon(still)
+    assert inflate_temporal(vae) > 0
+    assert torch.allclose(recon(frame), alone, atol=1e-5)  # the spatial skill is untouched
+    still_after = recon(still)
+    assert torch.allclose(still_after, alone.expand_as(still_after), atol=1e-4)
+    assert not torch.allclose(still_before, alone.expand_as(still_before), atol=1e-2)  # random taps before
+    with pytest.raises(ValueError, match="vae_inflate"):
+        TrainConfig(dataset=tmp_path, output=tmp_path / "x", mode="scratch", stage="vae", vae_inflate=True)

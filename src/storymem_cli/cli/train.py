@@ -65,6 +65,11 @@ def train_command(
         help="Stage vae with --vae: train only the decoder. The latents stay the same, so it can run beside "
         "(or after) a transformer stage that uses this VAE, and sharpen what that model's videos decode to.",
     ),
+    vae_inflate: bool = typer.Option(
+        False, "--vae-inflate",
+        help="Stage vae with --vae from a --frames 1 stage: start the temporal layers it never trained as per-frame "
+        "copies, so whole clips reconstruct as well as single frames from the first step.",
+    ),
     vae_chroma_weight: float = typer.Option(
         None, "--vae-chroma-weight",
         help="Stage vae: extra L1 weight on saturated pixels, so small coloured sprites are learned early. [default: 0]",
@@ -134,7 +139,7 @@ def train_command(
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
         stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
-        loss_chroma_weight=loss_chroma_weight, max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         memory_min=memory_min, memory_max=memory_max, memory_frame_stride=memory_frame_stride, no_memory_share=no_memory_share,

@@ -62,6 +62,7 @@ class TrainConfig(BaseModel):
     stage: Stage = "transformer"  # scratch: "vae" first trains the autoencoder alone (reconstruction + KL)
     vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
     vae_decoder_only: bool = False  # stage vae on --vae: the latent space stays, so a transformer trained on it still fits
+    vae_inflate: bool = False  # stage vae on a --frames 1 VAE: start its temporal layers as per-frame copies
     vae_chroma_weight: float = Field(0.0, ge=0)  # extra L1 weight on saturated pixels (toy sprites: ~5% of a frame)
 
     # -- the loss --------------------------------------------------------------------------------------
@@ -110,6 +111,9 @@ class TrainConfig(BaseModel):
             raise ValueError("vae is for --from-scratch; a LoRA keeps its model's VAE")
         if self.vae_decoder_only and (self.stage != "vae" or self.vae is None):
             raise ValueError("vae_decoder_only fine-tunes the decoder of a trained VAE: it needs stage 'vae' and vae")
+        if self.vae_inflate and (self.stage != "vae" or self.vae is None or self.vae_decoder_only):
+            raise ValueError("vae_inflate starts a trained single-frame VAE on clips: it needs stage 'vae' and vae, "
+                             "and trains the whole VAE (not vae_decoder_only)")
         if self.mode == "lora" and self.train_text_encoder:
             raise ValueError("train_text_encoder is for --from-scratch; a LoRA leaves the text encoder frozen")
         return self

@@ -61,12 +61,13 @@ SCRATCH_SIZES: dict[str, ScratchSize] = {
         text_encoder=dict(TINY_TEXT_ENCODER), vae=dict(TINY_VAE), transformer=dict(TINY_TRANSFORMER),
         video=VideoConfig(width=64, height=48, frames=9, fps=8), steps=4,
     ),
-    # The toy world model: 64x64, 17 frames (5 latent frames of 16x16, patches of 4x4: 4x4 tokens, as
-    # many as Wan's 8x stride with 2x2 patches); ~1.3 M parameters per transformer, all parts well under 25 MB.
+    # The toy world model: 32x32, 17 frames (5 latent frames of 8x8, patches of 2x2: 16 tokens per frame);
+    # ~1.3 M parameters per transformer, all parts well under 25 MB. At 64x64 the VAE took most of the
+    # 90-minute budget and still lost sprite shapes; 32x32 costs a quarter per step (docs/training.md).
     "toy": ScratchSize(
-        description="toy-world model trained from scratch by `storymem train` (64x64, 17 frames)", vocab="toy",
+        description="toy-world model trained from scratch by `storymem train` (32x32, 17 frames)", vocab="toy",
         text_encoder=_TOY_TEXT, vae=_TOY_VAE,
-        transformer={"patch_size": (1, 4, 4), "num_attention_heads": 4, "attention_head_dim": 32,
+        transformer={"patch_size": (1, 2, 2), "num_attention_heads": 4, "attention_head_dim": 32,
                      "out_channels": 16, "text_dim": _TOY_TEXT["d_model"], "freq_dim": 64, "ffn_dim": 512,
                      "num_layers": 4},
         video=TOY.video, steps=TOY.steps, embedder=TOY.memory.embedder,

@@ -187,11 +187,13 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
 
 def _vae_stage(cfg: TrainConfig, pipe: Any, video: VideoConfig, device: torch.device) -> Trainee:
     """Only the VAE learns; the export is ``OUT/vae`` for ``--vae`` of the transformer stage."""
-    from storymem_cli.train.vae import STATS_VIDEOS, export_vae, init_posterior, latent_stats
+    from storymem_cli.train.vae import STATS_VIDEOS, export_vae, inflate_temporal, init_posterior, latent_stats
 
     vae = pipe.vae.requires_grad_(True).train()
     if cfg.vae is None:  # random init (a resumed run loads its checkpoint over this)
         init_posterior(vae)
+    if cfg.vae_inflate:  # before a resumed run's checkpoint is loaded over it: the same start either way
+        inflate_temporal(vae)
     if cfg.vae_decoder_only:  # the encoder defines the latents a transformer was trained on: keep it
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)

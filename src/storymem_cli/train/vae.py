@@ -35,6 +35,44 @@ def init_posterior(vae: torch.nn.Module, logvar: float = INIT_LOGVAR) -> None:
         vae.quant_conv.bias[z:].fill_(logvar)
 
 
+def inflate_temporal(vae: torch.nn.Module) -> int:
+    """Turn a VAE trained on single frames into a per-frame video autoencoder; returns layers changed.
+
+    With ``--frames 1`` the causal convolutions only ever see zero padding in their earlier time taps,
+    so those taps and the temporal resamplers (``time_conv``) keep their random init, and the first
+    steps on whole clips decode every 4-frame group as noise: the spatial skill is lost before the
+    temporal one is learnt (measured: frame-0 shape accuracy 0.82 -> 0.5 after 400 clip steps). Here
+    the earlier taps start at zero, the downsampling ``time_conv`` averages its three frames and the
+    upsampling one copies its input into both output frames, so a still clip reconstructs as well as
+    its frames from the first step and training only has to add motion. (Video VAEs are commonly
+    initialised from image autoencoders this way.) Single-frame outputs are unchanged.
+    """
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
+
+    changed = 0
+    with torch.no_grad():
+        for module in vae.modules():
+            if isinstance(module, WanResample) and hasattr(module, "time_conv"):
+                conv = module.time_conv
+                c_in, taps = conv.weight.shape[1], conv.weight.shape[2]
+                eye = torch.eye(c_in, dtype=conv.weight.dtype)[:, :, None, None]
+                conv.weight.zero_()
+                conv.bias.zero_()
+                if module.mode == "downsample3d":  # (C, C, 3): the mean of the three frames it strides over
+                    for k in range(taps):
+                        conv.weight[:, :, k] = eye / taps
+                else:  # upsample3d, (2C, C, 3): both output frames copy the current input frame
+                    conv.weight[:c_in, :, taps - 1] = eye
+                    conv.weight[c_in:, :, taps - 1] = eye
+                changed += 1
+        time_convs = {id(m.time_conv) for m in vae.modules() if isinstance(m, WanResample) and hasattr(m, "time_conv")}
+        for module in vae.modules():
+            if isinstance(module, WanCausalConv3d) and id(module) not in time_convs and module.weight.shape[2] > 1:
+                module.weight[:, :, :-1].zero_()  # the last tap is the current frame (causal padding in front)
+                changed += 1
+    return changed
+
+
 def pixel_weights(pixels: torch.Tensor, chroma_weight: float) -> torch.Tensor:
     """1 + chroma_weight * chroma per pixel ((B, 1, F, H, W)); chroma = (max - min channel) / 2 in [0, 1].
 
