@@ -169,6 +169,18 @@ def test_training_inputs_equal_inference_inputs(m2v_pipe, memory, known):
     assert batch.memory_frames == memory
 
 
+def test_encoded_batch_weights_cover_the_shot_latents(m2v_pipe):
+    """--loss-chroma-weight: one weight per latent of the shot, heavy where a saturated sprite is."""
+    video = np.full((9, 64, 64, 3), 128, dtype=np.uint8)
+    video[:, 40:64, 0:16] = (230, 30, 30)  # a red block in the bottom-left, every frame
+    sample = Sample(video, [video[0]], [], "the hero hops to the left on the beach", "m2v")
+    batch = encode_batch(m2v_pipe, [sample], 48, 64, torch.device("cpu"), TextCache(), chroma_weight=10.0)
+    assert batch.loss_weights.shape == (1, 1, batch.shot_frames, *batch.x0.shape[-2:])
+    w = batch.loss_weights[0, 0]
+    assert bool((w[:, -1, 0] > 5.0).all()) and torch.equal(w[:, 0, -1], torch.ones_like(w[:, 0, -1]))
+    assert encode_batch(m2v_pipe, [sample], 48, 64, torch.device("cpu"), TextCache()).loss_weights is None
+
+
 def test_text_cache_is_exact(m2v_pipe):
     cache = TextCache()
     captions = ["a red circle hops to the left on the beach", "the hero shrinks in the cave"]

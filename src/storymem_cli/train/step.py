@@ -240,9 +240,13 @@ def encode_batch(
     memory = len(samples[0].memory) if samples[0].kind == "m2v" else 0
     assert x0.shape[2] == memory + latent_frame_count(len(samples[0].video), pipe.vae_scale_factor_temporal)
     weights = None
-    if chroma_weight > 0:
-        pixels = torch.cat([video_pixels(pipe, s.video, height, width) for s in samples]).to(device)
-        weights = latent_chroma_weights(pixels, chroma_weight, pipe.vae_scale_factor_spatial, pipe.vae_scale_factor_temporal)
+    if chroma_weight > 0:  # from the raw frames: the weights need no more precision than an area resize
+        clips = torch.from_numpy(np.stack([s.video for s in samples])).float().div(127.5).sub(1.0)  # (B, F, H, W, 3)
+        pixels = clips.permute(0, 4, 1, 2, 3)
+        if pixels.shape[-2:] != (height, width):
+            pixels = F.interpolate(pixels, size=(pixels.shape[2], height, width), mode="area")
+        weights = latent_chroma_weights(pixels.to(device), chroma_weight, pipe.vae_scale_factor_spatial,
+                                        pipe.vae_scale_factor_temporal)  # fmt: skip
     return EncodedBatch(x0, condition, embeds, memory, weights)
 
 
