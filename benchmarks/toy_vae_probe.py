@@ -1,6 +1,6 @@
 """How well a toy VAE keeps what the detector reads: reconstruct held-out toy clips, detect, compare.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_vae_probe.py RUN_OR_VAE [--clips 20]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_vae_probe.py RUN_OR_VAE [--clips 20] [--size 32]
 
 RUN_OR_VAE is a `--stage vae` run folder (its latest checkpoint is probed) or an exported VAE folder.
 Run it from the folder the training ran in: a run's `--vae` is recorded as it was typed.
@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
     parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--size", type=int, default=None, help="frame side (default: the toy preset's)")
     args = parser.parse_args()
 
     import numpy as np
@@ -54,12 +55,15 @@ def main() -> None:
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
 
+    from storymem_cli.models.presets import TOY
+
+    size = args.size or TOY.video.width
     vae, source = load_vae(args.path)
     vae.eval()
     hits = {"colour": 0, "shape": 0, "setting": 0}
     errors = []
     for g in range(args.clips):
-        shot, clip = toy_group(HELD_OUT_SEED, g, 1)[0]
+        shot, clip = toy_group(HELD_OUT_SEED, g, 1, size=size)[0]
         x = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
         with torch.no_grad():
             recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
@@ -69,7 +73,7 @@ def main() -> None:
         hits["colour"] += d.colour == shot.character.colour
         hits["shape"] += d.shape == shot.character.shape
         hits["setting"] += d.setting == shot.setting
-    report = {"source": source, "clips": args.clips, **{k: v / args.clips for k, v in hits.items()},
+    report = {"source": source, "clips": args.clips, "size": size, **{k: v / args.clips for k, v in hits.items()},
               "mean_abs_error": round(float(np.mean(errors)), 2)}  # fmt: skip
     print(json.dumps(report))
 

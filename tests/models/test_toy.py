@@ -19,7 +19,7 @@ MAX_WEIGHTS_BYTES = 25 * 2**20  # issue 7: the committed weights are at most 25 
 def test_toy_preset_matches_the_toy_training_size():
     size = SCRATCH_SIZES["toy"]
     assert size.video == TOY.video and size.steps == TOY.steps and size.embedder == TOY.memory.embedder
-    assert (TOY.video.width, TOY.video.height, TOY.video.frames) == (64, 64, 17)
+    assert (TOY.video.width, TOY.video.height, TOY.video.frames) == (32, 32, 17)
     assert TOY.builtin and TOY.lora_source is None
 
 
@@ -89,6 +89,6 @@ def test_toy_model_renders_a_toy_story_through_the_cli(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["model"]["preset"] == "toy" and record["model"]["random_weights"] is False
-    assert record["settings"]["embedder"] == "pixels" and record["settings"]["video"]["width"] == 64
-    assert read_frames(tmp_path / "run" / "story.mp4").shape[1:3] == (128, 128)  # --upscale 2
+    assert record["settings"]["embedder"] == "pixels" and record["settings"]["video"]["width"] == 32
+    assert read_frames(tmp_path / "run" / "story.mp4").shape[1:3] == (64, 64)  # 32x32, --upscale 2
     assert any((tmp_path / "cache").glob("toy-*/storymem_model.json"))

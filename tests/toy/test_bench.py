@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from storymem_cli.render.video import read_frames
 from storymem_cli.script import load_script
 from storymem_cli.toy import bench
 from storymem_cli.toy.bench import (
@@ -225,15 +226,17 @@ def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(
     assert "unknown model 'no-such-model'" in err and "check --model no-such-model" in err
 
 
-def test_the_renderers_own_clips_through_mp4_score_perfectly(tmp_path):
+@pytest.mark.parametrize("size, upscale", [(32, 4), (64, 1)])
+def test_the_renderers_own_clips_through_mp4_score_perfectly(tmp_path, size, upscale):
     """The ceiling row: ground-truth clips, encoded and decoded like a render's shots, are read
     right, so what a model loses in the table is the model's, not the detector's or the codec's."""
     script = bench_stories(2, 4, seed=5)[1]
-    scores, story = _runner().truth_story(tmp_path / "truth", script, seed=5, index=1)
+    scores, story = _runner().truth_story(tmp_path / "truth", script, seed=5, index=1, size=size, upscale=upscale)
     assert scores == Scores(consistent=3, same_colour=3, same_shape=3, later_shots=3, faithful=4,
                             setting_right=4, shots=4)
     assert [s["path"] for s in story["shots"]] == [f"shot_{k:03d}.mp4" for k in range(1, 5)]
     assert all((tmp_path / "truth" / s["path"]).is_file() for s in story["shots"])
+    assert read_frames(tmp_path / "truth" / story["shots"][0]["path"]).shape[1:3] == (size * upscale,) * 2
 
 
 @pytest.mark.slow

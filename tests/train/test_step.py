@@ -181,6 +181,15 @@ def test_encoded_batch_weights_cover_the_shot_latents(m2v_pipe):
     assert encode_batch(m2v_pipe, [sample], 48, 64, torch.device("cpu"), TextCache()).loss_weights is None
 
 
+def test_trained_text_encoder_sees_what_inference_encodes(m2v_pipe):
+    """A trainable encoder runs on the captions' own tokens; the embeddings are the 512-position ones."""
+    captions = ["a red circle hops to the left on the beach", "the hero shrinks in the cave"]
+    short = TextCache().encode(m2v_pipe, captions, torch.device("cpu"), frozen=False)
+    full = TextCache._encode(m2v_pipe, captions, torch.device("cpu"))
+    assert short.shape == full.shape
+    assert torch.allclose(short, full, atol=1e-5, rtol=0)
+
+
 def test_text_cache_is_exact(m2v_pipe):
     cache = TextCache()
     captions = ["a red circle hops to the left on the beach", "the hero shrinks in the cave"]

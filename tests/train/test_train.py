@@ -141,6 +141,30 @@ def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_path):
+    """`kill` (SIGTERM) acts like Ctrl-C: the step it stopped at is checkpointed, the warm latent cache
+    is saved, and the exit code is 130. A job started with `&` from a script ignores SIGINT."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    args = [str(toy_dataset), "--out", str(out), "--model", "tiny", "--max-steps", "100000", "--lora-rank", "4",
+            "--lora-alpha", "4", "--checkpoint-every", "100000", "--seed", "5"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 240
+    try:
+        while not (log.is_file() and log.read_text()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the first progress line: steps are being taken
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
+    assert step >= 10  # never a periodic checkpoint (every 100000): this one is the SIGTERM's
+    assert (out / "latent_cache.pt").is_file()
+
+
 def test_resume_refuses_changed_settings(toy_dataset, tmp_path):
     out = tmp_path / "run"
     assert runner.invoke(app, ["train", *_args(toy_dataset, out, 2)]).exit_code == 0

@@ -84,8 +84,8 @@ TINY = ModelPreset(
 TOY_STEPS = 20  # a trained flow model: fewer steps blur the sprites; 20 still renders a story in seconds
 TOY = ModelPreset(
     name="toy",
-    description="toy-world model trained from scratch on 2 CPU cores (64x64 sprites); so far settings come out, characters not yet",
-    video=VideoConfig(width=64, height=64, frames=17, fps=16),  # the toy world's clips (toy/world.py)
+    description="toy-world model trained from scratch on 2 CPU cores (32x32 sprites); memory keeps the colour, shapes only partly",
+    video=VideoConfig(width=32, height=32, frames=17, fps=16),  # toy-world clips rendered at 32x32 (docs/training.md)
     steps=TOY_STEPS,
     memory=MemoryDefaults(embedder="pixels", aesthetic="none"),  # no CLIP knows the toy world; no aesthetics
     t2v=T2V_SAMPLING.model_copy(update={"steps": TOY_STEPS}),

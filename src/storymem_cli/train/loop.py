@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +81,10 @@ def check_resumable(cfg: TrainConfig, out: Path) -> None:
             hint="resume with the same settings (only --max-steps, --time-limit, --device and logging may "
             "change), or train into a new --out folder",
         )
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 class Trainer:
@@ -217,7 +223,22 @@ class Trainer:
                 self._saved_at = self.step
         return "max_steps"
 
+    def _save_latent_cache(self) -> None:
+        if self._cache_tag is not None and self.latents.misses:
+            self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
+
     def run(self, progress: Progress | None = None) -> dict:
+        """Train; SIGTERM stops it like Ctrl-C (a checkpoint and the latent cache, then KeyboardInterrupt),
+        because a job started with ``&`` from a script has SIGINT ignored and is stopped with ``kill``."""
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
+        try:
+            return self._run(progress)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _run(self, progress: Progress | None) -> dict:
         cfg = self.cfg
         start_step, start = self.step, time.monotonic()
         limit = cfg.time_limit_minutes * 60 if cfg.time_limit_minutes else None
@@ -226,14 +247,14 @@ class Trainer:
         try:
             with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
                 stopped = self._steps(start, start_step, limit, losses, log, progress)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see train()): keep the steps and the warm cache
             self.checkpoint(self.elapsed_before + time.monotonic() - start, losses[-1] if losses else None)
+            self._save_latent_cache()
             raise
         seconds = time.monotonic() - start
         checkpoint = self.checkpoint(self.elapsed_before + seconds, losses[-1] if losses else None) \
             if self._saved_at != self.step else latest_checkpoint(self.out)  # fmt: skip
-        if self._cache_tag is not None and self.latents.misses:
-            self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
+        self._save_latent_cache()
         exported = self.trainee.export(self.out, lambda n: self._windows(np.random.default_rng([EXPORT_STREAM, cfg.seed]), n))
         tail = losses[-cfg.log_every :]
         return {

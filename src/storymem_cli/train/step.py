@@ -94,8 +94,8 @@ class TextCache:
         self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     def encode(self, pipe: StoryMemM2VPipeline, captions: list[str], device: torch.device, frozen: bool) -> torch.Tensor:
-        if not frozen:
-            return self._encode(pipe, captions, device)
+        if not frozen:  # a trained encoder runs every step: on the captions' tokens, not 512 positions
+            return self._encode(pipe, captions, device, prompt_tokens(pipe, captions))
         for caption in dict.fromkeys(c for c in captions if c not in self._items):
             with torch.no_grad():  # one prompt at a time, as inference encodes it: the same numbers
                 emb = self._encode(pipe, [caption], device)[0]
@@ -111,12 +111,29 @@ class TextCache:
         return torch.stack(out)
 
     @staticmethod
-    def _encode(pipe: StoryMemM2VPipeline, captions: list[str], device: torch.device) -> torch.Tensor:
+    def _encode(
+        pipe: StoryMemM2VPipeline, captions: list[str], device: torch.device, length: int = TEXT_ENCODER_MAX_TOKENS
+    ) -> torch.Tensor:
+        """Embeddings as inference makes them: ``length`` token positions, then zero rows up to the max."""
         embeds, _ = pipe.encode_prompt(
-            prompt=captions, do_classifier_free_guidance=False, max_sequence_length=TEXT_ENCODER_MAX_TOKENS,
-            device=device,
+            prompt=captions, do_classifier_free_guidance=False, max_sequence_length=length, device=device,
         )  # fmt: skip
+        if embeds.shape[1] < TEXT_ENCODER_MAX_TOKENS:
+            embeds = F.pad(embeds, (0, 0, 0, TEXT_ENCODER_MAX_TOKENS - embeds.shape[1]))
         return embeds
+
+
+def prompt_tokens(pipe: StoryMemM2VPipeline, captions: list[str]) -> int:
+    """Token count of the longest caption as the pipeline tokenizes it (cleaned, with EOS).
+
+    The encoder masks padding, so running it on this many positions gives the real tokens the same
+    embeddings as the pipeline's 512 (relative position biases only see distances). On the toy model a
+    trained text encoder at 512 positions took 80% of a training step (measured with py-spy)."""
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+    ids = pipe.tokenizer([prompt_clean(c) for c in captions], add_special_tokens=True, truncation=True,
+                         max_length=TEXT_ENCODER_MAX_TOKENS)["input_ids"]  # fmt: skip
+    return max(1, max(len(i) for i in ids))
 
 
 def video_pixels(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, width: int) -> torch.Tensor:
