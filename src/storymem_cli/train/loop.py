@@ -247,7 +247,7 @@ class Trainer:
         try:
             with open(self.out / LOG_FILE, "a", encoding="utf-8") as log:
                 stopped = self._steps(start, start_step, limit, losses, log, progress)
-        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see train()): keep the steps and the warm cache
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see run()): keep the steps and the warm cache
             self.checkpoint(self.elapsed_before + time.monotonic() - start, losses[-1] if losses else None)
             self._save_latent_cache()
             raise

@@ -128,7 +128,8 @@ def prompt_tokens(pipe: StoryMemM2VPipeline, captions: list[str]) -> int:
 
     The encoder masks padding, so running it on this many positions gives the real tokens the same
     embeddings as the pipeline's 512 (relative position biases only see distances). On the toy model a
-    trained text encoder at 512 positions took 80% of a training step (measured with py-spy)."""
+    trained text encoder at 512 positions spent 39% of a training step in its forward pass alone, and
+    most of the backward (py-spy); on the captions' tokens, 4%."""
     from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
     ids = pipe.tokenizer([prompt_clean(c) for c in captions], add_special_tokens=True, truncation=True,
