@@ -200,8 +200,11 @@ def truth_story(folder: Path, script: dict, seed: int, index: int, size: int, up
 
 def frame_size(model: str, size: str | None) -> int:
     """The side of the square frames the renders have: --size, else the model's own video size."""
-    if size is not None:
-        return int(size.lower().split("x")[0])
+    from storymem_cli.cli.render import parse_size
+
+    width, _ = parse_size(size)  # the preflight's dry run has already refused a malformed --size
+    if width is not None:
+        return width
     from storymem_cli.models.registry import resolve_preset
 
     return resolve_preset(model).video.width

@@ -139,7 +139,8 @@ def train_command(
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
         stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
-        vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps, time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+        vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps,
+        time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,
         dtype=dtype, experts=experts, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
         memory_min=memory_min, memory_max=memory_max, memory_frame_stride=memory_frame_stride, no_memory_share=no_memory_share,

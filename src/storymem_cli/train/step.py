@@ -33,7 +33,7 @@ from storymem_cli.pipeline.m2v import MEMORY_RESIZE_MODE, StoryMemM2VPipeline, _
 from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, shift_sigmas
 from storymem_cli.train.data import Sample
-from storymem_cli.train.vae import pixel_weights
+from storymem_cli.train.vae import chroma
 
 TEXT_CACHE_SIZE = 4096  # captions whose (trimmed) embeddings are kept while the text encoder is frozen
 
@@ -220,10 +220,10 @@ def latent_chroma_weights(pixels: torch.Tensor, chroma_weight: float, spatial: i
     the character's look from the text or the memory (docs/training.md). This is the flow-loss sibling
     of the VAE stage's ``pixel_weights``; at 0 the loss is the paper's.
     """
-    chroma = pixel_weights(pixels, 1.0) - 1.0  # (B, 1, F, H, W) in [0, 1]
-    b, _, f, h, w = chroma.shape
-    rest = chroma[:, :, 1:].reshape(b, 1, (f - 1) // temporal, temporal, h, w).mean(dim=3)
-    folded = torch.cat([chroma[:, :, :1], rest], dim=2)  # (B, 1, T, H, W)
+    per_pixel = chroma(pixels)  # (B, 1, F, H, W) in [0, 1]
+    b, _, f, h, w = per_pixel.shape
+    rest = per_pixel[:, :, 1:].reshape(b, 1, (f - 1) // temporal, temporal, h, w).mean(dim=3)
+    folded = torch.cat([per_pixel[:, :, :1], rest], dim=2)  # (B, 1, T, H, W)
     pooled = F.avg_pool3d(folded, kernel_size=(1, spatial, spatial))
     return 1.0 + chroma_weight * pooled
 

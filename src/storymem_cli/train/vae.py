@@ -49,39 +49,41 @@ def inflate_temporal(vae: torch.nn.Module) -> int:
     """
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d, WanResample
 
-    changed = 0
+    resamplers = [m for m in vae.modules() if isinstance(m, WanResample) and hasattr(m, "time_conv")]
+    time_convs = {id(m.time_conv) for m in resamplers}
+    convs = [m for m in vae.modules() if isinstance(m, WanCausalConv3d) and id(m) not in time_convs]
     with torch.no_grad():
-        for module in vae.modules():
-            if isinstance(module, WanResample) and hasattr(module, "time_conv"):
-                conv = module.time_conv
-                c_in, taps = conv.weight.shape[1], conv.weight.shape[2]
-                eye = torch.eye(c_in, dtype=conv.weight.dtype)[:, :, None, None]
-                conv.weight.zero_()
-                conv.bias.zero_()
-                if module.mode == "downsample3d":  # (C, C, 3): the mean of the three frames it strides over
-                    for k in range(taps):
-                        conv.weight[:, :, k] = eye / taps
-                else:  # upsample3d, (2C, C, 3): both output frames copy the current input frame
-                    conv.weight[:c_in, :, taps - 1] = eye
-                    conv.weight[c_in:, :, taps - 1] = eye
-                changed += 1
-        time_convs = {id(m.time_conv) for m in vae.modules() if isinstance(m, WanResample) and hasattr(m, "time_conv")}
-        for module in vae.modules():
-            if isinstance(module, WanCausalConv3d) and id(module) not in time_convs and module.weight.shape[2] > 1:
-                module.weight[:, :, :-1].zero_()  # the last tap is the current frame (causal padding in front)
-                changed += 1
-    return changed
+        for module in resamplers:
+            conv = module.time_conv
+            c_in, taps = conv.weight.shape[1], conv.weight.shape[2]
+            eye = torch.eye(c_in, dtype=conv.weight.dtype)[:, :, None, None]
+            conv.weight.zero_()
+            conv.bias.zero_()
+            if module.mode == "downsample3d":  # (C, C, 3): the mean of the three frames it strides over
+                for k in range(taps):
+                    conv.weight[:, :, k] = eye / taps
+            else:  # upsample3d, (2C, C, 3): both output frames copy the current input frame
+                conv.weight[:c_in, :, taps - 1] = eye
+                conv.weight[c_in:, :, taps - 1] = eye
+        temporal = [m for m in convs if m.weight.shape[2] > 1]
+        for module in temporal:
+            module.weight[:, :, :-1].zero_()  # the last tap is the current frame (causal padding in front)
+    return len(resamplers) + len(temporal)
+
+
+def chroma(pixels: torch.Tensor) -> torch.Tensor:
+    """(max - min channel) / 2 per pixel of (B, 3, F, H, W) in [-1, 1]: (B, 1, F, H, W) in [0, 1]."""
+    return (pixels.amax(dim=1, keepdim=True) - pixels.amin(dim=1, keepdim=True)) / 2
 
 
 def pixel_weights(pixels: torch.Tensor, chroma_weight: float) -> torch.Tensor:
-    """1 + chroma_weight * chroma per pixel ((B, 1, F, H, W)); chroma = (max - min channel) / 2 in [0, 1].
+    """1 + chroma_weight * chroma per pixel ((B, 1, F, H, W)), chroma as :func:`chroma`.
 
     Plain L1 is dominated by large flat backgrounds: a small saturated sprite is a few percent of the
     frame, so the autoencoder blurs it into the background for a long time (docs/training.md). Weighting
     saturated pixels makes the sprite's colour and outline count from the first steps.
     """
-    chroma = (pixels.amax(dim=1, keepdim=True) - pixels.amin(dim=1, keepdim=True)) / 2
-    return 1.0 + chroma_weight * chroma
+    return 1.0 + chroma_weight * chroma(pixels)
 
 
 def vae_loss(
