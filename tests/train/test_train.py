@@ -162,6 +162,7 @@ def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_p
     assert proc.returncode == 130, err
     step = json.loads((out / "checkpoints" / "latest.json").read_text())["step"]
     assert step >= 10  # never a periodic checkpoint (every 100000): this one is the SIGTERM's
+    assert f"interrupted at step {step}" in err and "run the same command to resume" in err
     assert (out / "latent_cache.pt").is_file()
 
 

@@ -158,29 +158,35 @@ def train_command(
     if trainer.resumed_from:
         typer.echo(f"resuming from {trainer.resumed_from} (step {trainer.step})", err=True)
 
-    # 3. Train, with a live bar on a terminal and plain lines otherwise.
-    if sys.stderr.isatty():
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    # 3. Train, with a live bar on a terminal and plain lines otherwise. Ctrl-C or
+    # SIGTERM: the trainer has saved a checkpoint and the latent cache, so say how to go on.
+    try:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
-        columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-                   TextColumn("{task.fields[rate]} steps/s"), TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=Console(stderr=True)) as bar:
-            task = bar.add_task("train", total=cfg.max_steps, completed=trainer.step, loss="?", rate="?")
+            columns = (TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                       TextColumn("{task.fields[rate]} steps/s"), TimeRemainingColumn())  # fmt: skip
+            with Progress(*columns, console=Console(stderr=True)) as bar:
+                task = bar.add_task("train", total=cfg.max_steps, completed=trainer.step, loss="?", rate="?")
 
-            def show(info: dict) -> None:
-                bar.update(task, completed=info["step"], loss=f"{info['loss']:.4f}",
-                           rate=f"{info['steps_per_second']:.2f}")  # fmt: skip
+                def show(info: dict) -> None:
+                    bar.update(task, completed=info["step"], loss=f"{info['loss']:.4f}",
+                               rate=f"{info['steps_per_second']:.2f}")  # fmt: skip
 
-            summary = trainer.run(show)
-    else:
-        summary = trainer.run(_PlainProgress(cfg.log_every))
+                summary = trainer.run(show)
+        else:
+            summary = trainer.run(_PlainProgress(cfg.log_every))
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted at step {trainer.step}: checkpoint saved in {cfg.output / 'checkpoints'}; "
+                   "run the same command to resume", err=True)  # fmt: skip
+        raise typer.Exit(130) from None
 
     # 4. Report.
     if as_json:
