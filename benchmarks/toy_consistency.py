@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     results = [{"key": "truth", "name": TRUTH_ROW, "flags": [], "commands": [], "scores": ceiling.rates(),
                 "counts": asdict(ceiling), "stories": [r for _, r in per_story]}]
     failed = False
+    mixes: list[tuple[str, bench.Scores, list[str | None]]] = []
     for config in configs:
         entry: dict = {"key": config.key, "name": config.name, "flags": list(config.flags),
                        "commands": commands[config.key],
@@ -287,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
             failed = True
         else:
             total = bench.aggregate([s for s, _ in per_story])
-            entry.update(scores=total.rates(), counts=asdict(total), stories=[r for _, r in per_story])
+            shapes = [shot["detection"]["shape"] for _, r in per_story for shot in r["shots"]]
+            entry.update(scores=total.rates(), counts=asdict(total), shape_mix=bench.shape_mix(shapes),
+                         shape_agreement_by_chance=bench.shape_agreement_by_chance(shapes),
+                         stories=[r for _, r in per_story])  # fmt: skip
             rows.append((config.name, total))
+            mixes.append((config.name, total, shapes))
         results.append(entry)
 
     table = bench.format_table(rows, chance_row=by_key[NO_MEMORY].name)
+    mix_table = bench.format_shape_mix(mixes)
     report = {
         "benchmark": "toy_consistency",
         "model": args.model,
@@ -308,14 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         "command": shlex.join(["python", "benchmarks/toy_consistency.py", *(argv if argv is not None else sys.argv[1:])]),
         "configs": results,
         "table": table,
+        "shape_mix_table": mix_table,
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "toy_consistency.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     heading = (f"Toy benchmark: {args.stories} held-out stories x {args.shots} shots (all hard cuts), "
                f"model `{args.model}`, seed {args.seed}. Consistency: shots 2..N with shot 1's detected "
                f"(colour, shape); chance {bench.chance_consistency():.3f}.\n\n")
-    (args.results / "toy_consistency.md").write_text(heading + table, encoding="utf-8")
+    mix_heading = ("\nShapes: does memory carry them, or does the model draw one shape for everyone? Shape "
+                   "agreement by chance is what drawing each shot's shape at random from the configuration's own "
+                   "mix of shapes would score.\n\n")
+    (args.results / "toy_consistency.md").write_text(heading + table + mix_heading + mix_table, encoding="utf-8")
     print(table, end="")
+    print(mix_heading.lstrip("\n") + mix_table, end="")
     print(f"wrote {args.results / 'toy_consistency.json'} and .md", file=sys.stderr)
     return 1 if failed else 0
 

@@ -1,12 +1,17 @@
 """How well a toy VAE keeps what the detector reads: reconstruct held-out toy clips, detect, compare.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_vae_probe.py RUN_OR_VAE [--clips 20] [--size 32]
+    OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/toy_vae_probe.py RUN_OR_VAE [--clips 20] [--size 32] [--stories 10]
 
 RUN_OR_VAE is a `--stage vae` run folder (its latest checkpoint is probed) or an exported VAE folder.
 Run it from the folder the training ran in: a run's `--vae` is recorded as it was typed.
 The clips come from a seed the toy dataset never uses (held out). Prints one JSON line: the share of
 reconstructions whose detected colour, shape and setting equal the truth, and the mean absolute
 pixel error (0-255). Check this before spending the transformer stage on a VAE (docs/training.md).
+
+With ``--stories N`` it also scores the first N benchmark stories (toy/bench.py) on the VAE's
+reconstructions of their ground-truth clips, the same clips as the benchmark's ground-truth row:
+the consistency a perfect transformer would reach through this VAE (``ceiling``; frames are read
+directly, with no mp4 in between).
 """
 
 from __future__ import annotations
@@ -42,15 +47,47 @@ def load_vae(path: Path):
     return vae, checkpoint.name
 
 
+def reconstruct(vae, clip):
+    """(F, H, W, 3) uint8 clip -> the VAE's reconstruction (posterior mode), same shape and dtype."""
+    import torch
+
+    x = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+    with torch.no_grad():
+        recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
+    return ((recon[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
+def ceiling(vae, stories: int, size: int) -> dict:
+    """Benchmark rates of the first ``stories`` benchmark stories, read from the VAE's reconstructions
+    of the clips the benchmark's ground-truth row renders (same seeds)."""
+    import numpy as np
+
+    from storymem_cli.toy import bench
+    from storymem_cli.toy.detect import detect_clip
+    from storymem_cli.toy.render import render_clip
+    from storymem_cli.toy.stories import story_truth
+
+    scores = []
+    for index, script in enumerate(bench.bench_stories(stories)):
+        truth = story_truth(script)
+        detections = []
+        for k, shot in enumerate(truth):
+            # the seed toy_consistency.truth_story draws the same shot with
+            rng = np.random.default_rng([bench.BENCH_STREAM, bench.DEFAULT_SEED, index, k + 1])
+            detections.append(detect_clip(reconstruct(vae, render_clip(shot, rng, size=size))))
+        scores.append(bench.story_scores(truth, detections))
+    return {k: round(v, 3) for k, v in bench.aggregate(scores).rates().items() if v is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--size", type=int, default=None, help="frame side (default: the toy preset's)")
+    parser.add_argument("--stories", type=int, default=0, help="also score N benchmark stories through the VAE")
     args = parser.parse_args()
 
     import numpy as np
-    import torch
 
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
@@ -64,10 +101,7 @@ def main() -> None:
     errors = []
     for g in range(args.clips):
         shot, clip = toy_group(HELD_OUT_SEED, g, 1, size=size)[0]
-        x = torch.from_numpy(clip).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
-        with torch.no_grad():
-            recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        out = ((recon[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+        out = reconstruct(vae, clip)
         errors.append(float(np.abs(out.astype(np.int16) - clip.astype(np.int16)).mean()))
         d = detect_clip(out)
         hits["colour"] += d.colour == shot.character.colour
@@ -75,6 +109,8 @@ def main() -> None:
         hits["setting"] += d.setting == shot.setting
     report = {"source": source, "clips": args.clips, "size": size, **{k: v / args.clips for k, v in hits.items()},
               "mean_abs_error": round(float(np.mean(errors)), 2)}  # fmt: skip
+    if args.stories:
+        report["ceiling"] = {"stories": args.stories, **ceiling(vae, args.stories, size)}
     print(json.dumps(report))
 
 

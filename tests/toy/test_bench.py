@@ -19,7 +19,10 @@ from storymem_cli.toy.bench import (
     aggregate,
     bench_stories,
     chance_consistency,
+    format_shape_mix,
     format_table,
+    shape_agreement_by_chance,
+    shape_mix,
     story_scores,
 )
 from storymem_cli.toy.captions import caption, parse_caption
@@ -185,6 +188,25 @@ def test_table_has_the_paper_layout_chance_beside_no_memory_and_failed_rows():
     assert lines[2] == "| no memory | 0.000 (chance 0.025) | 0.000 | 0.000 | 0.333 | 0.333 | 3 |"
     assert lines[3].startswith("| first frame (w/o semantic selection) | failed: no --keyframes |")
     assert lines[4] == "| StoryMem (memory) | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 3 |"
+
+
+def test_shape_mix_and_the_agreement_one_default_shape_gets_by_chance():
+    shapes = ["circle"] * 6 + ["square", "square", None, "triangle"]
+    assert shape_mix(shapes) == {"circle": 0.6, "square": 0.2, "none": 0.1, "triangle": 0.1}
+    assert list(shape_mix(shapes)) == ["circle", "square", "none", "triangle"]  # most drawn first, then by name
+    assert shape_agreement_by_chance(shapes) == pytest.approx(0.36 + 0.04 + 0.01)  # "none" never agrees
+    assert shape_agreement_by_chance(["diamond"] * 4) == 1.0  # one shape for everything: agreement is free
+    uniform = [s for s in ("circle", "square", "triangle", "diamond", "cross") for _ in range(2)]
+    assert shape_agreement_by_chance(uniform) == pytest.approx(1 / 5)
+    assert shape_mix([]) == {} and shape_agreement_by_chance([]) is None
+
+
+def test_shape_mix_table_puts_measured_agreement_beside_its_chance_level():
+    scores = story_scores(_truth(3), [_det("red", "circle"), _det("red", "circle"), _det("red", "square")])
+    table = format_shape_mix([("StoryMem (memory)", scores, ["circle", "circle", "square"])])
+    lines = table.splitlines()
+    assert lines[0] == "| configuration | shape agreement | by chance (own shape mix) | shapes read, share of shots |"
+    assert lines[2] == "| StoryMem (memory) | 0.500 | 0.556 | circle 0.67, square 0.33 |"
 
 
 # --- the runner --------------------------------------------------------------------------------

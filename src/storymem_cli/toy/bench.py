@@ -163,3 +163,35 @@ def format_table(rows: Sequence[tuple[str, Scores | str]], chance_row: str | Non
         cells = [consistency, _cell(r["colour"]), _cell(r["shape"]), _cell(r["fidelity"]), _cell(r["setting"])]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {scores.shots} |")
     return "\n".join(lines) + "\n"
+
+
+def shape_mix(shapes: Sequence[str | None]) -> dict[str, float]:
+    """Share of shots in which the detector read each shape (``"none"``: no shape read), most drawn
+    first. A model that draws one blob for every character shows here as one dominant shape."""
+    if not shapes:
+        return {}
+    counts: dict[str, int] = {}
+    for shape in shapes:
+        key = shape or "none"
+        counts[key] = counts.get(key, 0) + 1
+    return {k: n / len(shapes) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def shape_agreement_by_chance(shapes: Sequence[str | None]) -> float | None:
+    """The shape column a model would score if it drew every shot's shape at random from its own
+    ``shape_mix``: the sum of the squared shares of real shapes. When the measured shape agreement is
+    no higher, the shapes agree because the model draws one shape, not because memory carries it."""
+    if not shapes:
+        return None
+    return sum(share * share for key, share in shape_mix(shapes).items() if key != "none")
+
+
+def format_shape_mix(rows: Sequence[tuple[str, Scores, Sequence[str | None]]]) -> str:
+    """A Markdown table per configuration: measured shape agreement, the agreement expected from the
+    configuration's own shape mix by chance, and that mix (``rows``: name, scores, every shot's shape)."""
+    lines = ["| configuration | shape agreement | by chance (own shape mix) | shapes read, share of shots |",
+             "|---|---:|---:|---|"]  # fmt: skip
+    for name, scores, shapes in rows:
+        mix = ", ".join(f"{k} {v:.2f}" for k, v in shape_mix(shapes).items())
+        lines.append(f"| {name} | {_cell(scores.rates()['shape'])} | {_cell(shape_agreement_by_chance(shapes))} | {mix} |")
+    return "\n".join(lines) + "\n"
