@@ -84,7 +84,7 @@ TINY = ModelPreset(
 TOY_STEPS = 20  # a trained flow model: fewer steps blur the sprites; 20 still renders a story in seconds
 TOY = ModelPreset(
     name="toy",
-    description="toy-world model trained from scratch on 2 CPU cores (32x32 sprites); memory keeps the colour, shapes only partly",
+    description="toy-world model trained from scratch on 2 CPU cores (32x32 sprites); memory keeps the colour, shapes are blobs",
     video=VideoConfig(width=32, height=32, frames=17, fps=16),  # toy-world clips rendered at 32x32 (docs/training.md)
     steps=TOY_STEPS,
     memory=MemoryDefaults(embedder="pixels", aesthetic="none"),  # no CLIP knows the toy world; no aesthetics

@@ -63,7 +63,7 @@ class TrainConfig(BaseModel):
     vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
     vae_decoder_only: bool = False  # stage vae on --vae: the latent space stays, so a transformer trained on it still fits
     vae_inflate: bool = False  # stage vae on a --frames 1 VAE: start its temporal layers as per-frame copies
-    vae_chroma_weight: float = Field(0.0, ge=0)  # extra L1 weight on saturated pixels (toy sprites: ~5% of a frame)
+    vae_chroma_weight: float = Field(0.0, ge=0)  # extra L1 weight on saturated pixels (toy sprites: 10-20% of a frame)
 
     # -- the loss --------------------------------------------------------------------------------------
     timestep_sampling: TimestepSampling = "shifted"  # sigma = shift(u): trains where the sampler spends its steps

@@ -215,7 +215,7 @@ def latent_chroma_weights(pixels: torch.Tensor, chroma_weight: float, spatial: i
     """(B, 1, T, h, w) loss weights on a video's latent grid: 1 + chroma_weight * mean chroma of the pixels
     each latent covers (the first frame alone, then ``temporal`` frames each, ``spatial`` pixels square).
 
-    The toy world's characters are ~5% of a frame and its settings the rest, so under the plain velocity
+    The toy world's characters are 10-20% of a frame and its settings the rest, so under the plain velocity
     loss a small model learns settings and a blurred "average character" long before it learns to take
     the character's look from the text or the memory (docs/training.md). This is the flow-loss sibling
     of the VAE stage's ``pixel_weights``; at 0 the loss is the paper's.

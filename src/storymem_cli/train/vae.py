@@ -79,7 +79,7 @@ def chroma(pixels: torch.Tensor) -> torch.Tensor:
 def pixel_weights(pixels: torch.Tensor, chroma_weight: float) -> torch.Tensor:
     """1 + chroma_weight * chroma per pixel ((B, 1, F, H, W)), chroma as :func:`chroma`.
 
-    Plain L1 is dominated by large flat backgrounds: a small saturated sprite is a few percent of the
+    Plain L1 is dominated by large flat backgrounds: a saturated sprite is a tenth to a fifth of the
     frame, so the autoencoder blurs it into the background for a long time (docs/training.md). Weighting
     saturated pixels makes the sprite's colour and outline count from the first steps.
     """
