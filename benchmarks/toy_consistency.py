@@ -179,8 +179,6 @@ def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
 def truth_story(folder: Path, script: dict, seed: int, index: int, size: int, upscale: int = 1) -> tuple[bench.Scores, dict]:
     """The ceiling: the toy renderer's own clips of the script at the renders' frame size, blown up
     and through the same mp4 encode and decode as a render's shots, scored the same way."""
-    import numpy as np
-
     from storymem_cli.render.video import upscale_nearest, write_clip
     from storymem_cli.toy.render import render_clip
     from storymem_cli.toy.stories import story_truth
@@ -190,8 +188,7 @@ def truth_story(folder: Path, script: dict, seed: int, index: int, size: int, up
     clips, records = [], []
     for k, shot in enumerate(story_truth(script)):
         path = folder / f"shot_{k + 1:03d}.mp4"
-        # [stream, seed, story, shot + 1]: a sequence the stories' own [stream, seed, story] never is
-        clip = render_clip(shot, np.random.default_rng([bench.BENCH_STREAM, seed, index, k + 1]), size=size)
+        clip = render_clip(shot, bench.truth_rng(seed, index, k), size=size)
         write_clip(upscale_nearest(clip, upscale), path, FPS)
         clips.append(path)
         records.append({"index": k, "path": path.name})

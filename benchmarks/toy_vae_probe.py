@@ -60,8 +60,6 @@ def reconstruct(vae, clip):
 def ceiling(vae, stories: int, size: int) -> dict:
     """Benchmark rates of the first ``stories`` benchmark stories, read from the VAE's reconstructions
     of the clips the benchmark's ground-truth row renders (same seeds)."""
-    import numpy as np
-
     from storymem_cli.toy import bench
     from storymem_cli.toy.detect import detect_clip
     from storymem_cli.toy.render import render_clip
@@ -72,9 +70,8 @@ def ceiling(vae, stories: int, size: int) -> dict:
         truth = story_truth(script)
         detections = []
         for k, shot in enumerate(truth):
-            # the seed toy_consistency.truth_story draws the same shot with
-            rng = np.random.default_rng([bench.BENCH_STREAM, bench.DEFAULT_SEED, index, k + 1])
-            detections.append(detect_clip(reconstruct(vae, render_clip(shot, rng, size=size))))
+            clip = render_clip(shot, bench.truth_rng(bench.DEFAULT_SEED, index, k), size=size)
+            detections.append(detect_clip(reconstruct(vae, clip)))
         scores.append(bench.story_scores(truth, detections))
     return {k: round(v, 3) for k, v in bench.aggregate(scores).rates().items() if v is not None}
 

@@ -18,6 +18,7 @@ docs/toy-world.md.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,12 @@ def bench_story(seed: int, index: int, shots: int = 8) -> dict:
     script = ToyStory(seed=index, characters={"hero": hero}, shots=story_shots).script()
     script["story_name"] = f"The {hero.colour} {hero.shape} (toy benchmark {seed}, story {index})"
     return script
+
+
+def truth_rng(seed: int, index: int, shot: int) -> np.random.Generator:
+    """The generator the ground-truth clip of shot ``shot`` (0-based) of story ``index`` is drawn with:
+    ``[stream, seed, story, shot + 1]``, a sequence the stories' own ``[stream, seed, story]`` never is."""
+    return np.random.default_rng([BENCH_STREAM, seed, index, shot + 1])
 
 
 def bench_stories(count: int = 20, shots: int = 8, seed: int = DEFAULT_SEED) -> list[dict]:
@@ -170,10 +177,7 @@ def shape_mix(shapes: Sequence[str | None]) -> dict[str, float]:
     first. A model that draws one blob for every character shows here as one dominant shape."""
     if not shapes:
         return {}
-    counts: dict[str, int] = {}
-    for shape in shapes:
-        key = shape or "none"
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(shape or "none" for shape in shapes)
     return {k: n / len(shapes) for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
