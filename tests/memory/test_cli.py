@@ -106,6 +106,15 @@ def test_add_reference_creates_the_run_folder(tmp_path):
         np.testing.assert_array_equal(bank.load_image(bank.entries[0]), np.asarray(original))
 
 
+def test_a_toy_sized_frame_is_a_valid_reference(tmp_path):
+    """The toy model renders 32x32 shots; a frame of one is a reference as it is, not upscaled first."""
+    img = write_image(tmp_path / "hero.png", size=(32, 32))
+    result = runner.invoke(app, ["add-reference", str(tmp_path / "run"), str(img), "--json"])
+    assert result.exit_code == 0, result.output
+    bank = MemoryBank.open(tmp_path / "run")
+    assert bank.load_image(bank.entries[0]).shape == (32, 32, 3)
+
+
 def test_add_reference_on_a_corrupt_image_changes_nothing(run_dir, tmp_path):
     good = write_image(tmp_path / "good.png")
     bad = tmp_path / "broken.jpg"
@@ -126,7 +135,7 @@ def test_add_reference_on_a_corrupt_image_does_not_create_a_run(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("size", "reason"), [((40, 300), "at least 64 px"), ((9000, 70), "at most 8192 px")]
+    ("size", "reason"), [((20, 300), "at least 32 px"), ((9000, 70), "at most 8192 px")]
 )
 def test_tiny_and_huge_images_are_refused(run_dir, tmp_path, size, reason):
     img = write_image(tmp_path / "odd.png", size=size)

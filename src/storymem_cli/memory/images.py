@@ -14,7 +14,7 @@ import numpy as np
 
 from storymem_cli.errors import InvalidInputError
 
-MIN_SIDE = 64  # smaller than a VAE latent of a few patches: nothing left to remember
+MIN_SIDE = 32  # the toy model's own frames (32x32); smaller is an icon, not a character to remember
 MAX_SIDE = 8192  # larger is not a photo of a character but a mistake (or an attack)
 MAX_PIXELS = 40_000_000  # decompression-bomb guard, checked from the header before decoding
 
@@ -40,7 +40,10 @@ def load_image_rgb(path: str | os.PathLike[str]) -> np.ndarray:
                         hint="downscale it (the model sees it at video resolution anyway)",
                     )
                 if min(w, h) < MIN_SIDE:
-                    raise InvalidInputError(f"{path}: image is {w}x{h}; at least {MIN_SIDE} px a side is needed")
+                    raise InvalidInputError(
+                        f"{path}: image is {w}x{h}; at least {MIN_SIDE} px a side is needed",
+                        hint="use a larger crop or a frame of a rendered shot",
+                    )
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
