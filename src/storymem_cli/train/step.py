@@ -271,6 +271,30 @@ def encode_batch(
 # --------------------------------------------------------------------------- the loss
 
 
+def predict_velocity(
+    transformer: torch.nn.Module,
+    batch: EncodedBatch,
+    x_t: torch.Tensor,
+    sigma: torch.Tensor,
+    rope: RopeConfig,
+    autocast_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """The transformer's velocity over all of ``x_t``'s frames (memory and shot), with the batch's
+    condition, prompt and the memory's RoPE positions, as inference runs it."""
+    model_input = x_t if batch.condition is None else torch.cat([x_t, batch.condition], dim=1)
+    positions = frame_positions(batch.memory_frames, batch.shot_frames, rope)
+    device_type = model_input.device.type
+    with rope_positions([transformer], positions), torch.autocast(
+        device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+    ):
+        return transformer(
+            hidden_states=model_input,
+            timestep=(sigma * NUM_TRAIN_TIMESTEPS).to(model_input.device),
+            encoder_hidden_states=batch.prompt_embeds,
+            return_dict=False,
+        )[0]
+
+
 def flow_loss(
     transformer: torch.nn.Module,
     batch: EncodedBatch,
@@ -282,18 +306,7 @@ def flow_loss(
     """Mean squared velocity error over the shot's latent frames (memory frames excluded), weighted by
     ``batch.loss_weights`` when set (a weighted mean: the loss keeps its scale)."""
     x_t, target = flow_pair(batch.x0, noise, sigma)
-    model_input = x_t if batch.condition is None else torch.cat([x_t, batch.condition], dim=1)
-    positions = frame_positions(batch.memory_frames, batch.shot_frames, rope)
-    device_type = model_input.device.type
-    with rope_positions([transformer], positions), torch.autocast(
-        device_type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-    ):
-        pred = transformer(
-            hidden_states=model_input,
-            timestep=(sigma * NUM_TRAIN_TIMESTEPS).to(model_input.device),
-            encoder_hidden_states=batch.prompt_embeds,
-            return_dict=False,
-        )[0]
+    pred = predict_velocity(transformer, batch, x_t, sigma, rope, autocast_dtype)
     m = batch.memory_frames
     if batch.loss_weights is None:
         return F.mse_loss(pred[:, :, m:].float(), target[:, :, m:].float())

@@ -1,0 +1,179 @@
+"""Does a toy model draw what its text and its memory say? One-step predictions under swapped conditioning.
+
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_conditioning_probe.py [MODEL] [--groups 20]
+
+MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of
+`storymem train --from-scratch`), or a from-scratch run folder, whose latest checkpoint is probed.
+
+For each of ``--groups`` held-out toy groups (the seed of toy_vae_probe.py), clip 0 is noised to each
+``--sigmas`` level and the model predicts it in one step (x0 = x_t - sigma * v); the VAE decodes the
+prediction and the detector reads it. The conditioning names another look than the clip's:
+
+- first-shot model (T2V): the caption names another colour (``text colour``) or shape (``text shape``);
+- memory model (M2V): the caption says "the hero", and the memory holds six frames of another group's
+  character, one that differs in both colour and shape (``memory colour``, ``memory shape``).
+
+Each cell is the share of predictions whose colour or shape is the conditioning's instead of the
+clip's. At low sigma the noisy clip decides and every cell is near 0; a model that takes a look from
+its conditioning reaches 1 at high sigma, one that ignores it stays at the share it draws that look
+by chance (about 1/8 for a colour, 1/5 for a shape). Prints a Markdown table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELD_OUT_SEED = 999_983  # toy_vae_probe.py's: not a dataset seed
+MEMORY_FRAMES = (0, 8)  # frames of each of the other group's clips 1-3: six memory frames
+COLUMNS = ("text colour", "text shape", "memory colour", "memory shape")
+
+
+def model_folder(name: str, scratch_dir: Path) -> Path:
+    """A model folder for ``name``: the toy weights, a model folder, or a run's latest checkpoint
+    exported into ``scratch_dir``."""
+    from storymem_cli.models.tiny import MODEL_FILE
+
+    if name == "toy":
+        from storymem_cli.models.toy import toy_model_dir
+
+        return toy_model_dir()
+    path = Path(name)
+    if (path / MODEL_FILE).is_file():
+        return path
+    return export_checkpoint(path, scratch_dir)
+
+
+def export_checkpoint(run: Path, dest: Path) -> Path:
+    """The latest checkpoint of a from-scratch transformer run, as a model folder in ``dest``."""
+    from diffusers import AutoencoderKLWan
+    from safetensors.torch import load_file
+
+    from storymem_cli.train.checkpoint import latest_checkpoint
+    from storymem_cli.train.scratch import build_scratch_components, export_model_dir, scratch_preset, scratch_size
+
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None or not (run / "train.json").is_file():
+        raise SystemExit(f"{run}: not a model folder, nor a training run with a checkpoint")
+    settings = json.loads((run / "train.json").read_text())
+    if settings.get("stage") != "transformer" or settings.get("mode") != "scratch" or not settings.get("vae"):
+        raise SystemExit(f"{run}: not a from-scratch transformer run on a trained VAE")
+    size = scratch_size(settings["model"])
+    parts = build_scratch_components(size, settings["seed"])
+    parts["vae"] = AutoencoderKLWan.from_pretrained(Path(settings["vae"]))
+    weights = load_file(str(checkpoint / "weights.safetensors"))
+    for part in ("i2v", "t2v", "text_encoder"):
+        own = {k.removeprefix(f"{part}."): v for k, v in weights.items() if k.startswith(f"{part}.")}
+        if own:  # a frozen text encoder is not in the checkpoint: it is the seed's
+            parts[part].load_state_dict(own, strict=False)
+    return export_model_dir(dest / "model", parts, scratch_preset("probe", size))
+
+
+def swapped(options: tuple[str, ...], truth: str, k: int) -> str:
+    """Another option than ``truth``, chosen by ``k`` (so the swaps spread over all the others)."""
+    others = [o for o in options if o != truth]
+    return others[k % len(others)]
+
+
+def foreign_group(group: int, character, size: int):
+    """The first held-out group after the probe's own range whose character differs in colour and shape."""
+    from storymem_cli.toy.dataset import toy_group
+
+    other = 10_000 + group
+    while True:
+        clips = toy_group(HELD_OUT_SEED, other, 4, size=size)
+        look = clips[0][0].character
+        if look.colour != character.colour and look.shape != character.shape:
+            return clips
+        other += 1
+
+
+def probe(folder: Path, groups: int, sigmas: list[float]) -> dict[float, dict[str, float]]:
+    from dataclasses import replace
+
+    import torch
+    from diffusers import WanTransformer3DModel
+    from diffusers.utils import logging as diffusers_logging
+
+    from storymem_cli.config import RopeConfig
+    from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
+    from storymem_cli.toy.captions import caption
+    from storymem_cli.toy.dataset import toy_group
+    from storymem_cli.toy.detect import detect_clip
+    from storymem_cli.toy.world import COLOURS, SHAPES
+    from storymem_cli.train.data import Sample
+    from storymem_cli.train.step import TextCache, encode_batch, flow_pair, predict_velocity
+
+    diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would fill stderr
+    pipe = StoryMemM2VPipeline.from_pretrained(folder / "i2v").to("cpu")
+    pipe.set_progress_bar_config(disable=True)
+    t2v = WanTransformer3DModel.from_pretrained(folder / "t2v", subfolder="transformer").eval()
+    m2v = pipe.transformer.eval()
+    record = json.loads((folder / "storymem_model.json").read_text())["preset"]["video"]
+    height, width, frames = record["height"], record["width"], record["frames"]
+    device, text, rope = torch.device("cpu"), TextCache(), RopeConfig()
+    hits = {s: dict.fromkeys(COLUMNS, 0) for s in sigmas}
+
+    def one_step(transformer, batch, sigma: float, seed: int):
+        noise = torch.randn(batch.x0.shape, generator=torch.Generator().manual_seed(seed))
+        s = torch.tensor([sigma])
+        x_t, _ = flow_pair(batch.x0, noise, s)
+        with torch.no_grad():
+            x0 = x_t - sigma * predict_velocity(transformer, batch, x_t, s, rope)
+            video = pipe.decode(x0[:, :, batch.memory_frames :], output_type="np")[0]
+        return detect_clip((video * 255).round().astype("uint8"))
+
+    for g in range(groups):
+        clips = toy_group(HELD_OUT_SEED, g, 4, size=width)
+        shot, clip = clips[0]
+        look = shot.character
+        colour, shape = swapped(tuple(COLOURS), look.colour, g), swapped(SHAPES, look.shape, g)
+        by_colour = caption(replace(shot, character=replace(look, colour=colour)))
+        by_shape = caption(replace(shot, character=replace(look, shape=shape)))
+        other = foreign_group(g, look, width)
+        memory = [c[f] for _, c in other[1:] for f in MEMORY_FRAMES]
+        memory_look = other[0][0].character
+        video = clip[:frames]
+        batches = {
+            "text colour": (t2v, encode_batch(pipe, [Sample(video, [], [], by_colour, "t2v")], height, width, device, text)),
+            "text shape": (t2v, encode_batch(pipe, [Sample(video, [], [], by_shape, "t2v")], height, width, device, text)),
+        }
+        role = encode_batch(pipe, [Sample(video, memory, [], caption(shot, role="hero"), "m2v")], height, width, device, text)
+        for i, sigma in enumerate(sigmas):
+            seed = g * 100 + i
+            hits[sigma]["text colour"] += one_step(*batches["text colour"], sigma, seed).colour == colour
+            hits[sigma]["text shape"] += one_step(*batches["text shape"], sigma, seed).shape == shape
+            seen = one_step(m2v, role, sigma, seed)
+            hits[sigma]["memory colour"] += seen.colour == memory_look.colour
+            hits[sigma]["memory shape"] += seen.shape == memory_look.shape
+    return {s: {k: v / groups for k, v in row.items()} for s, row in hits.items()}
+
+
+def format_table(rows: dict[float, dict[str, float]]) -> str:
+    lines = ["| sigma | " + " | ".join(COLUMNS) + " |", "|---|" + "---|" * len(COLUMNS)]
+    for sigma, row in rows.items():
+        lines.append(f"| {sigma:.2f} | " + " | ".join(f"{row[c]:.2f}" for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="toy")
+    parser.add_argument("--groups", type=int, default=20)
+    parser.add_argument("--sigmas", default="0.3,0.5,0.7,0.85,0.95")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    sigmas = [float(s) for s in args.sigmas.split(",")]
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = probe(model_folder(args.model, Path(scratch)), args.groups, sigmas)
+    if args.json:
+        print(json.dumps({"model": args.model, "groups": args.groups, "rows": {str(k): v for k, v in rows.items()}}))
+    else:
+        print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()
