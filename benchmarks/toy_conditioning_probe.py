@@ -51,7 +51,12 @@ def export_checkpoint(run: Path, dest: Path) -> Path:
     from safetensors.torch import load_file
 
     from storymem_cli.train.checkpoint import latest_checkpoint
-    from storymem_cli.train.scratch import build_scratch_components, export_model_dir, scratch_preset, scratch_size
+    from storymem_cli.train.scratch import (
+        build_scratch_components,
+        export_model_dir,
+        scratch_preset,
+        scratch_size,
+    )
 
     checkpoint = latest_checkpoint(run)
     if checkpoint is None or not (run / "train.json").is_file():
@@ -89,7 +94,9 @@ def foreign_group(group: int, character, size: int):
         other += 1
 
 
-def probe(folder: Path, groups: int, sigmas: list[float]) -> dict[float, dict[str, float]]:
+def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = None) -> dict[float, dict[str, float]]:
+    """The table's rows by sigma. ``size``: the side the clips are drawn and encoded at (default the
+    model's own, which must be square: the detector reads square toy frames)."""
     from dataclasses import replace
 
     import torch
@@ -97,21 +104,32 @@ def probe(folder: Path, groups: int, sigmas: list[float]) -> dict[float, dict[st
     from diffusers.utils import logging as diffusers_logging
 
     from storymem_cli.config import RopeConfig
+    from storymem_cli.models.tiny import MODEL_FILE
     from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
     from storymem_cli.toy.captions import caption
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
     from storymem_cli.toy.world import COLOURS, SHAPES
     from storymem_cli.train.data import Sample
-    from storymem_cli.train.step import TextCache, encode_batch, flow_pair, predict_velocity
+    from storymem_cli.train.step import (
+        TextCache,
+        encode_batch,
+        flow_pair,
+        predict_velocity,
+    )
 
     diffusers_logging.disable_progress_bar()  # "Loading pipeline components" would fill stderr
-    pipe = StoryMemM2VPipeline.from_pretrained(folder / "i2v").to("cpu")
+    preset = json.loads((folder / MODEL_FILE).read_text())["preset"]
+    pipe = StoryMemM2VPipeline.from_pretrained(folder / preset["i2v_source"]).to("cpu")
     pipe.set_progress_bar_config(disable=True)
-    t2v = WanTransformer3DModel.from_pretrained(folder / "t2v", subfolder="transformer").eval()
+    t2v = WanTransformer3DModel.from_pretrained(folder / preset["t2v_source"], subfolder="transformer").eval()
     m2v = pipe.transformer.eval()
-    record = json.loads((folder / "storymem_model.json").read_text())["preset"]["video"]
-    height, width, frames = record["height"], record["width"], record["frames"]
+    video = preset["video"]
+    if size is None and video["width"] != video["height"]:
+        raise SystemExit(f"{folder}: the model makes {video['width']}x{video['height']} shots; the toy detector "
+                         "reads square frames: pass --size")
+    height = width = size or video["width"]
+    frames = video["frames"]
     device, text, rope = torch.device("cpu"), TextCache(), RopeConfig()
     hits = {s: dict.fromkeys(COLUMNS, 0) for s in sigmas}
 
@@ -164,11 +182,12 @@ def main() -> None:
     parser.add_argument("model", nargs="?", default="toy")
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--sigmas", default="0.3,0.5,0.7,0.85,0.95")
+    parser.add_argument("--size", type=int, help="frame side to probe at (default: the model's, if square)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sigmas = [float(s) for s in args.sigmas.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        rows = probe(model_folder(args.model, Path(scratch)), args.groups, sigmas)
+        rows = probe(model_folder(args.model, Path(scratch)), args.groups, sigmas, args.size)
     if args.json:
         print(json.dumps({"model": args.model, "groups": args.groups, "rows": {str(k): v for k, v in rows.items()}}))
     else:
