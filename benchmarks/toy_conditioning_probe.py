@@ -13,8 +13,9 @@ prediction and the detector reads it. The conditioning names another look than t
 - memory model (M2V): the caption says "the hero", and the memory holds six frames of another group's
   character, one that differs in both colour and shape (``memory colour``, ``memory shape``).
 
-Each cell is the share of predictions whose colour or shape is the conditioning's instead of the
-clip's. At low sigma the noisy clip decides and every cell is near 0; a model that takes a look from
+Each of those cells is the share of predictions whose colour or shape is the conditioning's instead
+of the clip's. ``own shape`` is the share whose shape is the clip's own, with its own caption: how
+much of the shape the noisy clip still gives away. At low sigma the noisy clip decides and every cell is near 0; a model that takes a look from
 its conditioning reaches 1 at high sigma, one that ignores it stays at the share it draws that look
 by chance (about 1/8 for a colour, 1/5 for a shape). Prints a Markdown table, or JSON with ``--json``.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 
 HELD_OUT_SEED = 999_983  # toy_vae_probe.py's: not a dataset seed
 MEMORY_FRAMES = (0, 8)  # frames of each of the other group's clips 1-3: six memory frames
-COLUMNS = ("text colour", "text shape", "memory colour", "memory shape")
+COLUMNS = ("own shape", "text colour", "text shape", "memory colour", "memory shape")
 
 
 def model_folder(name: str, scratch_dir: Path) -> Path:
@@ -154,12 +155,14 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
         memory_look = other[0][0].character
         video = clip[:frames]
         batches = {
+            "own shape": (t2v, encode_batch(pipe, [Sample(video, [], [], caption(shot), "t2v")], height, width, device, text)),
             "text colour": (t2v, encode_batch(pipe, [Sample(video, [], [], by_colour, "t2v")], height, width, device, text)),
             "text shape": (t2v, encode_batch(pipe, [Sample(video, [], [], by_shape, "t2v")], height, width, device, text)),
         }
         role = encode_batch(pipe, [Sample(video, memory, [], caption(shot, role="hero"), "m2v")], height, width, device, text)
         for i, sigma in enumerate(sigmas):
             seed = g * 100 + i
+            hits[sigma]["own shape"] += one_step(*batches["own shape"], sigma, seed).shape == look.shape
             hits[sigma]["text colour"] += one_step(*batches["text colour"], sigma, seed).colour == colour
             hits[sigma]["text shape"] += one_step(*batches["text shape"], sigma, seed).shape == shape
             seen = one_step(m2v, role, sigma, seed)
@@ -181,7 +184,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="toy")
     parser.add_argument("--groups", type=int, default=20)
-    parser.add_argument("--sigmas", default="0.3,0.5,0.7,0.85,0.95")
+    parser.add_argument("--sigmas", default="0.1,0.3,0.5,0.7,0.85,0.95")
     parser.add_argument("--size", type=int, help="frame side to probe at (default: the model's, if square)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

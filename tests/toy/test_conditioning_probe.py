@@ -48,4 +48,4 @@ def test_the_probe_runs_on_a_model_folder_and_reports_shares():
     for row in rows.values():
         assert set(row) == set(probe.COLUMNS) and all(v in (0.0, 1.0) for v in row.values())
     table = probe.format_table(rows).splitlines()
-    assert table[0].startswith("| sigma |") and len(table) == 4 and table[2].startswith("| 0.50 |")
+    assert table[0].startswith("| sigma | own shape |") and len(table) == 4 and table[2].startswith("| 0.50 |")
