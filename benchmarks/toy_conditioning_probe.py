@@ -15,9 +15,11 @@ prediction and the detector reads it. The conditioning names another look than t
 
 Each of those cells is the share of predictions whose colour or shape is the conditioning's instead
 of the clip's. ``own shape`` is the share whose shape is the clip's own, with its own caption: how
-much of the shape the noisy clip still gives away. At low sigma the noisy clip decides and every cell is near 0; a model that takes a look from
-its conditioning reaches 1 at high sigma, one that ignores it stays at the share it draws that look
-by chance (about 1/8 for a colour, 1/5 for a shape). Prints a Markdown table, or JSON with ``--json``.
+much of the shape the noisy clip still gives away. At low sigma the noisy clip decides and the
+swapped cells are near 0; a model that takes a look from its conditioning reaches 1 at high sigma,
+one that ignores it stays at the share it draws that look by chance (about 1/8 for a colour, 1/5
+for a shape). Memory sits at the paper's negative RoPE positions (S = 5), as the toy model was
+trained. Prints a Markdown table, or JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -71,8 +73,11 @@ def export_checkpoint(run: Path, dest: Path) -> Path:
     weights = load_file(str(checkpoint / "weights.safetensors"))
     for part in ("i2v", "t2v", "text_encoder"):
         own = {k.removeprefix(f"{part}."): v for k, v in weights.items() if k.startswith(f"{part}.")}
-        if own:  # a frozen text encoder is not in the checkpoint: it is the seed's
-            parts[part].load_state_dict(own, strict=False)
+        if not own:  # a frozen text encoder is not in the checkpoint: it is the seed's
+            continue
+        missing, unexpected = parts[part].load_state_dict(own, strict=False)
+        if unexpected or (missing and part != "text_encoder"):  # UMT5 ties its embeddings: one key of two
+            raise SystemExit(f"{checkpoint}: {part} weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
     return export_model_dir(dest / "model", parts, scratch_preset("probe", size))
 
 
