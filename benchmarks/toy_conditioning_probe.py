@@ -49,36 +49,23 @@ def model_folder(name: str, scratch_dir: Path) -> Path:
 
 
 def export_checkpoint(run: Path, dest: Path) -> Path:
-    """The latest checkpoint of a from-scratch transformer run, as a model folder in ``dest``."""
-    from diffusers import AutoencoderKLWan
+    """The latest checkpoint of a from-scratch transformer run, exported into ``dest`` as the run's
+    own final export would be (train.setup builds the model, the checkpoint's weights fill it)."""
     from safetensors.torch import load_file
 
     from storymem_cli.train.checkpoint import latest_checkpoint
-    from storymem_cli.train.scratch import (
-        build_scratch_components,
-        export_model_dir,
-        scratch_preset,
-        scratch_size,
-    )
+    from storymem_cli.train.config import TrainConfig
+    from storymem_cli.train.setup import build_trainee
 
     checkpoint = latest_checkpoint(run)
     if checkpoint is None or not (run / "train.json").is_file():
         raise SystemExit(f"{run}: not a model folder, nor a training run with a checkpoint")
-    settings = json.loads((run / "train.json").read_text())
-    if settings.get("stage") != "transformer" or settings.get("mode") != "scratch" or not settings.get("vae"):
-        raise SystemExit(f"{run}: not a from-scratch transformer run on a trained VAE")
-    size = scratch_size(settings["model"])
-    parts = build_scratch_components(size, settings["seed"])
-    parts["vae"] = AutoencoderKLWan.from_pretrained(Path(settings["vae"]))
-    weights = load_file(str(checkpoint / "weights.safetensors"))
-    for part in ("i2v", "t2v", "text_encoder"):
-        own = {k.removeprefix(f"{part}."): v for k, v in weights.items() if k.startswith(f"{part}.")}
-        if not own:  # a frozen text encoder is not in the checkpoint: it is the seed's
-            continue
-        missing, unexpected = parts[part].load_state_dict(own, strict=False)
-        if unexpected or (missing and part != "text_encoder"):  # UMT5 ties its embeddings: one key of two
-            raise SystemExit(f"{checkpoint}: {part} weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    return export_model_dir(dest / "model", parts, scratch_preset("probe", size))
+    cfg = TrainConfig.model_validate_json((run / "train.json").read_text())
+    if cfg.mode != "scratch" or cfg.stage != "transformer":
+        raise SystemExit(f"{run}: not a from-scratch transformer run")
+    trainee = build_trainee(cfg.model_copy(update={"device": "cpu"}))
+    trainee.load_state(load_file(str(checkpoint / "weights.safetensors")))  # every trained tensor, nothing else
+    return Path(trainee.export(dest, None)["model"])
 
 
 def swapped(options: tuple[str, ...], truth: str, k: int) -> str:

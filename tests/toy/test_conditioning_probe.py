@@ -49,3 +49,27 @@ def test_the_probe_runs_on_a_model_folder_and_reports_shares():
         assert set(row) == set(probe.COLUMNS) and all(v in (0.0, 1.0) for v in row.values())
     table = probe.format_table(rows).splitlines()
     assert table[0].startswith("| sigma | own shape |") and len(table) == 4 and table[2].startswith("| 0.50 |")
+
+
+def test_a_run_folder_is_probed_at_its_latest_checkpoint(tmp_path):
+    probe = _probe()
+    import torch
+    from diffusers import WanTransformer3DModel
+    from safetensors.torch import load_file
+
+    from storymem_cli.toy.dataset import write_toy_dataset
+    from storymem_cli.train.checkpoint import latest_checkpoint
+    from storymem_cli.train.config import TrainConfig
+    from storymem_cli.train.loop import train
+
+    data = tmp_path / "data"
+    write_toy_dataset(data, groups=1, clips_per_group=2, seed=0)
+    run = tmp_path / "run"
+    train(TrainConfig(dataset=data, output=run, mode="scratch", model="tiny", max_steps=2, warmup_steps=0,
+                      checkpoint_every=1, t2v_share=0.5))  # fmt: skip
+    trained = load_file(str(latest_checkpoint(run) / "weights.safetensors"))
+    assert any(k.startswith("i2v.") for k in trained)
+    folder = probe.model_folder(str(run), tmp_path / "probe")
+    assert folder.parent == tmp_path / "probe"
+    exported = WanTransformer3DModel.from_pretrained(folder / "i2v", subfolder="transformer").state_dict()
+    assert all(torch.equal(exported[k.removeprefix("i2v.")], v) for k, v in trained.items() if k.startswith("i2v."))
