@@ -146,10 +146,11 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
         memory = [c[f] for _, c in other[1:] for f in MEMORY_FRAMES]
         memory_look = other[0][0].character
         video = clip[:frames]
-        batches = {
-            "own shape": (t2v, encode_batch(pipe, [Sample(video, [], [], caption(shot), "t2v")], height, width, device, text)),
-            "text colour": (t2v, encode_batch(pipe, [Sample(video, [], [], by_colour, "t2v")], height, width, device, text)),
-            "text shape": (t2v, encode_batch(pipe, [Sample(video, [], [], by_shape, "t2v")], height, width, device, text)),
+        own = encode_batch(pipe, [Sample(video, [], [], caption(shot), "t2v")], height, width, device, text)
+        batches = {  # one clip, encoded once, under three captions
+            "own shape": (t2v, own),
+            "text colour": (t2v, replace(own, prompt_embeds=text.encode(pipe, [by_colour], device, frozen=True))),
+            "text shape": (t2v, replace(own, prompt_embeds=text.encode(pipe, [by_shape], device, frozen=True))),
         }
         role = encode_batch(pipe, [Sample(video, memory, [], caption(shot, role="hero"), "m2v")], height, width, device, text)
         for i, sigma in enumerate(sigmas):
