@@ -5,8 +5,8 @@
 MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of
 `storymem train --from-scratch`), or a from-scratch run folder, whose latest checkpoint is probed.
 
-For each of ``--groups`` held-out toy groups (the seed of toy_vae_probe.py), clip 0 is noised to each
-``--sigmas`` level and the model predicts it in one step (x0 = x_t - sigma * v); the VAE decodes the
+For each of ``--groups`` held-out toy groups (``toy.bench.HELD_OUT_SEED``, as toy_vae_probe.py), clip 0
+is noised to each ``--sigmas`` level and the model predicts it in one step (x0 = x_t - sigma * v); the VAE decodes the
 prediction and the detector reads it. The conditioning names another look than the clip's:
 
 - first-shot model (T2V): the caption names another colour (``text colour``) or shape (``text shape``);
@@ -28,7 +28,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELD_OUT_SEED = 999_983  # toy_vae_probe.py's: not a dataset seed
 MEMORY_FRAMES = (0, 8)  # frames of each of the other group's clips 1-3: six memory frames
 COLUMNS = ("own shape", "text colour", "text shape", "memory colour", "memory shape")
 
@@ -76,6 +75,7 @@ def swapped(options: tuple[str, ...], truth: str, k: int) -> str:
 
 def foreign_group(group: int, character, size: int):
     """The first held-out group after the probe's own range whose character differs in colour and shape."""
+    from storymem_cli.toy.bench import HELD_OUT_SEED
     from storymem_cli.toy.dataset import toy_group
 
     other = 10_000 + group
@@ -97,8 +97,10 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
     from diffusers.utils import logging as diffusers_logging
 
     from storymem_cli.config import RopeConfig
+    from storymem_cli.models.story_model import to_uint8
     from storymem_cli.models.tiny import MODEL_FILE
     from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
+    from storymem_cli.toy.bench import HELD_OUT_SEED
     from storymem_cli.toy.captions import caption
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
@@ -133,7 +135,7 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
         with torch.no_grad():
             x0 = x_t - sigma * predict_velocity(transformer, batch, x_t, s, rope)
             video = pipe.decode(x0[:, :, batch.memory_frames :], output_type="np")[0]
-        return detect_clip((video * 255).round().astype("uint8"))
+        return detect_clip(to_uint8(video))
 
     for g in range(groups):
         clips = toy_group(HELD_OUT_SEED, g, 4, size=width)
@@ -152,7 +154,8 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
             "text colour": (t2v, replace(own, prompt_embeds=text.encode(pipe, [by_colour], device, frozen=True))),
             "text shape": (t2v, replace(own, prompt_embeds=text.encode(pipe, [by_shape], device, frozen=True))),
         }
-        role = encode_batch(pipe, [Sample(video, memory, [], caption(shot, role="hero"), "m2v")], height, width, device, text)
+        hero = Sample(video, memory, [], caption(shot, role="hero"), "m2v")
+        role = encode_batch(pipe, [hero], height, width, device, text)
         for i, sigma in enumerate(sigmas):
             seed = g * 100 + i
             hits[sigma]["own shape"] += one_step(*batches["own shape"], sigma, seed).shape == look.shape

@@ -20,8 +20,6 @@ import argparse
 import json
 from pathlib import Path
 
-HELD_OUT_SEED = 999_983  # not a dataset seed: the toy dataset command defaults to 0
-
 
 def load_vae(path: Path):
     from diffusers import AutoencoderKLWan
@@ -86,10 +84,10 @@ def main() -> None:
 
     import numpy as np
 
+    from storymem_cli.models.presets import TOY
+    from storymem_cli.toy.bench import HELD_OUT_SEED
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
-
-    from storymem_cli.models.presets import TOY
 
     size = args.size or TOY.video.width
     vae, source = load_vae(args.path)

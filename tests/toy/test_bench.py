@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from itertools import pairwise
-from pathlib import Path
 
 import pytest
 
@@ -30,17 +27,6 @@ from storymem_cli.toy.dataset import DATASET_STREAM, toy_group
 from storymem_cli.toy.detect import Detection
 from storymem_cli.toy.stories import STORY_STREAM, story_truth
 from storymem_cli.toy.world import Character, Shot
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _runner():
-    spec = importlib.util.spec_from_file_location("toy_consistency", ROOT / "benchmarks" / "toy_consistency.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
 
 # --- stories -----------------------------------------------------------------------------------
 
@@ -212,8 +198,8 @@ def test_shape_mix_table_puts_measured_agreement_beside_its_chance_level():
 # --- the runner --------------------------------------------------------------------------------
 
 
-def test_runner_lists_every_table_2_configuration_with_its_flags():
-    configs = {c.key: (c.name, c.flags) for c in _runner().CONFIGS}
+def test_runner_lists_every_table_2_configuration_with_its_flags(load_benchmark):
+    configs = {c.key: (c.name, c.flags) for c in load_benchmark("toy_consistency").CONFIGS}
     assert configs == {
         "memory": ("StoryMem (memory)", ()),
         "no-memory": ("no memory", ("--no-memory",)),
@@ -223,8 +209,8 @@ def test_runner_lists_every_table_2_configuration_with_its_flags():
     }
 
 
-def test_runner_stops_before_rendering_on_a_flag_storymem_does_not_know(tmp_path, capsys):
-    runner = _runner()
+def test_runner_stops_before_rendering_on_a_flag_storymem_does_not_know(load_benchmark, tmp_path, capsys):
+    runner = load_benchmark("toy_consistency")
     script = tmp_path / "s.json"
     script.write_text(json.dumps(bench_stories(1, 2)[0]), encoding="utf-8")
     bogus = runner.Config("bogus", "bogus ablation", ("--no-such-flag",))
@@ -237,8 +223,8 @@ def test_runner_stops_before_rendering_on_a_flag_storymem_does_not_know(tmp_path
     assert not (tmp_path / "pre").exists()  # a dry run writes nothing
 
 
-def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(tmp_path, capsys):
-    runner = _runner()
+def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(load_benchmark, tmp_path, capsys):
+    runner = load_benchmark("toy_consistency")
     script = tmp_path / "s.json"
     script.write_text(json.dumps(bench_stories(1, 2)[0]), encoding="utf-8")
     with pytest.raises(SystemExit) as exc:
@@ -249,11 +235,12 @@ def test_runner_names_the_shared_options_when_they_fail_for_every_configuration(
 
 
 @pytest.mark.parametrize("size, upscale", [(32, 4), (64, 1)])
-def test_the_renderers_own_clips_through_mp4_score_perfectly(tmp_path, size, upscale):
+def test_the_renderers_own_clips_through_mp4_score_perfectly(load_benchmark, tmp_path, size, upscale):
     """The ceiling row: ground-truth clips, encoded and decoded like a render's shots, are read
     right, so what a model loses in the table is the model's, not the detector's or the codec's."""
     script = bench_stories(2, 4, seed=5)[1]
-    scores, story = _runner().truth_story(tmp_path / "truth", script, seed=5, index=1, size=size, upscale=upscale)
+    runner = load_benchmark("toy_consistency")
+    scores, story = runner.truth_story(tmp_path / "truth", script, seed=5, index=1, size=size, upscale=upscale)
     assert scores == Scores(consistent=3, same_colour=3, same_shape=3, later_shots=3, faithful=4,
                             setting_right=4, shots=4)
     assert [s["path"] for s in story["shots"]] == [f"shot_{k:03d}.mp4" for k in range(1, 5)]
@@ -262,9 +249,10 @@ def test_the_renderers_own_clips_through_mp4_score_perfectly(tmp_path, size, ups
 
 
 @pytest.mark.slow
-def test_runner_end_to_end_on_tiny(tmp_path):
+def test_runner_end_to_end_on_tiny(load_benchmark, tmp_path):
     out, results = tmp_path / "out", tmp_path / "results"
-    code = _runner().main(["--model", "tiny", "--size", "64x64", "--stories", "1", "--shots", "2",
+    runner = load_benchmark("toy_consistency")
+    code = runner.main(["--model", "tiny", "--size", "64x64", "--stories", "1", "--shots", "2",
                            "--configs", "memory", "--jobs", "1", "--out", str(out), "--results", str(results)])
     assert code == 0
     report = json.loads((results / "toy_consistency.json").read_text())

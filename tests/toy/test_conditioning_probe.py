@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+from storymem_cli.toy.bench import HELD_OUT_SEED
 from storymem_cli.toy.world import COLOURS, SHAPES
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _probe():
-    spec = importlib.util.spec_from_file_location("toy_conditioning_probe", ROOT / "benchmarks" / "toy_conditioning_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_swap_never_names_the_truth_and_reaches_every_other_option():
-    probe = _probe()
+def test_a_swap_never_names_the_truth_and_reaches_every_other_option(load_benchmark):
+    probe = load_benchmark("toy_conditioning_probe")
     for truth in SHAPES:
         picks = {probe.swapped(SHAPES, truth, k) for k in range(20)}
         assert truth not in picks and picks == set(SHAPES) - {truth}
     assert probe.swapped(tuple(COLOURS), "red", 3) != "red"
 
 
-def test_the_foreign_memory_differs_from_the_hero_in_colour_and_shape():
-    probe = _probe()
+def test_the_foreign_memory_differs_from_the_hero_in_colour_and_shape(load_benchmark):
+    probe = load_benchmark("toy_conditioning_probe")
     from storymem_cli.toy.dataset import toy_group
 
     for group in range(6):
-        hero = toy_group(probe.HELD_OUT_SEED, group, 1, size=32)[0][0].character
+        hero = toy_group(HELD_OUT_SEED, group, 1, size=32)[0][0].character
         other = probe.foreign_group(group, hero, 32)
         assert len(other) == 4 and len({shot.character for shot, _ in other}) == 1
         look = other[0][0].character
         assert look.colour != hero.colour and look.shape != hero.shape
 
 
-def test_the_probe_runs_on_a_model_folder_and_reports_shares():
-    probe = _probe()
+def test_the_probe_runs_on_a_model_folder_and_reports_shares(load_benchmark):
+    probe = load_benchmark("toy_conditioning_probe")
     from storymem_cli.models.tiny import tiny_model_dir
 
     rows = probe.probe(tiny_model_dir(), groups=1, sigmas=[0.5, 0.9], size=32)  # tiny makes 64x48 shots
@@ -51,8 +38,8 @@ def test_the_probe_runs_on_a_model_folder_and_reports_shares():
     assert table[0].startswith("| sigma | own shape |") and len(table) == 4 and table[2].startswith("| 0.50 |")
 
 
-def test_a_run_folder_is_probed_at_its_latest_checkpoint(tmp_path):
-    probe = _probe()
+def test_a_run_folder_is_probed_at_its_latest_checkpoint(load_benchmark, tmp_path):
+    probe = load_benchmark("toy_conditioning_probe")
     import torch
     from diffusers import WanTransformer3DModel
     from safetensors.torch import load_file
