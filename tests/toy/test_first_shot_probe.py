@@ -1,0 +1,68 @@
+"""benchmarks/toy_first_shot_probe.py and toy_world_variants.py: held-out prompts, a sampled run, the variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def test_prompts_are_held_out_and_name_varied_looks(load_benchmark):
+    probe = load_benchmark("toy_first_shot_probe")
+    shots = probe.prompts(40)
+    assert shots == probe.prompts(40)  # the same prompts for every model
+    assert len({s.character.shape for s in shots}) == 5 and len({s.character.colour for s in shots}) == 8
+
+
+def test_the_probe_samples_through_the_renderers_model_and_reports_shares(load_benchmark):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    result = probe.probe(tiny_model_dir(), shots=2, frames=1, size=32)  # tiny makes 64x48 shots
+    assert result["shots"] == 2
+    for key in ("colour", "shape", "both", "setting"):
+        assert result[key] in (0.0, 0.5, 1.0)
+    assert sum(result["shapes_read"].values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("variant", ["static", "static-snapped"])
+def test_static_variants_hold_the_character_still_at_one_size(load_benchmark, monkeypatch, variant):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+    from storymem_cli.toy.world import Character, Shot
+
+    monkeypatch.setattr(render, "motion", variants.variant_motion(variant))
+    for seed in range(6):
+        m = render.motion("hop_left", np.random.default_rng(seed))
+        assert np.all(m.cx == m.cx[0]) and np.all(m.sy == variants.HALF_HEIGHT) and np.all(m.sx == m.sy)
+        if variant == "static-snapped":
+            assert m.cx[0] in (16.0, 32.0, 48.0)
+        clip = render.render_clip(Shot(Character("cross", "red", "none"), "walk_right", "meadow"), seed, size=32)
+        assert all(np.array_equal(clip[0], frame) for frame in clip)  # nothing moves
+
+
+def test_fixed_size_keeps_the_worlds_actions_and_draws_one_size(load_benchmark):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+
+    fixed = variants.variant_motion("fixed-size")
+    for seed, action in enumerate(["walk_right", "jump", "grow", "turn"]):
+        ours, world = fixed(action, np.random.default_rng(seed)), render.motion(action, np.random.default_rng(seed))
+        assert ours.sy[0] == variants.HALF_HEIGHT and world.sy[0] != variants.HALF_HEIGHT
+        assert np.allclose(ours.sy / ours.sy[0], world.sy / world.sy[0])  # the same action, scaled
+        assert np.array_equal(ours.facing, world.facing)
+
+
+def test_moves_only_and_sizes_only_split_the_worlds_motion(load_benchmark):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+
+    moves, sizes = variants.variant_motion("moves-only"), variants.variant_motion("sizes-only")
+    fixed = variants.variant_motion("fixed-size")
+    for seed in range(4):
+        walk, grow = moves("walk_right", np.random.default_rng(seed)), moves("grow", np.random.default_rng(seed))
+        assert np.all(walk.sy == variants.HALF_HEIGHT) and np.all(walk.sx == walk.sy) and np.ptp(walk.cx) > 10
+        assert np.array_equal(walk.cx, fixed("walk_right", np.random.default_rng(seed)).cx)  # the world's walk
+        assert np.all(grow.sy == variants.HALF_HEIGHT) and np.ptp(grow.cx) == 0
+        hop, turn = sizes("hop_left", np.random.default_rng(seed)), sizes("turn", np.random.default_rng(seed))
+        assert np.ptp(hop.cx) == 0 and np.allclose(hop.cy + hop.sy, render.GROUND_ROW)  # standing, feet down
+        assert np.ptp(turn.cx) == 0 and turn.sx.min() < 0.5 * turn.sy.min()  # but it still turns
