@@ -6,6 +6,8 @@ The world is the toy world (shapes, colours, accessories, settings, captions); o
 motion (``toy.render.motion``) is replaced, to see which of its degrees of freedom keeps a small
 transformer from learning shapes:
 
+- ``grounded``: the world's actions and sizes, but the feet never leave the ground: hops and jumps
+  keep their sideways move and lose their lift, and walks their bob;
 - ``fixed-size``: every action as in the world, but every body starts at half-height 15 (the world
   draws 13.5-16.5); the rest of the random stream is the world's;
 - ``moves-only``: as ``fixed-size``, but the body keeps its size and width: walks, hops and jumps
@@ -26,7 +28,7 @@ import sys
 
 import numpy as np
 
-VARIANTS = ("fixed-size", "moves-only", "sizes-only", "static", "static-snapped")
+VARIANTS = ("grounded", "fixed-size", "moves-only", "sizes-only", "static", "static-snapped")
 HALF_HEIGHT = 15.0  # the middle of the world's 13.5-16.5
 
 
@@ -55,6 +57,9 @@ def variant_motion(variant: str):
     world_motion = render.motion
 
     def motion(action: str, rng: np.random.Generator, frames: int = render.CLIP_FRAMES) -> render.Motion:
+        if variant == "grounded":
+            m = world_motion(action, rng, frames)
+            return render.Motion(cx=m.cx, cy=render.GROUND_ROW - m.sy, sx=m.sx, sy=m.sy, facing=m.facing)
         if variant in ("fixed-size", "moves-only", "sizes-only"):
             m = world_motion(action, _FirstSizeFixed(rng), frames)
             if variant == "moves-only":

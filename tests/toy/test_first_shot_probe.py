@@ -66,3 +66,16 @@ def test_moves_only_and_sizes_only_split_the_worlds_motion(load_benchmark):
         hop, turn = sizes("hop_left", np.random.default_rng(seed)), sizes("turn", np.random.default_rng(seed))
         assert np.ptp(hop.cx) == 0 and np.allclose(hop.cy + hop.sy, render.GROUND_ROW)  # standing, feet down
         assert np.ptp(turn.cx) == 0 and turn.sx.min() < 0.5 * turn.sy.min()  # but it still turns
+
+
+def test_grounded_keeps_the_worlds_moves_and_sizes_on_the_ground(load_benchmark):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+
+    grounded = variants.variant_motion("grounded")
+    for seed, action in enumerate(["hop_left", "jump", "walk_right", "grow"]):
+        ours, world = grounded(action, np.random.default_rng(seed)), render.motion(action, np.random.default_rng(seed))
+        assert np.array_equal(ours.cx, world.cx) and np.array_equal(ours.sy, world.sy)
+        assert np.allclose(ours.cy + ours.sy, render.GROUND_ROW)  # feet on the ground in every frame
+        if action in ("hop_left", "jump"):
+            assert not np.allclose(world.cy + world.sy, render.GROUND_ROW)  # where the world lifts them
