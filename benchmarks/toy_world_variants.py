@@ -54,6 +54,9 @@ def variant_motion(variant: str):
     """A replacement for ``toy.render.motion`` that draws ``variant``'s motion."""
     from storymem_cli.toy import render
 
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
+
     world_motion = render.motion
 
     def motion(action: str, rng: np.random.Generator, frames: int = render.CLIP_FRAMES) -> render.Motion:

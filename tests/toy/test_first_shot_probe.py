@@ -79,3 +79,8 @@ def test_grounded_keeps_the_worlds_moves_and_sizes_on_the_ground(load_benchmark)
         assert np.allclose(ours.cy + ours.sy, render.GROUND_ROW)  # feet on the ground in every frame
         if action in ("hop_left", "jump"):
             assert not np.allclose(world.cy + world.sy, render.GROUND_ROW)  # where the world lifts them
+
+
+def test_an_unknown_variant_is_refused(load_benchmark):
+    with pytest.raises(ValueError, match="unknown variant 'hovering'"):
+        load_benchmark("toy_world_variants").variant_motion("hovering")
