@@ -239,3 +239,32 @@ def test_unknown_offload_mode_is_invalid_input(tmp_path):
     result = render(str(script), "--offload", "sometimes", "--dry-run")
     assert result.exit_code == 2
     assert "sometimes" in result.output
+
+
+def test_new_weights_under_the_same_model_name_render_again(tmp_path):
+    import os
+    import shutil
+
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir(), model)
+    script = write_script(tmp_path, "boat.json", small_story("Boat", shots=2))
+    args = [str(script), "-o", str(tmp_path / "run"), "--model", str(model), "--frames", "5", "--json"]
+    first = runner.invoke(app, ["render", *args])
+    assert first.exit_code == 0, first.output
+
+    def actions():
+        result = runner.invoke(app, ["render", *args, "--dry-run"])
+        assert result.exit_code == 0, result.output
+        return [shot["action"] for shot in json.loads(result.stdout)["shots"]]
+
+    assert actions() == ["keep", "keep"]
+    weight = next(model.rglob("*.safetensors"))  # retrained in place: same name and size, newer file
+    stat = weight.stat()
+    os.utime(weight, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert actions() == ["render", "render"]
+    again = runner.invoke(app, ["render", *args])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["kept_shots"] == 0
+    assert actions() == ["keep", "keep"]

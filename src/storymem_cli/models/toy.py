@@ -36,7 +36,7 @@ def toy_weights_present() -> bool:
     return WEIGHTS_FILE.is_file()
 
 
-def _weights_hash() -> str:
+def toy_weights_hash() -> str:
     import diffusers
     import transformers
 
@@ -52,7 +52,7 @@ def toy_model_dir() -> Path:
             f"the toy model's weights are missing ({WEIGHTS_FILE})",
             hint="reinstall storymem, or train them: see docs/training.md (the toy model in resumable stages)",
         )
-    return cached_model_dir(f"toy-{_weights_hash()}", MODEL_FILE, write_toy_model)
+    return cached_model_dir(f"toy-{toy_weights_hash()}", MODEL_FILE, write_toy_model)
 
 
 def load_toy_parts(path: Path = WEIGHTS_FILE) -> dict[str, Any]:

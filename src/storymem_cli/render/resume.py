@@ -26,13 +26,19 @@ def _digest(payload: Any) -> str:
 
 
 def shot_fingerprint(
-    settings_fp: str, script_shot_fp: str, plan: ShotPlan, user_references: Sequence[str] = ()
+    settings_fp: str,
+    script_shot_fp: str,
+    plan: ShotPlan,
+    user_references: Sequence[str] = (),
+    weights: str | None = None,
 ) -> str:
     """What shot ``plan.index`` depends on besides the shots before it: the settings, its script
     entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode, seed,
-    and the references pinned with add-reference (content-addressed ids): every shot's memory
-    starts from them."""
+    the references pinned with add-reference (content-addressed ids): every shot's memory
+    starts from them, and the weights behind the settings' model name (``models.identity``)."""
     payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed}
+    if weights is not None:
+        payload["weights"] = weights
     if user_references:  # absent when there are none: fingerprints of runs without them stay as they were
         payload["user_references"] = list(user_references)
     return _digest(payload)

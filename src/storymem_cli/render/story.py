@@ -14,7 +14,6 @@ The algorithm, top to bottom (``StoryRenderer.render``):
 
 from __future__ import annotations
 
-
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ import numpy as np
 
 from storymem_cli import __version__
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.identity import weights_identity
 from storymem_cli.models.presets import TOY
 from storymem_cli.render.atomic import atomic_write_text
 from storymem_cli.render.plan import (
@@ -185,13 +185,21 @@ class StoryRenderer:
         self.restart = restart
         # References pinned with `storymem add-reference` before this render: memory from shot 1 on.
         self.user_references = user_reference_ids(self.folder.root, settings)
+        self._weights_id: str | None = None
 
     # --- 1. plan ---------------------------------------------------------------------------
 
+    def _weights_identity(self) -> str:
+        """The weights behind the settings' model name: changed weights must not keep old shots."""
+        if self._weights_id is None:
+            styles = [style.path for style in self.settings.style_loras]
+            self._weights_id = weights_identity(self.preset, self.settings.lora, styles)
+        return self._weights_id
+
     def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
-        settings_fp = self.settings.fingerprint()
+        settings_fp, weights = self.settings.fingerprint(), self._weights_identity()
         return [
-            shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p, self.user_references)
+            shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p, self.user_references, weights)
             for p in plans
         ]
 
@@ -234,6 +242,7 @@ class StoryRenderer:
             "status": "rendering",
             "settings": self.settings.model_dump(mode="json"),
             "settings_fingerprint": self.settings.fingerprint(),
+            "weights_identity": self._weights_identity(),
             "references": [
                 {"name": ref.name, "image": str(ref.image)} for ref in self.script.references
             ],
