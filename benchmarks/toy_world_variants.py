@@ -6,6 +6,10 @@ The world is the toy world (shapes, colours, accessories, settings, captions); o
 motion (``toy.render.motion``) is replaced, to see which of its degrees of freedom keeps a small
 transformer from learning shapes:
 
+- ``stretch``: the world of the full-recipe experiment (docs/training.md, "A world on the ground"):
+  the feet never leave the ground, hops and jumps stretch the body up to 1.22 and 1.32 times taller
+  (and as much thinner) instead of lifting it, walks do not bob, turns squash it to 0.4 of its width
+  (the world: 0.12), grow and shrink scale it by 1.3 and 0.75 (the world: 1.45 and 0.6);
 - ``grounded``: the world's actions and sizes, but the feet never leave the ground: hops and jumps
   keep their sideways move and lose their lift, and walks their bob;
 - ``fixed-size``: every action as in the world, but every body starts at half-height 15 (the world
@@ -24,11 +28,17 @@ The other options are toy/dataset.py's, and the result is a dataset `storymem tr
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
 
-VARIANTS = ("grounded", "fixed-size", "moves-only", "sizes-only", "static", "static-snapped")
+from storymem_cli.toy import render
+
+VARIANTS = ("stretch", "grounded", "fixed-size", "moves-only", "sizes-only", "static", "static-snapped")
+# ``stretch``'s row of toy.render.MotionStyle
+STRETCH_MOTION = render.MotionStyle(hop=("stretch", 0.15, 0.22), jump=("stretch", 0.25, 0.32), walk_bob=0.0,
+                                    turn_floor=0.4, grow=0.3, shrink=0.25, margin_from_width=True)  # fmt: skip
 HALF_HEIGHT = 15.0  # the middle of the world's 13.5-16.5
 
 
@@ -52,12 +62,12 @@ class _FirstSizeFixed:
 
 def variant_motion(variant: str):
     """A replacement for ``toy.render.motion`` that draws ``variant``'s motion."""
-    from storymem_cli.toy import render
-
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
 
     world_motion = render.motion
+    if variant == "stretch":
+        return functools.partial(world_motion, style=STRETCH_MOTION)
 
     def motion(action: str, rng: np.random.Generator, frames: int = render.CLIP_FRAMES) -> render.Motion:
         if variant == "grounded":
@@ -88,7 +98,7 @@ def variant_motion(variant: str):
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in VARIANTS:
         raise SystemExit(f"usage: toy_world_variants.py {{{','.join(VARIANTS)}}} --out DIR [toy/dataset.py options]")
-    from storymem_cli.toy import dataset, render
+    from storymem_cli.toy import dataset
 
     render.motion = variant_motion(sys.argv[1])  # render_clip looks motion up in its module at each call
     sys.argv = [sys.argv[0], *sys.argv[2:]]

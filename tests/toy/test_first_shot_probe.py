@@ -84,3 +84,25 @@ def test_grounded_keeps_the_worlds_moves_and_sizes_on_the_ground(load_benchmark)
 def test_an_unknown_variant_is_refused(load_benchmark):
     with pytest.raises(ValueError, match="unknown variant 'hovering'"):
         load_benchmark("toy_world_variants").variant_motion("hovering")
+
+
+def test_stretch_keeps_feet_down_and_bodies_recognisable_while_hops_stretch(load_benchmark):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+    from storymem_cli.toy.world import ACTIONS
+
+    stretch = variants.variant_motion("stretch")
+    for seed in range(20):
+        for action in ACTIONS:
+            m = stretch(action, np.random.default_rng(seed))
+            assert np.allclose(m.cy + m.sy, render.GROUND_ROW), action  # never off the ground
+            assert m.sy.min() >= 0.74 * 13.5 and m.sy.max() <= 1.33 * 16.5, action  # a narrow range of sizes
+            assert (m.sx / m.sy).min() >= 0.3, action  # never a sliver
+            assert m.cx.min() - m.sx.max() >= 0 and m.cx.max() + m.sx.max() <= render.WORLD, action  # in frame
+    hop, jump = stretch("hop_right", np.random.default_rng(0)), stretch("jump", np.random.default_rng(0))
+    assert hop.sy.max() > 1.14 * hop.sy[0] and hop.sx.min() < hop.sx[0] / 1.14 and np.ptp(hop.cx) > 15
+    assert jump.sy[8] > 1.24 * jump.sy[0] and np.ptp(jump.cx) == 0
+    world = render.motion("jump", np.random.default_rng(0))
+    assert world.cy.min() < world.cy[0] - 10  # the world's jump leaves the ground; stretch's does not
+    walk, world_walk = stretch("walk_left", np.random.default_rng(1)), render.motion("walk_left", np.random.default_rng(1))
+    assert np.array_equal(walk.cx, world_walk.cx) and np.array_equal(walk.sy, world_walk.sy)  # same random stream

@@ -124,31 +124,63 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3.0 - 2.0 * t)
 
 
-def motion(action: str, rng: np.random.Generator, frames: int = CLIP_FRAMES) -> Motion:
-    """The motion of ``action`` with a random start, size and amplitude, feet on the ground."""
+@dataclass(frozen=True)
+class MotionStyle:
+    """How far each action moves and deforms the body. ``WORLD_MOTION`` is the toy world's; the
+    experiments' worlds (``benchmarks/toy_world_variants.py``) are other rows of the same table,
+    and every row draws the same random numbers in the same order."""
+
+    hop: tuple[str, float, float]  # ("lift", lo, hi): lo-hi units off the ground; ("stretch", lo, hi): 1+lo-hi times taller, as much thinner
+    jump: tuple[str, float, float]  # the same, for the one long jump
+    walk_bob: float  # units of lift per step
+    turn_floor: float  # the narrowest a turning body gets, as a share of its width
+    grow: float  # final size over the starting size, minus 1
+    shrink: float  # 1 minus the final size over the starting size
+    margin_from_width: bool  # keep the body's widest point inside the frame (else its tallest)
+
+
+# Hops and jumps lift the body off the ground, walks bob, turns squash it to a sliver, grow and
+# shrink scale it by 1.45 and 0.6: the world the shipped toy model trained on. A world whose bodies
+# keep to the ground teaches a small transformer shapes faster on single frames, but not within
+# the full recipe's budget (docs/training.md; benchmarks/toy_world_variants.py, ``stretch``).
+WORLD_MOTION = MotionStyle(hop=("lift", 8.0, 12.0), jump=("lift", 12.0, 16.0), walk_bob=1.0,
+                           turn_floor=0.12, grow=0.45, shrink=0.4, margin_from_width=False)  # fmt: skip
+
+
+def motion(action: str, rng: np.random.Generator, frames: int = CLIP_FRAMES, style: MotionStyle = WORLD_MOTION) -> Motion:
+    """The motion of ``action`` with a random start, size and amplitude, as ``style`` moves bodies."""
     t = np.linspace(0.0, 1.0, frames, dtype=np.float32)
     s0 = rng.uniform(13.5, 16.5)  # half-height: at 32x32 a body is ~15 px, 3-4 latent pixels of the 4x VAE
     scale = np.ones_like(t)
-    squash = np.ones_like(t)
+    stretch = np.ones_like(t)  # height x stretch, width / stretch: the same area, taller and thinner
+    squash = np.ones_like(t)  # width only: a turn seen edge-on
     lift = np.zeros_like(t)
     dx = np.zeros_like(t)
     facing = np.full_like(t, 1.0 if rng.random() < 0.5 else -1.0)
 
+    def bounce(kind_lo_hi: tuple[str, float, float], wave: np.ndarray) -> None:
+        nonlocal lift, stretch
+        kind, lo, hi = kind_lo_hi
+        if kind == "lift":
+            lift = rng.uniform(lo, hi) * wave
+        else:
+            stretch = 1.0 + rng.uniform(lo, hi) * wave
+
     if action in ("walk_left", "walk_right"):
         dx = rng.uniform(20.0, 28.0) * t
-        lift = 1.0 * np.abs(np.sin(4.0 * np.pi * t))  # a small step bob
+        lift = style.walk_bob * np.abs(np.sin(4.0 * np.pi * t))  # a small step bob
     elif action in ("hop_left", "hop_right"):
         dx = rng.uniform(18.0, 26.0) * t
-        lift = rng.uniform(8.0, 12.0) * np.abs(np.sin(2.0 * np.pi * t))  # two hops
+        bounce(style.hop, np.abs(np.sin(2.0 * np.pi * t)))  # two hops
     elif action == "jump":
-        lift = rng.uniform(12.0, 16.0) * np.sin(np.pi * t)
+        bounce(style.jump, np.sin(np.pi * t))  # one long one
     elif action == "turn":
-        squash = np.maximum(np.abs(np.cos(np.pi * t)), 0.12)
+        squash = np.maximum(np.abs(np.cos(np.pi * t)), style.turn_floor)
         facing = np.where(t < 0.5, facing, -facing)
     elif action == "grow":
-        scale = 1.0 + 0.45 * _smoothstep(t)
+        scale = 1.0 + style.grow * _smoothstep(t)
     elif action == "shrink":
-        scale = 1.0 - 0.4 * _smoothstep(t)
+        scale = 1.0 - style.shrink * _smoothstep(t)
     else:
         raise ValueError(f"unknown action {action!r}")
     if action.endswith("_left"):
@@ -156,9 +188,9 @@ def motion(action: str, rng: np.random.Generator, frames: int = CLIP_FRAMES) -> 
     elif action.endswith("_right"):
         facing = np.full_like(t, 1.0)
 
-    sy = s0 * scale
-    sx = sy * squash
-    margin = float(sy.max()) + 1.0
+    sy = s0 * scale * stretch
+    sx = s0 * scale / stretch * squash
+    margin = float((sx if style.margin_from_width else sy).max()) + 1.0
     lo, hi = margin - float(dx.min()), WORLD - margin - float(dx.max())
     x0 = rng.uniform(lo, hi)
     cy = GROUND_ROW - sy - lift
