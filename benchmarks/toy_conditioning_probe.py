@@ -1,6 +1,6 @@
 """Does a toy model draw what its text and its memory say? One-step predictions under swapped conditioning.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_conditioning_probe.py [MODEL] [--groups 20]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_conditioning_probe.py [MODEL] [--groups 20] [--frames 1]
 
 MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of
 `storymem train --from-scratch`), or a from-scratch run folder, whose latest checkpoint is probed.
@@ -87,9 +87,12 @@ def foreign_group(group: int, character, size: int):
         other += 1
 
 
-def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = None) -> dict[float, dict[str, float]]:
+def probe(
+    folder: Path, groups: int, sigmas: list[float], size: int | None = None, frames: int | None = None
+) -> dict[float, dict[str, float]]:
     """The table's rows by sigma. ``size``: the side the clips are drawn and encoded at (default the
-    model's own, which must be square: the detector reads square toy frames)."""
+    model's own, which must be square: the detector reads square toy frames). ``frames``: how many
+    of each clip's frames to predict (default the model's; 1 for a model trained on single frames)."""
     from dataclasses import replace
 
     import torch
@@ -124,7 +127,7 @@ def probe(folder: Path, groups: int, sigmas: list[float], size: int | None = Non
         raise SystemExit(f"{folder}: the model makes {video['width']}x{video['height']} shots; the toy detector "
                          "reads square frames: pass --size")
     height = width = size or video["width"]
-    frames = video["frames"]
+    frames = frames or video["frames"]
     device, text, rope = torch.device("cpu"), TextCache(), RopeConfig()
     hits = {s: dict.fromkeys(COLUMNS, 0) for s in sigmas}
 
@@ -182,11 +185,12 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=20)
     parser.add_argument("--sigmas", default="0.1,0.3,0.5,0.7,0.85,0.95")
     parser.add_argument("--size", type=int, help="frame side to probe at (default: the model's, if square)")
+    parser.add_argument("--frames", type=int, help="frames of each clip to predict, 4k+1 (default: the model's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sigmas = [float(s) for s in args.sigmas.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
-        rows = probe(model_folder(args.model, Path(scratch)), args.groups, sigmas, args.size)
+        rows = probe(model_folder(args.model, Path(scratch)), args.groups, sigmas, args.size, args.frames)
     if args.json:
         print(json.dumps({"model": args.model, "groups": args.groups, "rows": {str(k): v for k, v in rows.items()}}))
     else:

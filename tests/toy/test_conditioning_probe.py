@@ -38,6 +38,24 @@ def test_the_probe_runs_on_a_model_folder_and_reports_shares(load_benchmark):
     assert table[0].startswith("| sigma | own shape |") and len(table) == 4 and table[2].startswith("| 0.50 |")
 
 
+def test_frames_1_predicts_single_frames_for_models_trained_on_them(load_benchmark, monkeypatch):
+    probe = load_benchmark("toy_conditioning_probe")
+    from storymem_cli.models.tiny import tiny_model_dir
+    from storymem_cli.toy import detect
+
+    lengths = []
+
+    def recording(video):
+        lengths.append(len(video))
+        return detect_clip(video)
+
+    detect_clip = detect.detect_clip
+    monkeypatch.setattr(detect, "detect_clip", recording)
+    rows = probe.probe(tiny_model_dir(), groups=1, sigmas=[0.9], size=32, frames=1)
+    assert set(rows[0.9]) == set(probe.COLUMNS)
+    assert lengths == [1] * 4  # own shape, text colour, text shape, memory: every prediction is one frame
+
+
 def test_a_run_folder_is_probed_at_its_latest_checkpoint(load_benchmark, tmp_path):
     probe = load_benchmark("toy_conditioning_probe")
     import torch
