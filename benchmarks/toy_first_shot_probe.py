@@ -1,6 +1,6 @@
 """Does a toy model's first-shot (T2V) model draw the look its caption names? Sampled, as `render` samples.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_first_shot_probe.py [MODEL] [--shots 40] [--frames 1]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_first_shot_probe.py [MODEL] [--shots 40] [--frames 1] [--memory]
 
 MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of `storymem train
 --from-scratch`), or a from-scratch run folder, whose latest checkpoint is exported and probed (as in
@@ -12,6 +12,13 @@ samples it through ``StoryModel.generate`` with the preset's own T2V sampling (s
 shift), seed = the prompt's index, and the detector reads the result. ``--frames 1`` samples one
 image: the quick read of a model trained with ``--frames 1`` (the first-shot experiments in
 docs/training.md); the model's own clip length is the default.
+
+``--memory`` asks the memory (M2V) model instead: shot k is clip 0 of held-out group k
+(``toy_group(HELD_OUT_SEED, k)``), its prompt says "the hero" instead of the look, and its memory
+holds six ground-truth frames of the same character in the group's other three clips (frames 0 and
+8 of each, as toy_conditioning_probe.py), at the paper's negative RoPE positions, sampled with the
+preset's M2V sampling. A match is then the memory's look: how well memory carries a character when
+the memory itself is perfect, apart from the first shot the benchmark starts from.
 
 Prints the share of shots whose colour, shape, both, and setting are the prompt's (chance: 1/8 for a
 colour, about 1/5 for a shape), and the shapes read; JSON with ``--json``.
@@ -37,8 +44,24 @@ def prompts(count: int) -> list:
             for _ in range(count)]  # fmt: skip
 
 
-def probe(folder: Path, shots: int, frames: int | None = None, size: int | None = None) -> dict:
-    """Shares of ``shots`` sampled first shots that match their prompt, and the shapes read."""
+MEMORY_FRAMES = (0, 8)  # frames of each of the group's clips 1-3: six memory frames
+
+
+def memory_shots(count: int, size: int) -> list:
+    """``count`` (shot, memory) pairs: clip 0 of held-out group k and six frames of its clips 1-3."""
+    from storymem_cli.toy.bench import HELD_OUT_SEED
+    from storymem_cli.toy.dataset import toy_group
+
+    pairs = []
+    for group in range(count):
+        clips = toy_group(HELD_OUT_SEED, group, 4, size=size)
+        pairs.append((clips[0][0], [clip[f] for _, clip in clips[1:] for f in MEMORY_FRAMES]))
+    return pairs
+
+
+def probe(folder: Path, shots: int, frames: int | None = None, size: int | None = None, memory: bool = False) -> dict:
+    """Shares of ``shots`` sampled shots that match their prompt (``memory``: their memory), and the
+    shapes read."""
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.pipeline.request import ShotRequest
     from storymem_cli.toy.captions import caption
@@ -52,9 +75,15 @@ def probe(folder: Path, shots: int, frames: int | None = None, size: int | None 
     side = size or video.width
     model = load_story_model(preset)
     hits, read = Counter(), Counter()
-    for seed, shot in enumerate(prompts(shots)):
-        request = ShotRequest(mode="t2v", prompt=caption(shot), width=side, height=side,
-                              frames=frames or video.frames, steps=preset.t2v.steps, seed=seed)  # fmt: skip
+    cases = memory_shots(shots, side) if memory else [(shot, []) for shot in prompts(shots)]
+    for seed, (shot, frames_of_character) in enumerate(cases):
+        if memory:
+            request = ShotRequest(mode="m2v", prompt=caption(shot, role="hero"), memory=frames_of_character,
+                                  width=side, height=side, frames=frames or video.frames, steps=preset.m2v.steps,
+                                  seed=seed)  # fmt: skip
+        else:
+            request = ShotRequest(mode="t2v", prompt=caption(shot), width=side, height=side,
+                                  frames=frames or video.frames, steps=preset.t2v.steps, seed=seed)  # fmt: skip
         found = detect_clip(model.generate(request))
         truth = shot.character
         hits["colour"] += found.colour == truth.colour
@@ -75,6 +104,7 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=40)
     parser.add_argument("--frames", type=int, default=None, help="frames per shot (4k+1); default the model's")
     parser.add_argument("--size", type=int, default=None, help="square side to sample at; default the model's")
+    parser.add_argument("--memory", action="store_true", help="probe the memory model: memory holds the character")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -82,12 +112,14 @@ def main() -> None:
     conditioning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conditioning)  # one way to turn MODEL into a folder, shared with that probe
     with tempfile.TemporaryDirectory() as scratch:
-        result = probe(conditioning.model_folder(args.model, Path(scratch)), args.shots, args.frames, args.size)
+        result = probe(conditioning.model_folder(args.model, Path(scratch)), args.shots, args.frames, args.size,
+                       args.memory)  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
     frames = args.frames or "the model's own"
-    print(f"{args.model}: {result['shots']} first shots, frames: {frames}")
+    kind = "memory shots (memory: the character)" if args.memory else "first shots"
+    print(f"{args.model}: {result['shots']} {kind}, frames: {frames}")
     print("| colour | shape | both | setting | shapes read |")
     print("|---|---|---|---|---|")
     mix = ", ".join(f"{k} {v:.2f}" for k, v in result["shapes_read"].items())

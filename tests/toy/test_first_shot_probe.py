@@ -24,6 +24,37 @@ def test_the_probe_samples_through_the_renderers_model_and_reports_shares(load_b
     assert sum(result["shapes_read"].values()) == pytest.approx(1.0)
 
 
+def test_memory_shots_hold_six_true_frames_of_the_shots_character(load_benchmark):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.toy.detect import detect_clip
+
+    pairs = probe.memory_shots(3, size=32)
+    for (shot, memory), (again, memory_again) in zip(pairs, probe.memory_shots(3, size=32), strict=True):
+        assert shot == again and all(np.array_equal(a, b) for a, b in zip(memory, memory_again, strict=True))
+    for shot, memory in pairs:
+        assert len(memory) == 6 and memory[0].shape == (32, 32, 3)
+        seen = detect_clip(np.stack(memory))
+        assert (seen.colour, seen.shape) == (shot.character.colour, shot.character.shape)
+
+
+def test_the_memory_probe_samples_m2v_shots_with_the_characters_frames(load_benchmark, monkeypatch):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.models.story_model import StoryModel
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    requests = []
+    generate = StoryModel.generate
+
+    def recording(self, request, progress=None):
+        requests.append(request)
+        return generate(self, request, progress)
+
+    monkeypatch.setattr(StoryModel, "generate", recording)
+    result = probe.probe(tiny_model_dir(), shots=2, frames=1, size=32, memory=True)
+    assert result["shots"] == 2 and sum(result["shapes_read"].values()) == pytest.approx(1.0)
+    assert [(r.mode, len(r.memory), r.prompt.startswith("the hero")) for r in requests] == [("m2v", 6, True)] * 2
+
+
 @pytest.mark.parametrize("variant", ["static", "static-snapped"])
 def test_static_variants_hold_the_character_still_at_one_size(load_benchmark, monkeypatch, variant):
     variants = load_benchmark("toy_world_variants")
