@@ -13,6 +13,10 @@ shift), seed = the prompt's index, and the detector reads the result. ``--frames
 image: the quick read of a model trained with ``--frames 1`` (the first-shot experiments in
 docs/training.md); the model's own clip length is the default.
 
+``--world VARIANT`` draws the memory shots' clips in a world of benchmarks/toy_world_variants.py (the
+world the model trained on) instead of the toy world; the first shots are prompts, so it changes
+nothing for them.
+
 ``--memory`` asks the memory (M2V) model instead: shot k is clip 0 of held-out group k
 (``toy_group(HELD_OUT_SEED, k)``), its prompt says "the hero" instead of the look, and its memory
 holds six ground-truth frames of the same character in the group's other three clips (frames 0 and
@@ -105,12 +109,24 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="frames per shot (4k+1); default the model's")
     parser.add_argument("--size", type=int, default=None, help="square side to sample at; default the model's")
     parser.add_argument("--memory", action="store_true", help="probe the memory model: memory holds the character")
+    parser.add_argument("--world", help="draw the memory shots in this world of toy_world_variants.py")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    spec = importlib.util.spec_from_file_location("conditioning", Path(__file__).with_name("toy_conditioning_probe.py"))
-    conditioning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conditioning)  # one way to turn MODEL into a folder, shared with that probe
+    def sibling(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    conditioning = sibling("toy_conditioning_probe")  # one way to turn MODEL into a folder, shared with that probe
+    if args.world:
+        from storymem_cli.toy import render
+
+        try:
+            render.motion = sibling("toy_world_variants").variant_motion(args.world)  # render_clip looks it up per call
+        except ValueError as err:
+            parser.error(str(err))
     with tempfile.TemporaryDirectory() as scratch:
         result = probe(conditioning.model_folder(args.model, Path(scratch)), args.shots, args.frames, args.size,
                        args.memory)  # fmt: skip

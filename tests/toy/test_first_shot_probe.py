@@ -137,3 +137,17 @@ def test_stretch_keeps_feet_down_and_bodies_recognisable_while_hops_stretch(load
     assert world.cy.min() < world.cy[0] - 10  # the world's jump leaves the ground; stretch's does not
     walk, world_walk = stretch("walk_left", np.random.default_rng(1)), render.motion("walk_left", np.random.default_rng(1))
     assert np.array_equal(walk.cx, world_walk.cx) and np.array_equal(walk.sy, world_walk.sy)  # same random stream
+
+
+def test_world_draws_the_memory_shots_in_a_variant(load_benchmark, monkeypatch, capsys):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.models.tiny import tiny_model_dir
+    from storymem_cli.toy import render
+
+    monkeypatch.setattr(render, "motion", render.motion)  # restored after the test
+    argv = ["probe", str(tiny_model_dir()), "--shots", "1", "--frames", "1", "--size", "32", "--memory", "--world", "static"]
+    monkeypatch.setattr("sys.argv", argv)
+    probe.main()
+    assert "1 memory shots" in capsys.readouterr().out
+    m = render.motion("hop_left", np.random.default_rng(0))
+    assert np.ptp(m.cx) == 0 and np.ptp(m.cy) == 0  # the static world's motion, not the toy world's hop
