@@ -317,3 +317,51 @@ def test_inflated_vae_reconstructs_a_still_clip_like_its_frame(tmp_path):
     assert not torch.allclose(still_before, alone.expand_as(still_before), atol=1e-2)  # random taps before
     with pytest.raises(ValueError, match="vae_inflate"):
         TrainConfig(dataset=tmp_path, output=tmp_path / "x", mode="scratch", stage="vae", vae_inflate=True)
+
+
+def test_init_starts_from_an_earlier_runs_model(toy_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from storymem_cli.train.config import TrainConfig
+    from storymem_cli.train.setup import build_trainee
+
+    first = tmp_path / "first"
+    result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(first), "--from-scratch", "--model", "tiny",
+                                 "--max-steps", "2", "--warmup-steps", "0", "--t2v-share", "0.5",
+                                 "--train-text-encoder"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    model = first / "model"
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "second", mode="scratch", model="tiny", seed=7,
+                      init=str(model), device="cpu")  # fmt: skip
+    trainee = build_trainee(cfg)
+    stored = {
+        "i2v": (trainee.routes["m2v"], "i2v/transformer/diffusion_pytorch_model.safetensors"),
+        "t2v": (trainee.routes["t2v"], "t2v/transformer/diffusion_pytorch_model.safetensors"),
+        "text_encoder": (trainee.pipe.text_encoder, "i2v/text_encoder/model.safetensors"),
+        "vae": (trainee.pipe.vae, "i2v/vae/diffusion_pytorch_model.safetensors"),
+    }
+    for name, (module, file) in stored.items():
+        saved, ours = load_file(str(model / file)), module.state_dict()
+        assert saved and all(torch.equal(ours[k].cpu(), v) for k, v in saved.items()), name
+    fresh = build_trainee(cfg.model_copy(update={"init": None}))  # seed 7 alone draws other weights
+    assert not torch.equal(fresh.routes["m2v"].proj_out.weight, trainee.routes["m2v"].proj_out.weight)
+
+    more = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "second"), "--from-scratch",
+                               "--model", "tiny", "--init", str(model), "--max-steps", "1", "--json"])  # fmt: skip
+    assert more.exit_code == 0, more.output
+    assert json.loads((tmp_path / "second" / "train.json").read_text())["init"] == str(model)
+    other_size = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "third"), "--from-scratch",
+                                     "--model", "toy", "--init", str(model), "--max-steps", "1"])  # fmt: skip
+    assert other_size.exit_code == 2 and "does not fit the size given by --model" in other_size.stderr, other_size.output
+
+
+def test_init_refusals_name_the_flag(toy_dataset, tmp_path):
+    cases = [
+        (["--model", "tiny", "--init", str(tmp_path)], "--init"),  # a LoRA run
+        (["--from-scratch", "--model", "tiny", "--init", str(tmp_path)], "not a model folder"),
+        (["--from-scratch", "--stage", "vae", "--init", str(tmp_path)], "--init"),
+    ]
+    for args, needle in cases:
+        result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "run"), *args, "--max-steps", "1"])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.stderr, (args, result.stderr)

@@ -58,6 +58,7 @@ def train_command(
     model: str = typer.Option(None, "--model", help="LoRA: the model to adapt (tiny, wan2.2-a14b or a model folder; default tiny). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
+    init: str = typer.Option(None, "--init", help="With --from-scratch: start the transformers and the text encoder from this model folder (OUT/model of an earlier run; its VAE too, unless --vae is given) instead of random weights: more steps under new settings, e.g. clips after single frames."),
     stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
     vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
     vae_decoder_only: bool = typer.Option(
@@ -137,7 +138,7 @@ def train_command(
     except ValueError as err:
         raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     cfg = _config(
-        dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae,
+        dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae, init=init,
         stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
         vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps,
         time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,

@@ -59,6 +59,7 @@ class TrainConfig(BaseModel):
     t2v_share: float = Field(0.2, ge=0, lt=1)  # scratch: share of batches that train the T2V (first-shot) model
     train_text_encoder: bool = False  # scratch: also train the text encoder (lora: always frozen)
     vae: str | None = None  # scratch: model folder whose VAE is used (frozen); None: random init (tests only)
+    init: str | None = None  # scratch transformer stage: start from this model folder (OUT/model of an earlier run)
     stage: Stage = "transformer"  # scratch: "vae" first trains the autoencoder alone (reconstruction + KL)
     vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
     vae_decoder_only: bool = False  # stage vae on --vae: the latent space stays, so a transformer trained on it still fits
@@ -114,6 +115,9 @@ class TrainConfig(BaseModel):
         if self.vae_inflate and (self.stage != "vae" or self.vae is None or self.vae_decoder_only):
             raise ValueError("vae_inflate starts a trained single-frame VAE on clips: it needs stage 'vae' and vae, "
                              "and trains the whole VAE (not vae_decoder_only)")
+        if self.init is not None and (self.mode != "scratch" or self.stage != "transformer"):
+            raise ValueError("init (--init) starts a --from-scratch transformer stage from an earlier run's model folder; "
+                             "a LoRA starts from --model, a VAE stage from --vae")
         if self.mode == "lora" and self.train_text_encoder:
             raise ValueError("train_text_encoder is for --from-scratch; a LoRA leaves the text encoder frozen")
         return self

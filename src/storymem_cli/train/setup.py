@@ -7,6 +7,7 @@ Scratch mode builds a small model (train/scratch.py) into the same pipeline clas
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,38 @@ def _load_vae(path: str) -> Any:
     raise InvalidInputError(f"--vae {path}: no VAE here (looked for config.json in ., vae/ and i2v/vae/)")
 
 
+def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
+    """Fill the freshly built components with the weights of a from-scratch model folder."""
+    from diffusers import WanTransformer3DModel
+    from transformers import UMT5EncoderModel
+    from transformers.utils import logging as hf_logging
+
+    from storymem_cli.models.tiny import MODEL_FILE
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
+    folder = Path(path).expanduser()
+    if not (folder / MODEL_FILE).is_file():
+        raise InvalidInputError(f"--init {path}: not a model folder (no {MODEL_FILE})",
+                                hint="pass OUT/model of an earlier `storymem train --from-scratch` run")  # fmt: skip
+    preset = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))["preset"]
+    i2v, t2v = folder / preset["i2v_source"], folder / preset["t2v_source"]
+    loaded = {
+        "i2v": WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer"),
+        "t2v": WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer"),
+        "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder"),
+    }
+    for name, model in loaded.items():
+        try:
+            parts[name].load_state_dict(model.state_dict())
+        except RuntimeError as err:  # shapes differ: another model size
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            detail = next((line for line in lines if "size mismatch" in line), lines[0])
+            raise InvalidInputError(f"--init {path}: its {name} does not fit the size given by --model ({detail})",
+                                    hint="pass the --model size the earlier run was trained with") from None  # fmt: skip
+    if with_vae:
+        parts["vae"] = _load_vae(str(folder))
+
+
 def _build_scratch(cfg: TrainConfig) -> Trainee:
     from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
     from storymem_cli.train.scratch import (
@@ -143,6 +176,8 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
 
     size = scratch_size(cfg.model)
     parts = build_scratch_components(size, cfg.seed)
+    if cfg.init is not None:  # a resumed run loads its checkpoint over these, as over random weights
+        _load_init(parts, cfg.init, with_vae=cfg.vae is None)
     if cfg.vae is not None:
         parts["vae"] = _load_vae(cfg.vae)
     device = resolve_device(cfg.device)
