@@ -28,7 +28,6 @@ import argparse
 import json
 from pathlib import Path
 
-MEMORY_FRAMES = (0, 8)  # frames of each of the other group's clips 1-3: six memory frames
 COLUMNS = ("own shape", "text colour", "text shape", "memory colour", "memory shape")
 
 
@@ -103,7 +102,7 @@ def probe(
     from storymem_cli.models.story_model import to_uint8
     from storymem_cli.models.tiny import MODEL_FILE
     from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
-    from storymem_cli.toy.bench import HELD_OUT_SEED
+    from storymem_cli.toy.bench import HELD_OUT_SEED, probe_memory
     from storymem_cli.toy.captions import caption
     from storymem_cli.toy.dataset import toy_group
     from storymem_cli.toy.detect import detect_clip
@@ -148,7 +147,7 @@ def probe(
         by_colour = caption(replace(shot, character=replace(look, colour=colour)))
         by_shape = caption(replace(shot, character=replace(look, shape=shape)))
         other = foreign_group(g, look, width)
-        memory = [c[f] for _, c in other[1:] for f in MEMORY_FRAMES]
+        memory = probe_memory(other)
         memory_look = other[0][0].character
         video = clip[:frames]
         own = encode_batch(pipe, [Sample(video, [], [], caption(shot), "t2v")], height, width, device, text)

@@ -1,6 +1,7 @@
 """Does a toy model's first-shot (T2V) model draw the look its caption names? Sampled, as `render` samples.
 
-    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_first_shot_probe.py [MODEL] [--shots 40] [--frames 1] [--memory]
+    OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_first_shot_probe.py [MODEL] [--shots 40] [--frames 1]
+        [--memory [--world VARIANT]]
 
 MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of `storymem train
 --from-scratch`), or a from-scratch run folder, whose latest checkpoint is exported and probed (as in
@@ -13,16 +14,16 @@ shift), seed = the prompt's index, and the detector reads the result. ``--frames
 image: the quick read of a model trained with ``--frames 1`` (the first-shot experiments in
 docs/training.md); the model's own clip length is the default.
 
-``--world VARIANT`` draws the memory shots' clips in a world of benchmarks/toy_world_variants.py (the
-world the model trained on) instead of the toy world; the first shots are prompts, so it changes
-nothing for them.
-
 ``--memory`` asks the memory (M2V) model instead: shot k is clip 0 of held-out group k
 (``toy_group(HELD_OUT_SEED, k)``), its prompt says "the hero" instead of the look, and its memory
 holds six ground-truth frames of the same character in the group's other three clips (frames 0 and
-8 of each, as toy_conditioning_probe.py), at the paper's negative RoPE positions, sampled with the
-preset's M2V sampling. A match is then the memory's look: how well memory carries a character when
+8 of each: ``toy.bench.probe_memory``, as in toy_conditioning_probe.py), at the paper's negative
+RoPE positions, sampled with the preset's M2V sampling. A match is then the memory's look: how well memory carries a character when
 the memory itself is perfect, apart from the first shot the benchmark starts from.
+
+``--world VARIANT`` draws the memory shots' clips in a world of benchmarks/toy_world_variants.py (the
+world the model trained on) instead of the toy world; the first shots are prompts, so it changes
+nothing for them.
 
 Prints the share of shots whose colour, shape, both, and setting are the prompt's (chance: 1/8 for a
 colour, about 1/5 for a shape), and the shapes read; JSON with ``--json``.
@@ -48,19 +49,13 @@ def prompts(count: int) -> list:
             for _ in range(count)]  # fmt: skip
 
 
-MEMORY_FRAMES = (0, 8)  # frames of each of the group's clips 1-3: six memory frames
-
-
 def memory_shots(count: int, size: int) -> list:
     """``count`` (shot, memory) pairs: clip 0 of held-out group k and six frames of its clips 1-3."""
-    from storymem_cli.toy.bench import HELD_OUT_SEED
+    from storymem_cli.toy.bench import HELD_OUT_SEED, probe_memory
     from storymem_cli.toy.dataset import toy_group
 
-    pairs = []
-    for group in range(count):
-        clips = toy_group(HELD_OUT_SEED, group, 4, size=size)
-        pairs.append((clips[0][0], [clip[f] for _, clip in clips[1:] for f in MEMORY_FRAMES]))
-    return pairs
+    groups = [toy_group(HELD_OUT_SEED, group, 4, size=size) for group in range(count)]
+    return [(clips[0][0], probe_memory(clips)) for clips in groups]
 
 
 def probe(folder: Path, shots: int, frames: int | None = None, size: int | None = None, memory: bool = False) -> dict:
@@ -81,13 +76,12 @@ def probe(folder: Path, shots: int, frames: int | None = None, size: int | None 
     hits, read = Counter(), Counter()
     cases = memory_shots(shots, side) if memory else [(shot, []) for shot in prompts(shots)]
     for seed, (shot, frames_of_character) in enumerate(cases):
+        common = {"width": side, "height": side, "frames": frames or video.frames, "seed": seed}
         if memory:
             request = ShotRequest(mode="m2v", prompt=caption(shot, role="hero"), memory=frames_of_character,
-                                  width=side, height=side, frames=frames or video.frames, steps=preset.m2v.steps,
-                                  seed=seed)  # fmt: skip
+                                  steps=preset.m2v.steps, **common)  # fmt: skip
         else:
-            request = ShotRequest(mode="t2v", prompt=caption(shot), width=side, height=side,
-                                  frames=frames or video.frames, steps=preset.t2v.steps, seed=seed)  # fmt: skip
+            request = ShotRequest(mode="t2v", prompt=caption(shot), steps=preset.t2v.steps, **common)
         found = detect_clip(model.generate(request))
         truth = shot.character
         hits["colour"] += found.colour == truth.colour

@@ -39,6 +39,13 @@ from storymem_cli.toy.world import (
 BENCH_STREAM = 3  # first word of every benchmark story's seed sequence (stories use 1, the dataset 2)
 DEFAULT_SEED = 0  # the published benchmark: bench_stories(20, 8, seed=0)
 HELD_OUT_SEED = 999_983  # toy_group seed of the clips benchmarks/toy_*_probe.py read: the dataset uses 0
+PROBE_MEMORY_FRAMES = (0, 8)  # frames of each of a held-out group's clips 1-3: the probes' six memory frames
+
+
+def probe_memory(group: list) -> list[np.ndarray]:
+    """The memory the probes give a held-out group's character (``toy_group`` pairs): frames
+    PROBE_MEMORY_FRAMES of each of its clips but the first, which is the shot being made."""
+    return [clip[f] for _, clip in group[1:] for f in PROBE_MEMORY_FRAMES]
 
 
 def bench_story(seed: int, index: int, shots: int = 8) -> dict:
