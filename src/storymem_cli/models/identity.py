@@ -23,8 +23,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from storymem_cli.errors import MissingWeightsError
 from storymem_cli.models.presets import TINY, TOY, ModelPreset
-from storymem_cli.models.weights import is_repo_id
+from storymem_cli.models.weights import is_repo_id, locate_source
 
 
 def file_listing(path: Path) -> list[list[str | int]]:
@@ -46,13 +47,11 @@ def source_identity(source: str) -> object:
     if path.exists():
         return {"files": file_listing(path)}
     if is_repo_id(source):
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
-
         try:
-            return {"repo": source, "commit": Path(snapshot_download(source, local_files_only=True)).name}
-        except LocalEntryNotFoundError:
+            snapshot, _ = locate_source(source)  # snapshots/<commit> in the local cache, never a download
+        except MissingWeightsError:
             return {"repo": source}
+        return {"repo": source, "commit": snapshot.name}
     return {"missing": source}
 
 
