@@ -74,7 +74,7 @@ def weights_identity(preset: ModelPreset, lora: str | None = None, style_loras: 
     else:
         model = {role: source_identity(source) for role, source in
                  (("i2v", preset.i2v_source), ("t2v", preset.t2v_source))}  # fmt: skip
-    lora_source = lora if lora is not None else preset.lora_source
+    lora_source = preset.lora_for(lora)
     payload = {
         "model": model,
         "lora": source_identity(lora_source) if lora_source is not None else None,

@@ -48,6 +48,10 @@ class ModelPreset(_Frozen):
     text_encoder_dtype: TorchDtypeName
     builtin: bool = False  # True: materialised by storymem into its cache (tiny: random weights; toy: packaged)
 
+    def lora_for(self, lora: str | None) -> str | None:
+        """The StoryMem LoRA a render loads: the user's ``--lora`` when given, else the preset's own."""
+        return lora if lora is not None else self.lora_source
+
 
 A14B = ModelPreset(
     name="wan2.2-a14b",
