@@ -93,6 +93,22 @@ def test_options_override_preset_and_are_validated():
     assert settings(aesthetic="laion").memory.aesthetic == "laion" and settings().seed == 0
 
 
+def test_every_option_reaches_the_settings():
+    # A changed option that left run.json and the fingerprint untouched would be silently ignored.
+    changed = {"model": "toy", "width": 128, "height": 64, "frames": 17, "steps": 3, "seed": 1,
+               "continuation": "mm2v", "rope": "sequential", "rope_shift": 2.0, "memory_size": 4, "sink_size": 1,
+               "keyframes_per_shot": 2, "keyframes": "first-frame", "aesthetic": "laion", "use_memory": False,
+               "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "offload": "model",
+               "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True, "attention_backend": "flash",
+               "upscale": 2}  # fmt: skip
+    assert set(changed) == set(RenderOptions.model_fields)
+    base = settings().model_dump()
+    for name, value in changed.items():
+        if name == "model":  # the user's name for it; resolve_settings records the resolved model_name
+            continue
+        assert settings(**{name: value}).model_dump() != base, name
+
+
 def test_other_story_is_refused():
     check_same_story({"story_name": "A"}, "A", Path("out"))
     with pytest.raises(InvalidInputError, match="another story"):

@@ -109,6 +109,14 @@ class RenderSettings(BaseModel):
 
 _Config = TypeVar("_Config", bound=BaseModel)
 
+# Options resolved against the preset in resolve_settings; every other option is a setting as it is,
+# so a new option reaches run.json and the fingerprint without a line here (or fails loudly, since
+# RenderSettings forbids fields it does not know).
+RESOLVED_OPTIONS = frozenset(
+    {"model", "width", "height", "frames", "steps", "seed", "rope", "rope_shift", "memory_size", "sink_size",
+     "keyframes_per_shot", "keyframes", "aesthetic"}
+)
+
 
 def _override(config: _Config, changes: dict[str, Any]) -> _Config:
     return type(config).model_validate({**config.model_dump(), **changes})
@@ -146,23 +154,15 @@ def resolve_settings(
     rope_over: dict[str, Any] = {
         key: value for key, value in {"mode": options.rope, "shift": options.rope_shift}.items() if value is not None
     }
+    as_given = {name: getattr(options, name) for name in type(options).model_fields if name not in RESOLVED_OPTIONS}
     # model_validate, not model_copy(update=...): the overrides must pass the config's own checks.
     return RenderSettings(
+        **as_given,
         model=model_name,
         video=_override(video, video_over),
         steps=options.steps if options.steps is not None else steps,
         seed=options.seed if options.seed is not None else DEFAULT_BASE_SEED,
-        continuation=options.continuation,
         rope=_override(rope, rope_over),
         memory=_override(memory, memory_over),
         embedder=embedder,
-        use_memory=options.use_memory,
-        lora=options.lora,
-        style_loras=options.style_loras,
-        offload=options.offload,
-        device=options.device,
-        dtype=options.dtype,
-        vae_tiling=options.vae_tiling,
-        attention_backend=options.attention_backend,
-        upscale=options.upscale,
     )
