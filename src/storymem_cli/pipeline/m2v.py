@@ -111,7 +111,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         inv_std = 1.0 / torch.tensor(self.vae.config.latents_std).view(1, z, 1, 1, 1).to(device, dtype)
         return mean, inv_std
 
-    def _encode(self, video: torch.Tensor, device: torch.device) -> torch.Tensor:
+    def encode_pixels(self, video: torch.Tensor, device: torch.device) -> torch.Tensor:
         """VAE-encode (B, 3, F, H, W) pixels in [-1, 1] to normalised latents, like the I2V condition."""
         video = video.to(device=get_module_execution_device(self.vae), dtype=self.vae.dtype)
         latents = self.vae.encode(video).latent_dist.mode().to(device=device, dtype=torch.float32)
@@ -128,7 +128,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         pixels = self.video_processor.preprocess(
             _to_pil(memory_images), height=height, width=width, resize_mode=MEMORY_RESIZE_MODE
         )
-        return memory_latents_in_time(self._encode(memory_batch(pixels), device))
+        return memory_latents_in_time(self.encode_pixels(memory_batch(pixels), device))
 
     def prepare_condition(
         self,
@@ -143,7 +143,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         known = None
         if first_frames:
             known = self.video_processor.preprocess(_to_pil(first_frames), height=height, width=width)
-        shot_latents = self._encode(shot_condition_video(known, num_frames, height, width), device)
+        shot_latents = self.encode_pixels(shot_condition_video(known, num_frames, height, width), device)
         condition = concat_time(memory_latents, shot_latents)
         _, _, _, h, w = condition.shape
         mask = condition_mask(memory_latents.shape[2], num_frames, len(first_frames), h, w).to(device)

@@ -145,11 +145,11 @@ def video_pixels(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, wid
 
 def encode_video(pipe: StoryMemM2VPipeline, frames: np.ndarray, height: int, width: int, device: torch.device) -> torch.Tensor:
     """(1, z, T, h, w) normalised latents of a uint8 clip, like the pipeline's I2V condition."""
-    return pipe._encode(video_pixels(pipe, frames, height, width), device)
+    return pipe.encode_pixels(video_pixels(pipe, frames, height, width), device)
 
 
 class LatentCache:
-    """Memoises the pipeline's VAE encode (``pipe._encode``) by the exact pixels it is given.
+    """Memoises the pipeline's VAE encode (``pipe.encode_pixels``) by the exact pixels it is given.
 
     The VAE is frozen while the transformer trains, so a clip, a memory frame or a condition video
     always encodes to the same latents; on a CPU the VAE costs far more than a small transformer.
@@ -161,7 +161,7 @@ class LatentCache:
         self._items: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
     def install(self, pipe: StoryMemM2VPipeline) -> None:
-        encode = pipe._encode
+        encode = pipe.encode_pixels
 
         def cached(video: torch.Tensor, device: torch.device) -> torch.Tensor:
             pixels = video.detach().to("cpu").contiguous()
@@ -179,7 +179,7 @@ class LatentCache:
                 self.bytes -= old.numel() * old.element_size()
             return latents
 
-        pipe._encode = cached
+        pipe.encode_pixels = cached  # the instance attribute wins: the pipeline's own calls go through the cache
 
     @staticmethod
     def vae_tag(vae: torch.nn.Module) -> str:
