@@ -1,7 +1,7 @@
 """Does a toy model's first-shot (T2V) model draw the look its caption names? Sampled, as `render` samples.
 
     OMP_NUM_THREADS=2 PYTHONPATH=src python benchmarks/toy_first_shot_probe.py [MODEL] [--shots 40] [--frames 1]
-        [--memory [--world VARIANT]]
+        [--memory [--world VARIANT] | --m2v-text]
 
 MODEL is ``toy`` (the shipped weights, the default), a model folder (``OUT/model`` of `storymem train
 --from-scratch`), or a from-scratch run folder, whose latest checkpoint is exported and probed (as in
@@ -20,6 +20,11 @@ holds six ground-truth frames of the same character in the group's other three c
 8 of each: ``toy.bench.probe_memory``, as in toy_conditioning_probe.py), at the paper's negative
 RoPE positions, sampled with the preset's M2V sampling. A match is then the memory's look: how well memory carries a character when
 the memory itself is perfect, apart from the first shot the benchmark starts from.
+
+``--m2v-text`` asks the memory (M2V) model too, with the first shots' full-form prompts and an empty
+memory: how well the memory model draws a look from text alone. A memory model can only copy a shape
+from its memory if it can draw one; this reads whether it can (docs/training.md, "Why memory did not
+carry the shape").
 
 ``--world VARIANT`` draws the memory shots' clips in a world of benchmarks/toy_world_variants.py (the
 world the model trained on) instead of the toy world; the first shots are prompts, so it changes
@@ -58,9 +63,10 @@ def memory_shots(count: int, size: int) -> list:
     return [(clips[0][0], probe_memory(clips)) for clips in groups]
 
 
-def probe(folder: Path, shots: int, frames: int | None = None, size: int | None = None, memory: bool = False) -> dict:
+def probe(folder: Path, shots: int, frames: int | None = None, size: int | None = None, memory: bool = False,
+          m2v_text: bool = False) -> dict:  # fmt: skip
     """Shares of ``shots`` sampled shots that match their prompt (``memory``: their memory), and the
-    shapes read."""
+    shapes read. ``m2v_text``: the prompts go to the memory model, with an empty memory."""
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.pipeline.request import ShotRequest
     from storymem_cli.toy.captions import caption
@@ -80,6 +86,8 @@ def probe(folder: Path, shots: int, frames: int | None = None, size: int | None 
         if memory:
             request = ShotRequest(mode="m2v", prompt=caption(shot, role="hero"), memory=frames_of_character,
                                   steps=preset.m2v.steps, **common)  # fmt: skip
+        elif m2v_text:
+            request = ShotRequest(mode="m2v", prompt=caption(shot), memory=[], steps=preset.m2v.steps, **common)
         else:
             request = ShotRequest(mode="t2v", prompt=caption(shot), steps=preset.t2v.steps, **common)
         found = detect_clip(model.generate(request))
@@ -103,9 +111,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=None, help="frames per shot (4k+1); default the model's")
     parser.add_argument("--size", type=int, default=None, help="square side to sample at; default the model's")
     parser.add_argument("--memory", action="store_true", help="probe the memory model: memory holds the character")
+    parser.add_argument("--m2v-text", action="store_true",
+                        help="ask the memory model with the full prompt and an empty memory: does it draw from text")
     parser.add_argument("--world", help="draw the memory shots in this world of toy_world_variants.py")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.memory and args.m2v_text:
+        parser.error("--memory and --m2v-text ask different questions: pass one")
 
     def sibling(name: str):
         spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
@@ -123,12 +135,13 @@ def main() -> None:
             parser.error(str(err))
     with tempfile.TemporaryDirectory() as scratch:
         result = probe(conditioning.model_folder(args.model, Path(scratch)), args.shots, args.frames, args.size,
-                       args.memory)  # fmt: skip
+                       args.memory, args.m2v_text)  # fmt: skip
     if args.json:
         print(json.dumps(result))
         return
     frames = args.frames or "the model's own"
-    kind = "memory shots (memory: the character)" if args.memory else "first shots"
+    kind = ("memory shots (memory: the character)" if args.memory else
+            "first-shot prompts to the memory model (empty memory)" if args.m2v_text else "first shots")  # fmt: skip
     print(f"{args.model}: {result['shots']} {kind}, frames: {frames}")
     print("| colour | shape | both | setting | shapes read |")
     print("|---|---|---|---|---|")

@@ -37,22 +37,46 @@ def test_memory_shots_hold_six_true_frames_of_the_shots_character(load_benchmark
         assert (seen.colour, seen.shape) == (shot.character.colour, shot.character.shape)
 
 
-def test_the_memory_probe_samples_m2v_shots_with_the_characters_frames(load_benchmark, monkeypatch):
-    probe = load_benchmark("toy_first_shot_probe")
+@pytest.fixture
+def requests(monkeypatch):
+    """Every ShotRequest the model is asked, in order."""
     from storymem_cli.models.story_model import StoryModel
-    from storymem_cli.models.tiny import tiny_model_dir
 
-    requests = []
+    asked = []
     generate = StoryModel.generate
 
     def recording(self, request, progress=None):
-        requests.append(request)
+        asked.append(request)
         return generate(self, request, progress)
 
     monkeypatch.setattr(StoryModel, "generate", recording)
+    return asked
+
+
+def test_the_memory_probe_samples_m2v_shots_with_the_characters_frames(load_benchmark, requests):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.models.tiny import tiny_model_dir
+
     result = probe.probe(tiny_model_dir(), shots=2, frames=1, size=32, memory=True)
     assert result["shots"] == 2 and sum(result["shapes_read"].values()) == pytest.approx(1.0)
     assert [(r.mode, len(r.memory), r.prompt.startswith("the hero")) for r in requests] == [("m2v", 6, True)] * 2
+
+
+def test_m2v_text_sends_the_full_prompts_to_the_memory_model_with_no_memory(load_benchmark, requests):
+    probe = load_benchmark("toy_first_shot_probe")
+    from storymem_cli.models.tiny import tiny_model_dir
+    from storymem_cli.toy.captions import caption
+
+    probe.probe(tiny_model_dir(), shots=2, frames=1, size=32, m2v_text=True)
+    assert [(r.mode, len(r.memory), r.prompt) for r in requests] == [("m2v", 0, caption(s)) for s in probe.prompts(2)]
+
+
+def test_memory_and_m2v_text_are_refused_together(load_benchmark, monkeypatch, capsys):
+    probe = load_benchmark("toy_first_shot_probe")
+    monkeypatch.setattr("sys.argv", ["probe", "toy", "--memory", "--m2v-text"])
+    with pytest.raises(SystemExit) as exit_info:
+        probe.main()
+    assert exit_info.value.code == 2 and "pass one" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("variant", ["static", "static-snapped"])
