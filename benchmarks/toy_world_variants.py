@@ -18,6 +18,9 @@ transformer from learning shapes:
   move it as in the world; grow, shrink and turn leave it standing (turn still flips its eye);
 - ``sizes-only``: as ``fixed-size``, but the body stays where it starts, feet on the ground: grow,
   shrink and turn change it as in the world; walks, hops and jumps leave it standing;
+- ``stepped``: as ``moves-only``, but the body moves a whole token at a time: its centre snaps to x =
+  16, 32 or 48 world units (as ``static-snapped``) and its lift off the ground to a multiple of 16, so
+  walks, hops and jumps keep a shape on the token grid the same way in every frame;
 - ``static``: no motion, half-height 15, the centre anywhere along the ground;
 - ``static-snapped``: no motion, half-height 15, the centre at x = 16, 32 or 48 world units, which is
   on the edges of the toy transformer's tokens (8 pixels at 32x32), so a shape always falls on the
@@ -35,11 +38,12 @@ import numpy as np
 
 from storymem_cli.toy import render
 
-VARIANTS = ("stretch", "grounded", "fixed-size", "moves-only", "sizes-only", "static", "static-snapped")
+VARIANTS = ("stretch", "grounded", "fixed-size", "moves-only", "sizes-only", "stepped", "static", "static-snapped")
 # ``stretch``'s row of toy.render.MotionStyle
 STRETCH_MOTION = render.MotionStyle(hop=("stretch", 0.15, 0.22), jump=("stretch", 0.25, 0.32), walk_bob=0.0,
                                     turn_floor=0.4, grow=0.3, shrink=0.25, margin_from_width=True)  # fmt: skip
 HALF_HEIGHT = 15.0  # the middle of the world's 13.5-16.5
+TOKEN = 16.0  # world units per token of the toy transformer at 32x32 (4x VAE stride, 2x2 patches: 8 pixels)
 
 
 class _FirstSizeFixed:
@@ -73,12 +77,15 @@ def variant_motion(variant: str):
         if variant == "grounded":
             m = world_motion(action, rng, frames)
             return render.Motion(cx=m.cx, cy=render.GROUND_ROW - m.sy, sx=m.sx, sy=m.sy, facing=m.facing)
-        if variant in ("fixed-size", "moves-only", "sizes-only"):
+        if variant in ("fixed-size", "moves-only", "sizes-only", "stepped"):
             m = world_motion(action, _FirstSizeFixed(rng), frames)
-            if variant == "moves-only":
-                lift = render.GROUND_ROW - m.sy - m.cy
+            if variant in ("moves-only", "stepped"):
+                lift, cx = render.GROUND_ROW - m.sy - m.cy, m.cx
+                if variant == "stepped":
+                    cx = np.clip(np.floor(cx / TOKEN + 0.5) * TOKEN, TOKEN, render.WORLD - TOKEN)
+                    lift = np.floor(lift / TOKEN + 0.5) * TOKEN
                 size = np.full_like(m.sy, HALF_HEIGHT)
-                return render.Motion(cx=m.cx, cy=render.GROUND_ROW - size - lift, sx=size, sy=size, facing=m.facing)
+                return render.Motion(cx=cx, cy=render.GROUND_ROW - size - lift, sx=size, sy=size, facing=m.facing)
             if variant == "sizes-only":
                 cx = np.full_like(m.cx, m.cx[0])
                 return render.Motion(cx=cx, cy=render.GROUND_ROW - m.sy, sx=m.sx, sy=m.sy, facing=m.facing)

@@ -123,6 +123,23 @@ def test_moves_only_and_sizes_only_split_the_worlds_motion(load_benchmark):
         assert np.ptp(turn.cx) == 0 and turn.sx.min() < 0.5 * turn.sy.min()  # but it still turns
 
 
+def test_stepped_moves_like_moves_only_but_a_whole_token_at_a_time(load_benchmark):
+    variants = load_benchmark("toy_world_variants")
+    from storymem_cli.toy import render
+
+    stepped, moves = variants.variant_motion("stepped"), variants.variant_motion("moves-only")
+    moved = lifted = 0
+    for seed in range(6):
+        for action in ("walk_right", "walk_left", "hop_left", "jump"):
+            ours, smooth = stepped(action, np.random.default_rng(seed)), moves(action, np.random.default_rng(seed))
+            lift = render.GROUND_ROW - ours.sy - ours.cy
+            assert set(np.unique(ours.cx)) <= {16.0, 32.0, 48.0} and np.all(lift % variants.TOKEN == 0)
+            assert np.all(np.abs(ours.cx - smooth.cx) <= variants.TOKEN)  # the smooth move, snapped
+            assert np.all(ours.sy == variants.HALF_HEIGHT) and np.array_equal(ours.facing, smooth.facing)
+            moved, lifted = moved + (np.ptp(ours.cx) > 0), lifted + (lift.max() > 0)
+    assert moved and lifted  # walks still walk and hops still leave the ground
+
+
 def test_grounded_keeps_the_worlds_moves_and_sizes_on_the_ground(load_benchmark):
     variants = load_benchmark("toy_world_variants")
     from storymem_cli.toy import render
