@@ -34,3 +34,13 @@ def test_ci_runs_the_readme_test_command():
     command = lines[marker + 2]
     assert re.search(r"\bpytest\b", command)
     assert "README.md" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_render_help_names_the_model_auto_picks_here():
+    from storymem_cli.models.registry import resolve_preset
+
+    result = runner.invoke(app, ["render", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    said = re.search(r"auto \((\S+) on a CUDA machine, else the built-in CPU model '(\S+)'\)", result.stdout)
+    assert said is not None, result.stdout
+    assert resolve_preset("auto").name in said.groups()  # this machine's choice is one of the two named

@@ -13,6 +13,7 @@ import typer
 
 from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
 from storymem_cli.render.settings import MAX_UPSCALE  # torch-free
 
 
@@ -101,8 +102,8 @@ def render(
     ),
     model: str = typer.Option(
         "auto",
-        help="auto (wan2.2-a14b on a CUDA machine, else the built-in CPU model 'tiny'), tiny, wan2.2-a14b, "
-        "or a local model folder.",
+        help=f"auto ({A14B.name} on a CUDA machine, else the built-in CPU model '{TOY.name}'), "
+        f"{', '.join(PRESETS)}, or a local model folder.",
     ),
     size: str | None = typer.Option(None, help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
     frames: int | None = typer.Option(None, min=1, help="Frames per shot before trimming, 4k+1 (default: the model's)."),

@@ -33,7 +33,7 @@ def preset_names() -> list[str]:
 
 
 def resolve_preset(name: str) -> ModelPreset:
-    """A preset by name ("tiny", "wan2.2-a14b", "auto") or a model directory on disk.
+    """A preset by name ("toy", "tiny", "wan2.2-a14b", "auto") or a model directory on disk.
 
     "auto" is wan2.2-a14b when a CUDA GPU is present, else toy (trained, ships with the package). A directory is either a saved
     storymem model (``storymem_model.json``) or holds ``i2v/`` and ``t2v/`` diffusers repos (and
