@@ -23,8 +23,8 @@ the memory itself is perfect, apart from the first shot the benchmark starts fro
 
 ``--m2v-text`` asks the memory (M2V) model too, with the first shots' full-form prompts and an empty
 memory: how well the memory model draws a look from text alone. A memory model can only copy a shape
-from its memory if it can draw one; this reads whether it can (docs/training.md, "Why memory did not
-carry the shape").
+from its memory if it can draw one; this reads whether it can (docs/training.md, "A memory model that
+can draw first").
 
 ``--world VARIANT`` draws the memory shots' clips in a world of benchmarks/toy_world_variants.py (the
 world the model trained on) instead of the toy world; the first shots are prompts, so it changes
