@@ -6,6 +6,7 @@ by :mod:`storymem_cli.models.registry`.
 
 from __future__ import annotations
 
+from os import PathLike
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -48,9 +49,9 @@ class ModelPreset(_Frozen):
     text_encoder_dtype: TorchDtypeName
     builtin: bool = False  # True: materialised by storymem into its cache (tiny: random weights; toy: packaged)
 
-    def lora_for(self, lora: str | None) -> str | None:
+    def lora_for(self, lora: str | PathLike[str] | None) -> str | None:
         """The StoryMem LoRA a render loads: the user's ``--lora`` when given, else the preset's own."""
-        return lora if lora is not None else self.lora_source
+        return str(lora) if lora is not None else self.lora_source
 
 
 A14B = ModelPreset(

@@ -138,7 +138,7 @@ class StoryModel:
 
     @staticmethod
     def _find_lora(preset: ModelPreset, runtime: RuntimeOptions) -> tuple[Path, Path] | None:
-        source = preset.lora_for(str(runtime.lora) if runtime.lora is not None else None)
+        source = preset.lora_for(runtime.lora)
         if source is None:
             return None
         variant = "mm2v" if runtime.continuation == "mm2v" else "mi2v"  # "none": the MI2V variant does M2V
