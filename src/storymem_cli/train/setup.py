@@ -7,7 +7,6 @@ Scratch mode builds a small model (train/scratch.py) into the same pipeline clas
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +138,7 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
     from transformers import UMT5EncoderModel
     from transformers.utils import logging as hf_logging
 
+    from storymem_cli.models.registry import resolve_preset
     from storymem_cli.models.tiny import MODEL_FILE
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
@@ -146,8 +146,8 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
     if not (folder / MODEL_FILE).is_file():
         raise InvalidInputError(f"--init {path}: not a model folder (no {MODEL_FILE})",
                                 hint="pass OUT/model of an earlier `storymem train --from-scratch` run")  # fmt: skip
-    preset = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))["preset"]
-    i2v, t2v = folder / preset["i2v_source"], folder / preset["t2v_source"]
+    preset = resolve_preset(str(folder))  # the record's sources, resolved against the folder as `--model` does
+    i2v, t2v = preset.i2v_source, preset.t2v_source
     loaded = {
         "i2v": WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer"),
         "t2v": WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer"),
