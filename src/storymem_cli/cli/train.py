@@ -10,6 +10,7 @@ import typer
 
 from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.presets import PRESETS, TINY, TOY  # torch-free
 
 
 def _eta(seconds: float | None) -> str:
@@ -55,7 +56,7 @@ class _PlainProgress:
 def train_command(
     dataset: Path = typer.Argument(..., metavar="DATASET", show_default=False, help="Dataset folder with index.json: groups of related clips with captions (docs/toy-world.md, 'Dataset format')."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: train.json, log.jsonl, checkpoints/, and the result (lora/ or model/). Rerun the same command to resume."),
-    model: str = typer.Option(None, "--model", help="LoRA: the model to adapt (tiny, wan2.2-a14b or a model folder; default tiny). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
+    model: str = typer.Option(None, "--model", help=f"LoRA: the model to adapt ({', '.join(PRESETS)} or a model folder; default {TINY.name}). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
     init: str = typer.Option(None, "--init", help="With --from-scratch: start the transformers and the text encoder from this model folder (OUT/model of an earlier run; its VAE too, unless --vae is given) instead of random weights: more steps under new settings, e.g. clips after single frames."),
@@ -138,7 +139,7 @@ def train_command(
     except ValueError as err:
         raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     cfg = _config(
-        dataset=dataset, output=out, mode=mode, model=model or ("toy" if from_scratch else "tiny"), vae=vae, init=init,
+        dataset=dataset, output=out, mode=mode, model=model or (TOY.name if from_scratch else TINY.name), vae=vae, init=init,
         stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
         vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps,
         time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
