@@ -375,6 +375,21 @@ def test_init_starts_from_an_earlier_runs_model(toy_dataset, tmp_path):
     assert other_size.exit_code == 2 and "does not fit the size given by --model" in other_size.stderr, other_size.output
 
 
+def test_init_starts_with_the_earlier_runs_latent_cache(toy_dataset, tmp_path):
+    """A stage started with --init reuses RUN/latent_cache.pt of the run its model came from."""
+    flags = ["--from-scratch", "--model", "tiny", "--max-steps", "2", "--warmup-steps", "0", "--json"]
+    first = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "first"), *flags])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["latent_cache"]["misses"] > 0 and (tmp_path / "first" / "latent_cache.pt").is_file()
+    # the same seed and flags draw the same samples, so every encode is one the first run cached
+    second = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "second"), *flags,
+                                 "--init", str(tmp_path / "first" / "model")])  # fmt: skip
+    assert second.exit_code == 0, second.output
+    cache = json.loads(second.stdout)["latent_cache"]
+    assert cache["loaded_from"] == str(tmp_path / "first" / "latent_cache.pt")
+    assert cache["misses"] == 0 and cache["hits"] > 0
+
+
 def test_init_refusals_name_the_flag(toy_dataset, tmp_path):
     cases = [
         (["--model", "tiny", "--init", str(tmp_path)], "--init"),  # a LoRA run

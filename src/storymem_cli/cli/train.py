@@ -59,7 +59,7 @@ def train_command(
     model: str = typer.Option(None, "--model", help=f"LoRA: the model to adapt ({', '.join(PRESETS)} or a model folder; default {TINY.name}). With --from-scratch: the model size (toy, tiny, or a JSON size file; default toy)."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
-    init: str = typer.Option(None, "--init", help="With --from-scratch: start the transformers and the text encoder from this model folder (OUT/model of an earlier run; its VAE too, unless --vae is given) instead of random weights: more steps under new settings, e.g. clips after single frames."),
+    init: str = typer.Option(None, "--init", help="With --from-scratch: start the transformers and the text encoder from this model folder (OUT/model of an earlier run; its VAE too, unless --vae is given, and its run's latent cache) instead of random weights: more steps under new settings, e.g. clips after single frames."),
     stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
     vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
     vae_decoder_only: bool = typer.Option(

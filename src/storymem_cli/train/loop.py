@@ -103,10 +103,11 @@ class Trainer:
         self.text = TextCache()
         self.latents = LatentCache(cfg.latent_cache_mb << 20)
         self._cache_tag = None
+        self._cache_loaded_from: str | None = None
         if cfg.stage == "transformer":  # a VAE in training must not be served stale latents
             self.latents.install(self.trainee.pipe)
             self._cache_tag = LatentCache.vae_tag(self.trainee.pipe.vae)
-            self.latents.load(self.out / LATENT_CACHE_FILE, self._cache_tag, self.trainee.device)
+            self._cache_loaded_from = self._load_latent_cache()
         self.step = 0
         self.elapsed_before = 0.0
         self.resumed_from: str | None = None
@@ -223,6 +224,18 @@ class Trainer:
                 self._saved_at = self.step
         return "max_steps"
 
+    def _load_latent_cache(self) -> str | None:
+        """Start warm from this run's saved cache, else from that of the run ``--init`` came from
+        (``RUN/model`` beside ``RUN/latent_cache.pt``): keys hash the pixels and the tag the VAE, so
+        either serves only latents this stage would have computed itself."""
+        candidates = [self.out / LATENT_CACHE_FILE]
+        if self.cfg.init is not None:
+            candidates.append(Path(self.cfg.init).expanduser().parent / LATENT_CACHE_FILE)
+        for path in candidates:
+            if self.latents.load(path, self._cache_tag, self.trainee.device):
+                return str(path)
+        return None
+
     def _save_latent_cache(self) -> None:
         if self._cache_tag is not None and self.latents.misses:
             self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
@@ -271,7 +284,8 @@ class Trainer:
             "total_seconds": round(self.elapsed_before + seconds, 3),
             "steps_per_second": (self.step - start_step) / seconds if seconds > 0 else None,
             "checkpoint": str(checkpoint) if checkpoint else None,
-            "latent_cache": {"hits": self.latents.hits, "misses": self.latents.misses},
+            "latent_cache": {"hits": self.latents.hits, "misses": self.latents.misses,
+                             "loaded_from": self._cache_loaded_from},
             "exported": exported,
         }
 
