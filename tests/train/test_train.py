@@ -71,12 +71,11 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
     assert frames.shape == (9, 48, 64, 3) and model.describe()["storymem_lora"]["rank"] == 4
 
 
-def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path):
+def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path, tiny_request):
     """`train --model toy` (the LoRA help names every preset) gives a LoRA that `render --lora` loads on toy."""
     from storymem_cli.models.presets import TOY
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.models.runtime import RuntimeOptions
-    from storymem_cli.pipeline.request import ShotRequest
 
     out = tmp_path / "toy-lora"
     result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(out), "--model", "toy", "--max-steps", "2",
@@ -84,9 +83,8 @@ def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     model = load_story_model(resolve_preset("toy"), RuntimeOptions(lora=out / "lora"))
     video = TOY.video
-    frames = model.generate(ShotRequest(mode="m2v", prompt="the hero hops to the left on the beach", width=video.width,
-                                        height=video.height, frames=video.frames, steps=2, seed=0,
-                                        memory=[np.zeros((video.height, video.width, 3), np.uint8)]))  # fmt: skip
+    frames = model.generate(tiny_request(width=video.width, height=video.height, frames=video.frames,
+                                         memory=[np.zeros((video.height, video.width, 3), np.uint8)]))  # fmt: skip
     assert frames.shape == (video.frames, video.height, video.width, 3)
     assert model.describe()["storymem_lora"]["rank"] == 4  # loaded with the M2V model
 
