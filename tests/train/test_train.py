@@ -386,6 +386,66 @@ def test_init_starts_with_the_earlier_runs_latent_cache(toy_dataset, tmp_path):
     cache = json.loads(second.stdout)["latent_cache"]
     assert cache["loaded_from"] == str(tmp_path / "first" / "latent_cache.pt")
     assert cache["misses"] == 0 and cache["hits"] > 0
+    # nothing new, but the second run keeps the cache beside its model, so a third stage starts warm too
+    third = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "third"), *flags,
+                                "--init", str(tmp_path / "second" / "model")])  # fmt: skip
+    assert third.exit_code == 0, third.output
+    assert json.loads(third.stdout)["latent_cache"]["loaded_from"] == str(tmp_path / "second" / "latent_cache.pt")
+
+
+def test_a_first_shot_stage_leaves_the_memory_model_as_it_was(toy_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    flags = ["--from-scratch", "--model", "tiny", "--max-steps", "3", "--warmup-steps", "0"]
+    first = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "first"), *flags])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "second"), *flags,
+                                 "--init", str(tmp_path / "first" / "model"), "--t2v-share", "1"])  # fmt: skip
+    assert second.exit_code == 0, second.output
+    for sub, same in (("i2v/transformer", True), ("t2v/transformer", False)):
+        file = f"{sub}/diffusion_pytorch_model.safetensors"
+        before, after = load_file(str(tmp_path / "first" / "model" / file)), load_file(str(tmp_path / "second" / "model" / file))
+        assert all(torch.equal(before[k], after[k]) for k in before) == same, sub
+
+
+def test_widened_first_shot_model_computes_what_it_did_whatever_the_condition_holds():
+    from diffusers import WanTransformer3DModel
+
+    from storymem_cli.train.setup import widen_input
+
+    torch.manual_seed(0)
+    size = {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": 8, "ffn_dim": 32,
+            "num_layers": 1, "text_dim": 16, "freq_dim": 16, "out_channels": 4, "rope_max_seq_len": 32}  # fmt: skip
+    t2v = WanTransformer3DModel(in_channels=4, **size).eval()
+    m2v = WanTransformer3DModel(in_channels=9, **size).eval()
+    m2v.load_state_dict(widen_input(t2v.state_dict(), 9))
+    latents, condition = torch.randn(1, 4, 2, 8, 8), torch.randn(1, 5, 2, 8, 8)
+    inputs = {"timestep": torch.tensor([500]), "encoder_hidden_states": torch.randn(1, 3, 16), "return_dict": False}
+    with torch.no_grad():
+        expected = t2v(hidden_states=latents, **inputs)[0]
+        got = m2v(hidden_states=torch.cat([latents, condition], dim=1), **inputs)[0]
+    torch.testing.assert_close(got, expected)
+
+
+def test_m2v_from_t2v_starts_the_memory_model_from_the_first_shot_model(toy_dataset, tmp_path):
+    from storymem_cli.train.setup import build_trainee
+
+    first = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "first"), "--from-scratch",
+                                "--model", "tiny", "--max-steps", "2", "--warmup-steps", "0"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "second", mode="scratch", model="tiny",
+                      init=str(tmp_path / "first" / "model"), m2v_from_t2v=True, device="cpu")  # fmt: skip
+    trainee = build_trainee(cfg)
+    m2v, t2v = trainee.routes["m2v"].state_dict(), trainee.routes["t2v"].state_dict()
+    assert all(torch.equal(m2v[k], v) for k, v in t2v.items() if k != "patch_embedding.weight")
+    wide, narrow = m2v["patch_embedding.weight"], t2v["patch_embedding.weight"]
+    assert torch.equal(wide[:, : narrow.shape[1]], narrow) and not wide[:, narrow.shape[1] :].any()
+    plain = build_trainee(cfg.model_copy(update={"m2v_from_t2v": False}))  # the memory model of the first run
+    assert not torch.equal(plain.routes["m2v"].proj_out.weight, trainee.routes["m2v"].proj_out.weight)
+
+    refused = runner.invoke(app, ["train", str(toy_dataset), "--out", str(tmp_path / "third"), "--from-scratch",
+                                  "--model", "tiny", "--m2v-from-t2v", "--max-steps", "1"])  # fmt: skip
+    assert refused.exit_code == 2 and "--m2v-from-t2v" in refused.stderr, refused.output
 
 
 def test_init_refusals_name_the_flag(toy_dataset, tmp_path):

@@ -89,6 +89,7 @@ def train_command(
     warmup_steps: int = typer.Option(None, "--warmup-steps", help="Linear warm-up steps. [default: 50]"),
     lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant or cosine (cosine needs --schedule-steps). [default: constant]"),
     schedule_steps: int = typer.Option(None, "--schedule-steps", help="Length of the cosine decay, fixed across stages."),
+    m2v_from_t2v: bool = typer.Option(False, "--m2v-from-t2v", help="With --init: start the memory (M2V) model from the folder's first-shot (T2V) model instead of its memory model, the input layer widened with zeros for the mask and condition channels, as Wan's I2V extends its T2V. A memory model that already draws well learns to copy from memory faster."),
     seed: int = typer.Option(None, "--seed", help="Seed of the samples, noise and initial weights. [default: 0]"),
     device: str = typer.Option(None, "--device", help="cuda, cuda:1, cpu. [default: cuda when present]"),
     dtype: str = typer.Option(None, "--dtype", help="auto, bfloat16, float16, float32: frozen weights / autocast on CUDA; CPU trains in float32. [default: auto]"),
@@ -114,7 +115,7 @@ def train_command(
     width: int = typer.Option(None, "--width", help="Training width. [default: the model's]"),
     height: int = typer.Option(None, "--height", help="Training height. [default: the model's]"),
     frames: int = typer.Option(None, "--frames", help="Frames per target (4k+1), a random window of each clip. [default: the model's]"),
-    t2v_share: float = typer.Option(None, "--t2v-share", help="From scratch: share of batches training the first-shot (T2V) model. [default: 0.2]"),
+    t2v_share: float = typer.Option(None, "--t2v-share", help="From scratch: share of batches training the first-shot (T2V) model; 1 trains it alone (with --init: a first-shot stage after a memory stage). [default: 0.2]"),
     train_text_encoder: bool = typer.Option(None, "--train-text-encoder/--frozen-text-encoder", help="From scratch: train the text encoder too. [default: frozen]"),
     gradient_checkpointing: bool = typer.Option(None, "--gradient-checkpointing", help="Recompute activations (large models)."),
     latent_cache_mb: int = typer.Option(None, "--latent-cache-mb", help="Memory for cached VAE latents of clips and frames (the VAE is frozen). [default: 1024]"),
@@ -140,7 +141,7 @@ def train_command(
         raise InvalidInputError(f"invalid --rope/--rope-shift: {err.errors()[0]['msg']}") from None  # type: ignore[attr-defined]
     cfg = _config(
         dataset=dataset, output=out, mode=mode, model=model or (TOY.name if from_scratch else TINY.name), vae=vae, init=init,
-        stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
+        m2v_from_t2v=m2v_from_t2v, stage=stage, vae_kl_weight=vae_kl_weight, vae_chroma_weight=vae_chroma_weight, vae_decoder_only=vae_decoder_only,
         vae_inflate=vae_inflate, loss_chroma_weight=loss_chroma_weight, max_steps=max_steps,
         time_limit_minutes=time_limit, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
         warmup_steps=warmup_steps, lr_schedule=lr_schedule, schedule_steps=schedule_steps, seed=seed, device=device,

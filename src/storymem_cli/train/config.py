@@ -56,10 +56,14 @@ class TrainConfig(BaseModel):
     lora_rank: int = Field(128, ge=1)  # release: r = 128
     lora_alpha: float = Field(128.0, gt=0)  # release: alpha = 128 with rsLoRA (scale alpha / sqrt(r))
     lora_dropout: float = Field(0.05, ge=0, lt=1)  # release: 0.05
-    t2v_share: float = Field(0.2, ge=0, lt=1)  # scratch: share of batches that train the T2V (first-shot) model
+    # scratch: share of batches that train the T2V (first-shot) model; 1 with init: a first-shot stage alone
+    t2v_share: float = Field(0.2, ge=0, le=1)
     train_text_encoder: bool = False  # scratch: also train the text encoder (lora: always frozen)
     vae: str | None = None  # scratch: model folder whose VAE is used (frozen); None: random init (tests only)
     init: str | None = None  # scratch transformer stage: start from this model folder (OUT/model of an earlier run)
+    # with init: the memory model starts as init's first-shot model, its input layer widened with zeros for the mask
+    # and condition channels (Wan's I2V extends its T2V the same way): it draws from its first step
+    m2v_from_t2v: bool = False
     stage: Stage = "transformer"  # scratch: "vae" first trains the autoencoder alone (reconstruction + KL)
     vae_kl_weight: float = Field(1e-4, ge=0)  # on the per-element KL: keeps latents Gaussian, recon dominates
     vae_decoder_only: bool = False  # stage vae on --vae: the latent space stays, so a transformer trained on it still fits
@@ -118,6 +122,9 @@ class TrainConfig(BaseModel):
         if self.init is not None and (self.mode != "scratch" or self.stage != "transformer"):
             raise ValueError("init (--init) starts a --from-scratch transformer stage from an earlier run's model folder; "
                              "a LoRA starts from --model, a VAE stage from --vae")
+        if self.m2v_from_t2v and self.init is None:
+            raise ValueError("m2v_from_t2v (--m2v-from-t2v) starts the memory model from --init's first-shot model: "
+                             "it needs init")
         if self.mode == "lora" and self.train_text_encoder:
             raise ValueError("train_text_encoder is for --from-scratch; a LoRA leaves the text encoder frozen")
         return self

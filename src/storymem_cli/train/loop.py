@@ -237,8 +237,13 @@ class Trainer:
         return None
 
     def _save_latent_cache(self) -> None:
-        if self._cache_tag is not None and self.latents.misses:
-            self.latents.save(self.out / LATENT_CACHE_FILE, self._cache_tag)
+        """Save when the cache holds latents this run's file lacks: new ones (misses), or all of
+        them when they came from the ``--init`` run's file, so a stage started from this run's
+        model starts warm too (c1 -> c2 -> c3)."""
+        own = self.out / LATENT_CACHE_FILE
+        borrowed = self._cache_loaded_from is not None and Path(self._cache_loaded_from) != own
+        if self._cache_tag is not None and (self.latents.misses or borrowed):
+            self.latents.save(own, self._cache_tag)
 
     def run(self, progress: Progress | None = None) -> dict:
         """Train; SIGTERM stops it like Ctrl-C (a checkpoint and the latent cache, then KeyboardInterrupt),

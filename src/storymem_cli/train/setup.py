@@ -132,8 +132,9 @@ def _load_vae(path: str) -> Any:
     raise InvalidInputError(f"--vae {path}: no VAE here (looked for config.json in ., vae/ and i2v/vae/)")
 
 
-def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
-    """Fill the freshly built components with the weights of a from-scratch model folder."""
+def _load_init(parts: dict[str, Any], path: str, with_vae: bool, m2v_from_t2v: bool = False) -> None:
+    """Fill the freshly built components with the weights of a from-scratch model folder; with
+    ``m2v_from_t2v`` the memory model gets the folder's first-shot model (see `widen_input`)."""
     from diffusers import WanTransformer3DModel
     from transformers import UMT5EncoderModel
     from transformers.utils import logging as hf_logging
@@ -153,9 +154,12 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
         "t2v": WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer"),
         "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder"),
     }
-    for name, model in loaded.items():
+    states = {name: model.state_dict() for name, model in loaded.items()}
+    if m2v_from_t2v:
+        states["i2v"] = widen_input(states["t2v"], parts["i2v"].config.in_channels)
+    for name, state in states.items():
         try:
-            parts[name].load_state_dict(model.state_dict())
+            parts[name].load_state_dict(state)
         except RuntimeError as err:  # shapes differ: another model size
             lines = [line.strip() for line in str(err).splitlines() if line.strip()]
             detail = next((line for line in lines if "size mismatch" in line), lines[0])
@@ -163,6 +167,19 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool) -> None:
                                     hint="pass the --model size the earlier run was trained with") from None  # fmt: skip
     if with_vae:
         parts["vae"] = _load_vae(str(folder))
+
+
+def widen_input(state: dict[str, torch.Tensor], in_channels: int) -> dict[str, torch.Tensor]:
+    """A first-shot (T2V) transformer's weights for a memory (M2V) transformer with ``in_channels``
+    inputs: the patch embedding keeps its weights for the noisy latent's channels, which come first
+    in the M2V input (``[latents | mask | condition]``), and zeros for the rest: whatever the mask
+    and condition hold, the widened model starts out computing what the T2V model computes on the
+    latents."""
+    key = "patch_embedding.weight"
+    weight = state[key]
+    wide = weight.new_zeros((weight.shape[0], in_channels, *weight.shape[2:]))
+    wide[:, : weight.shape[1]] = weight
+    return {**state, key: wide}
 
 
 def _build_scratch(cfg: TrainConfig) -> Trainee:
@@ -177,7 +194,7 @@ def _build_scratch(cfg: TrainConfig) -> Trainee:
     size = scratch_size(cfg.model)
     parts = build_scratch_components(size, cfg.seed)
     if cfg.init is not None:  # a resumed run loads its checkpoint over these, as over random weights
-        _load_init(parts, cfg.init, with_vae=cfg.vae is None)
+        _load_init(parts, cfg.init, with_vae=cfg.vae is None, m2v_from_t2v=cfg.m2v_from_t2v)
     if cfg.vae is not None:
         parts["vae"] = _load_vae(cfg.vae)
     device = resolve_device(cfg.device)
