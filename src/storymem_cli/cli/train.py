@@ -60,6 +60,7 @@ def train_command(
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Train a small model from random weights instead of a LoRA; writes a model folder usable with `--model OUT/model`."),
     vae: str = typer.Option(None, "--vae", help="With --from-scratch: take the (frozen) VAE from this folder (e.g. OUT/vae of a --stage vae run); otherwise it is random (fine for tests, not for watching)."),
     init: str = typer.Option(None, "--init", help="With --from-scratch: start the transformers and the text encoder from this model folder (OUT/model of an earlier run; its VAE too, unless --vae is given, and its run's latent cache) instead of random weights: more steps under new settings, e.g. clips after single frames."),
+    m2v_from_t2v: bool = typer.Option(False, "--m2v-from-t2v", help="With --init: start the memory (M2V) model from the folder's first-shot (T2V) model instead of its memory model, the input layer widened with zeros for the mask and condition channels, as Wan's I2V extends its T2V. On the toy it then drew better from text but copied less from memory than a memory model carried on (docs/training.md)."),
     stage: str = typer.Option(None, "--stage", help="With --from-scratch: 'vae' trains the autoencoder alone (writes OUT/vae), 'transformer' the diffusion models. [default: transformer]"),
     vae_kl_weight: float = typer.Option(None, "--vae-kl-weight", help="Stage vae: weight of the KL term. [default: 1e-4]"),
     vae_decoder_only: bool = typer.Option(
@@ -89,7 +90,6 @@ def train_command(
     warmup_steps: int = typer.Option(None, "--warmup-steps", help="Linear warm-up steps. [default: 50]"),
     lr_schedule: str = typer.Option(None, "--lr-schedule", help="constant or cosine (cosine needs --schedule-steps). [default: constant]"),
     schedule_steps: int = typer.Option(None, "--schedule-steps", help="Length of the cosine decay, fixed across stages."),
-    m2v_from_t2v: bool = typer.Option(False, "--m2v-from-t2v", help="With --init: start the memory (M2V) model from the folder's first-shot (T2V) model instead of its memory model, the input layer widened with zeros for the mask and condition channels, as Wan's I2V extends its T2V. A memory model that already draws well learns to copy from memory faster."),
     seed: int = typer.Option(None, "--seed", help="Seed of the samples, noise and initial weights. [default: 0]"),
     device: str = typer.Option(None, "--device", help="cuda, cuda:1, cpu. [default: cuda when present]"),
     dtype: str = typer.Option(None, "--dtype", help="auto, bfloat16, float16, float32: frozen weights / autocast on CUDA; CPU trains in float32. [default: auto]"),
