@@ -53,25 +53,22 @@ def frame_stability(frames: np.ndarray, clip_shape: str | None) -> float | None:
 def read_run(run_dir: Path) -> dict:
     """One story's run folder: per shot its mode, clip shape and frame stability; per later shot
     the shape of each memory image it was given and where that image came from."""
-    from PIL import Image
-
+    from storymem_cli.memory.bank import MemoryBank
     from storymem_cli.render.video import read_frames
     from storymem_cli.toy.detect import detect_clip
 
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    bank = json.loads((run_dir / "memory.json").read_text(encoding="utf-8"))
-    entries = {e["id"]: e for e in bank["entries"]}
+    bank = MemoryBank.open(run_dir)
     shots = []
     for shot in run["shots"]:
         frames = read_frames(run_dir / shot["path"])
         shape = detect_clip(frames).shape
         memory = []
-        for entry_id in shot.get("memory_ids", []):
-            entry = entries[entry_id]
-            image = np.asarray(Image.open(run_dir / entry["file"]).convert("RGB"))
-            source = entry.get("source") or {}
-            memory.append({"id": entry_id, "shape": detect_clip(image[None]).shape,
-                           "shot": source.get("shot"), "frame": source.get("frame")})  # fmt: skip
+        for entry in map(bank.get, shot.get("memory_ids", [])):
+            from_shot = entry.source.kind == "shot"  # a reference image has no shot and no frame
+            memory.append({"id": entry.id, "shape": detect_clip(bank.load_image(entry)[None]).shape,
+                           "shot": entry.source.shot if from_shot else None,
+                           "frame": entry.source.frame if from_shot else None})  # fmt: skip
         shots.append({"mode": shot["mode"], "shape": shape, "stability": frame_stability(frames, shape), "memory": memory})
     return {"run_dir": str(run_dir), "shots": shots}
 
@@ -79,7 +76,8 @@ def read_run(run_dir: Path) -> dict:
 def summarise(runs: list[dict]) -> dict:
     """The three answers over every story's run (see the module docstring)."""
     stability: dict[str, list[float]] = {}
-    held: Counter = Counter()  # (source, frame kind) -> images; with "match" -> those showing shot 1's shape
+    images: Counter = Counter()  # (source, frame kind) -> memory images
+    matching: Counter = Counter()  # (source, frame kind) -> those showing shot 1's shape
     bands: dict[str, list[bool]] = {f"{lo:.1f}-{hi:.1f}": [] for lo, hi in PURITY_BANDS}
     for run in runs:
         first = run["shots"][0]["shape"]
@@ -88,25 +86,19 @@ def summarise(runs: list[dict]) -> dict:
                 stability.setdefault(shot["mode"], []).append(shot["stability"])
             if k == 0 or not shot["memory"]:
                 continue
-            matches = 0
             for image in shot["memory"]:
                 where = ("shot 1" if image["shot"] == 0 else "later shots",
                          "first frame" if image["frame"] == 0 else "other frames")  # fmt: skip
-                held[where] += 1
-                held[(*where, "match")] += image["shape"] == first
-                matches += image["shape"] == first
-            purity = matches / len(shot["memory"])
-            for lo, hi in PURITY_BANDS:
-                if lo <= purity < hi or (hi == 1.0 and purity == 1.0):
-                    bands[f"{lo:.1f}-{hi:.1f}"].append(shot["shape"] == first)
-                    break
-    images = [
-        {"source": src, "frames": kind, "images": held[(src, kind)], "shot1_shape": held[(src, kind, "match")] / held[(src, kind)]}
-        for src, kind in sorted(k for k in held if len(k) == 2)
-    ]
+                images[where] += 1
+                matching[where] += image["shape"] == first
+            purity = sum(image["shape"] == first for image in shot["memory"]) / len(shot["memory"])
+            lo, hi = next(band for band in reversed(PURITY_BANDS) if purity >= band[0])  # the last band holds 1.0
+            bands[f"{lo:.1f}-{hi:.1f}"].append(shot["shape"] == first)
+    held = [{"source": src, "frames": kind, "images": n, "shot1_shape": matching[(src, kind)] / n}
+            for (src, kind), n in sorted(images.items())]  # fmt: skip
     return {
         "frame_stability": {mode: {"shots": len(v), "share": float(np.mean(v))} for mode, v in stability.items()},
-        "memory_images": images,
+        "memory_images": held,
         "agreement_by_purity": {
             band: {"shots": len(v), "agreement": float(np.mean(v)) if v else None} for band, v in bands.items()
         },
