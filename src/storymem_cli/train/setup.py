@@ -149,14 +149,13 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool, m2v_from_t2v: b
                                 hint="pass OUT/model of an earlier `storymem train --from-scratch` run")  # fmt: skip
     preset = resolve_preset(str(folder))  # the record's sources, resolved against the folder as `--model` does
     i2v, t2v = preset.i2v_source, preset.t2v_source
-    loaded = {
-        "i2v": WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer"),
-        "t2v": WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer"),
-        "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder"),
+    first_shot = WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer").state_dict()
+    states = {  # checked in this order: a size mismatch names the memory model first
+        "i2v": widen_input(first_shot, parts["i2v"].config.in_channels) if m2v_from_t2v
+        else WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer").state_dict(),
+        "t2v": first_shot,
+        "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder").state_dict(),
     }
-    states = {name: model.state_dict() for name, model in loaded.items()}
-    if m2v_from_t2v:
-        states["i2v"] = widen_input(states["t2v"], parts["i2v"].config.in_channels)
     for name, state in states.items():
         try:
             parts[name].load_state_dict(state)
