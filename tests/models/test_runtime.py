@@ -47,3 +47,17 @@ def test_unknown_attention_backend_fails_before_loading():
 def test_explicit_dtype():
     model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", dtype="bfloat16"))
     assert model.describe()["dtype"] == "bfloat16"
+
+
+def test_group_offload_moves_the_story_rope_with_its_expert(tiny_request):
+    """diffusers' group offloading onloads the modules it saw when it was enabled: the story rope must
+    be installed before, or its tables stay on the offload device while the activations are on the GPU."""
+    from storymem_cli.pipeline.rope import StoryRotaryPosEmbed
+
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", offload="group"))
+    model.generate(tiny_request(mode="m2v"))
+    pipe = model.pipeline("m2v")
+    for transformer in (pipe.transformer, pipe.transformer_2):
+        assert isinstance(transformer.rope, StoryRotaryPosEmbed)
+        group = transformer._diffusers_hook.get_hook("group_offloading").group  # the expert's top-level modules
+        assert any(module is transformer.rope for module in group.modules)

@@ -122,3 +122,16 @@ def test_sequential_equals_stock_after_casting_to_bf16(experts, inputs):
             "encoder_hidden_states": inputs["encoder_hidden_states"].bfloat16()}  # fmt: skip
     positions = frame_positions(MEMORY, SHOT, RopeConfig(mode="sequential"))
     assert torch.equal(run(ours, cast, positions), run(stock, cast))
+
+
+def test_tables_follow_the_activations_device(experts):
+    """Group offloading leaves the stock tables on the CPU while the activations are on the GPU: every
+    part of the tables must come to the activations' device (the meta device stands in for a GPU)."""
+    _, ours = experts
+    ours.rope.frame_positions = frame_positions(MEMORY, SHOT, RopeConfig())
+    try:
+        cos, sin = ours.rope(torch.empty(1, 36, MEMORY + SHOT, 6, 8, device="meta"))
+    finally:
+        ours.rope.frame_positions = None
+    assert cos.device.type == "meta" and sin.device.type == "meta"
+    assert cos.shape == (1, (MEMORY + SHOT) * 3 * 4, 1, ours.rope.attention_head_dim)

@@ -34,7 +34,7 @@ from storymem_cli.pipeline.layout import (
     memory_latents_in_time,
     shot_condition_video,
 )
-from storymem_cli.pipeline.rope import rope_positions
+from storymem_cli.pipeline.rope import install_story_rope, rope_positions
 from storymem_cli.pipeline.sigmas import (
     NUM_TRAIN_TIMESTEPS,
     expert_for_timestep,
@@ -52,9 +52,16 @@ def _to_pil(images: Sequence[np.ndarray]) -> list[PIL.Image.Image]:
 class StoryMemM2VPipeline(WanImageToVideoPipeline):
     """Wan2.2 I2V A14B with memory conditioning: M2V, MI2V (1 known first frame) and MM2V (5).
 
-    Both experts' ``rope`` is replaced by :class:`StoryRotaryPosEmbed` on the first call (or earlier
-    with ``install_story_rope``); the constructor is diffusers' own.
+    Both experts' ``rope`` is replaced by :class:`StoryRotaryPosEmbed` as they are registered, so
+    offloading attached later (group offload tracks the modules present when it is enabled) moves
+    the story rope with the rest of the expert; the constructor is diffusers' own.
     """
+
+    def register_modules(self, **kwargs: Any) -> None:
+        for name in ("transformer", "transformer_2"):
+            if kwargs.get(name) is not None:
+                install_story_rope(kwargs[name])
+        super().register_modules(**kwargs)
 
     @property
     def do_classifier_free_guidance(self) -> bool:

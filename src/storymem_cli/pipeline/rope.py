@@ -70,7 +70,9 @@ class StoryRotaryPosEmbed(WanRotaryPosEmbed):
         t_cos, t_sin = temporal_cos_sin(self.frame_positions, self.t_dim)
         out = []
         for t_table, table in ((t_cos, self.freqs_cos), (t_sin, self.freqs_sin)):
-            _, h_table, w_table = table.split(split, dim=1)
+            # The stock tables are buffers that may sit on another device than the activations
+            # (group offloading keeps them on the CPU between calls): every part goes to ``device``.
+            _, h_table, w_table = (part.to(device) for part in table.split(split, dim=1))
             parts = [
                 t_table.to(device=device, dtype=table.dtype).view(ppf, 1, 1, -1).expand(ppf, pph, ppw, -1),
                 h_table[:pph].view(1, pph, 1, -1).expand(ppf, pph, ppw, -1),
@@ -89,7 +91,12 @@ def install_story_rope(transformer: torch.nn.Module) -> StoryRotaryPosEmbed:
 
 @contextmanager
 def rope_positions(transformers: Iterable[torch.nn.Module | None], positions: Sequence[float]) -> Iterator[None]:
-    """Set the temporal positions on every given transformer's rope for the duration of a call."""
+    """Set the temporal positions on every given transformer's rope for the duration of a call.
+
+    A transformer without the story rope gets it here (training uses bare transformers). Offloading
+    hooks track the modules present when they are attached, so a pipeline installs it at build time
+    (``StoryMemM2VPipeline.register_modules``), before any offloading.
+    """
     ropes = [install_story_rope(t) for t in transformers if t is not None]
     for rope in ropes:
         rope.frame_positions = tuple(float(p) for p in positions)
