@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +13,6 @@ import torch
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
 from storymem_cli.memory.embed import load_embedder
 from storymem_cli.scoring.clip import build_clip_visual, clip_config
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _save_tiny_checkpoint(path: Path, seed: int) -> None:
@@ -71,15 +68,15 @@ def test_unknown_embedder_and_unknown_tag_are_invalid_input():
         load_embedder("clip-vit-b-32", weights="not-a-tag")
 
 
-def test_offline_without_cached_weights_says_what_to_download(tmp_path):
+def test_offline_without_cached_weights_says_what_to_download(tmp_path, child_env):
     code = (
         "from storymem_cli.memory.embed import load_embedder\n"
         "from storymem_cli.errors import MissingWeightsError\n"
         "try:\n    load_embedder('clip-vit-b-32')\n"
         "except MissingWeightsError as e:\n    print('MISSING', e)\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(SRC),
-           "OMP_NUM_THREADS": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env = child_env(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1",
+                    XDG_CACHE_HOME=str(tmp_path / "cache"))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("MISSING")

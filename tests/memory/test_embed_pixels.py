@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,6 @@ from storymem_cli.errors import InvalidInputError
 from storymem_cli.memory.embed import EMBEDDERS, PIXEL_GRID, load_embedder
 from storymem_cli.toy.render import render_background, render_clip
 from storymem_cli.toy.world import SETTINGS, Character, Shot
-
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_pixels_is_a_known_embedder_with_normalised_float32_rows(frames):
@@ -66,13 +63,13 @@ def test_pixels_takes_no_weights():
         load_embedder("pixels", weights="openai")
 
 
-def test_pixels_needs_no_torch():
+def test_pixels_needs_no_torch(child_env):
     code = (
         "import sys; from storymem_cli.memory.embed import load_embedder; import numpy as np; "
         "load_embedder('pixels').embed(np.zeros((2, 32, 32, 3), np.uint8)); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONPATH": str(SRC)}
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=child_env()
     )
     assert out.stdout.strip() == "False"

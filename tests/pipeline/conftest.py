@@ -8,7 +8,11 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+    from storymem_cli.models.registry import (
+        RuntimeOptions,
+        load_story_model,
+        resolve_preset,
+    )
 
     return load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu"))  # CPU inputs in these tests
 

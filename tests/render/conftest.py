@@ -119,7 +119,7 @@ def finished(tmp_path_factory):
     record_generate(patch, log)
     try:
         result = CliRunner().invoke(
-            app, ["render", str(script), "-o", str(root / "run"), "--model", "tiny", "--json"]
+            app, ["render", str(script), "-o", str(root / "run"), "--model", "tiny", "--device", "cpu", "--json"]
         )
     finally:
         patch.undo()

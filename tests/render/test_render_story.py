@@ -19,7 +19,7 @@ runner = CliRunner()
 
 
 def render(*args: str):
-    return runner.invoke(app, ["render", *args, "--model", "tiny"])
+    return runner.invoke(app, ["render", *args, "--model", "tiny", "--device", "cpu"])
 
 
 def run_json(run_dir: Path) -> dict:

@@ -6,7 +6,6 @@ gives identical frames on CPU, across processes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from storymem_cli.render.video import read_frames
 
 from .conftest import STORY, write_script
 
-SRC = Path(__file__).resolve().parents[2] / "src"
 KILL_AFTER = 2  # shots finished before the kill
 
 
@@ -32,15 +30,16 @@ def done_shots(run: Path) -> int:
         return 0  # not written yet (it is replaced atomically, so never half written)
 
 
-def test_sigkill_then_resume_gives_the_uninterrupted_video(tmp_path, generate_log, finished):
+def test_sigkill_then_resume_gives_the_uninterrupted_video(tmp_path, generate_log, finished, child_env):
     import torch
 
     script = write_script(tmp_path / "scripts", "lantern.json", STORY)
     run = tmp_path / "run"
     # Same thread count as this process: CPU float reductions then match bit for bit.
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    env = child_env(OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "storymem_cli", "render", str(script), "-o", str(run), "--model", "tiny"],
+        [sys.executable, "-m", "storymem_cli", "render", str(script), "-o", str(run), "--model", "tiny",
+         "--device", "cpu"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -58,7 +57,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_video(tmp_path, generate_lo
     kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted((run / "shots").glob("shot_*"))
             if int(p.name[5:8]) <= killed_at}  # fmt: skip
 
-    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny"])
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--device", "cpu"])
     assert result.exit_code == 0, result.output
 
     # Only the unfinished shots were generated again.
@@ -96,14 +95,14 @@ def test_crash_after_the_bank_update_but_before_run_json(tmp_path, generate_log,
         real_save(self, record)
 
     monkeypatch.setattr(StoryRenderer, "_save", crash_on_shot_4)
-    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny"])
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--device", "cpu"])
     assert result.exit_code == 130  # click turns KeyboardInterrupt into "Aborted!", exit 130
     assert (run / "shots" / "shot_004.mp4").is_file() and done_shots(run) == 3
     assert "3" in json.loads((run / "memory.json").read_text())["conditioning"]  # the bank saw shot 4
 
     monkeypatch.setattr(StoryRenderer, "_save", real_save)
     generate_log.clear()
-    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny"])
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert len(generate_log) == 2
     assert np.array_equal(read_frames(run / "story.mp4"), read_frames(finished["run"] / "story.mp4"))

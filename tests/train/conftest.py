@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.toy.dataset import write_toy_dataset
+
+CPU = RuntimeOptions(device="cpu")  # the tests build their inputs on the CPU
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +29,8 @@ def overfit_dataset(tmp_path_factory):
 @pytest.fixture
 def small_lora():
     """TrainConfig fields for a fast LoRA run on the tiny preset."""
-    return {"model": "tiny", "lora_rank": 4, "lora_alpha": 4.0, "warmup_steps": 0, "checkpoint_every": 5}
+    # device: the tests feed CPU tensors to what they train
+    return {"model": "tiny", "lora_rank": 4, "lora_alpha": 4.0, "warmup_steps": 0, "checkpoint_every": 5, "device": "cpu"}
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +38,7 @@ def m2v_pipe():
     """The tiny preset's M2V pipeline, as inference loads it."""
     from storymem_cli.models.registry import load_story_model, resolve_preset
 
-    return load_story_model(resolve_preset("tiny")).pipeline("m2v")
+    return load_story_model(resolve_preset("tiny"), CPU).pipeline("m2v")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from storymem_cli.config import RopeConfig
+from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.pipeline.layout import frame_positions
 from storymem_cli.train.data import Sample
 from storymem_cli.train.step import (
@@ -20,6 +21,8 @@ from storymem_cli.train.step import (
     sigma_from_u,
     u_range,
 )
+
+CPU = RuntimeOptions(device="cpu")  # the tests build their inputs on the CPU
 
 
 def test_flow_convention_matches_diffusers_schedulers():
@@ -205,7 +208,7 @@ def test_latent_cache_returns_what_the_vae_returns():
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.train.step import LatentCache, encode_video
 
-    pipe = load_story_model(resolve_preset("tiny")).pipeline("m2v")  # its own instance: the cache patches it
+    pipe = load_story_model(resolve_preset("tiny"), CPU).pipeline("m2v")  # its own instance: the cache patches it
     rng = np.random.default_rng(9)
     clip_a, clip_b = (rng.integers(0, 256, (9, 48, 64, 3), dtype=np.uint8) for _ in range(2))
     device = torch.device("cpu")
@@ -226,7 +229,7 @@ def test_latent_cache_survives_a_stage(tmp_path):
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.train.step import LatentCache, encode_video
 
-    pipe = load_story_model(resolve_preset("tiny")).pipeline("m2v")
+    pipe = load_story_model(resolve_preset("tiny"), CPU).pipeline("m2v")
     clip = np.random.default_rng(10).integers(0, 256, (5, 48, 64, 3), dtype=np.uint8)
     cache = LatentCache(max_bytes=1 << 30)
     cache.install(pipe)

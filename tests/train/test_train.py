@@ -16,11 +16,13 @@ import torch
 from typer.testing import CliRunner
 
 from storymem_cli.cli.app import app
+from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.train.config import TrainConfig
 from storymem_cli.train.loop import Trainer
 
+CPU = RuntimeOptions(device="cpu")  # the tests build their inputs on the CPU
+
 runner = CliRunner()
-SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_loss_falls_on_an_overfit_batch(overfit_dataset, tmp_path, small_lora):
@@ -57,7 +59,7 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
     assert high_file.parent == tmp_path / "run" / "lora" / "Wan2.2-MI2V-A14B"
     trained = [trainer.trainee.routes["high"].eval(), trainer.trainee.routes["low"].eval()]  # eval: no dropout
 
-    fresh = load_story_model(resolve_preset("tiny")).pipeline("m2v")
+    fresh = load_story_model(resolve_preset("tiny"), CPU).pipeline("m2v")
     base = [_forward(fresh.transformer), _forward(fresh.transformer_2)]
     report = load_storymem_lora(fresh.transformer, fresh.transformer_2, high_file, low_file)
     assert report["rank"] == 4 and report["tensors"]["transformer"] == 20 * len(fresh.transformer.blocks)
@@ -66,7 +68,7 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
         assert torch.allclose(out, _forward(before_save), atol=1e-6, rtol=1e-5)
         assert not torch.allclose(out, untouched, atol=1e-4)  # the LoRA learned something
 
-    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(lora=tmp_path / "run" / "lora"))
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", lora=tmp_path / "run" / "lora"))
     frames = model.generate(tiny_request(memory=[np.zeros((48, 64, 3), np.uint8)]))
     assert frames.shape == (9, 48, 64, 3) and model.describe()["storymem_lora"]["rank"] == 4
 
@@ -81,7 +83,7 @@ def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path, tiny_re
     result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(out), "--model", "toy", "--max-steps", "2",
                                  "--lora-rank", "4", "--lora-alpha", "4", "--warmup-steps", "0", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    model = load_story_model(resolve_preset("toy"), RuntimeOptions(lora=out / "lora"))
+    model = load_story_model(resolve_preset("toy"), RuntimeOptions(device="cpu", lora=out / "lora"))
     video = TOY.video
     frames = model.generate(tiny_request(width=video.width, height=video.height, frames=video.frames,
                                          memory=[np.zeros((video.height, video.width, 3), np.uint8)]))  # fmt: skip
@@ -101,7 +103,7 @@ def test_from_scratch_model_loads_and_renders(toy_dataset, tmp_path, tiny_reques
 
     preset = resolve_preset(str(out / "model"))
     assert preset.video.width == 64 and not preset.builtin and preset.name == "tiny-scratch"
-    model = load_story_model(preset)
+    model = load_story_model(preset, CPU)
     tokenizer = model.shared["tokenizer"]
     assert len(tokenizer) == 3 + 44  # pad, eos, unk + the toy vocabulary
     assert tokenizer("the hero hops").input_ids == [tokenizer.convert_tokens_to_ids(w) for w in ("the", "hero", "hops")] + [1]
@@ -125,14 +127,16 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def _args(dataset: Path, out: Path, steps: int) -> list[str]:
+    # --device cpu: bit-exact resume is a CPU promise (GPU kernels may reduce in another order)
     return [str(dataset), "--out", str(out), "--model", "tiny", "--max-steps", str(steps), "--lora-rank", "4",
-            "--lora-alpha", "4", "--lr", "1e-2", "--warmup-steps", "2", "--checkpoint-every", "3", "--seed", "5"]  # fmt: skip
+            "--lora-alpha", "4", "--lr", "1e-2", "--warmup-steps", "2", "--checkpoint-every", "3", "--seed", "5",
+            "--device", "cpu"]  # fmt: skip
 
 
-def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path):
+def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path, child_env):
     steps = 40
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *_args(toy_dataset, killed, steps)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     pointer = killed / "checkpoints" / "latest.json"
@@ -159,11 +163,11 @@ def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_path):
+def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_path, child_env):
     """`kill` (SIGTERM) acts like Ctrl-C: the step it stopped at is checkpointed, the warm latent cache
     is saved, and the exit code is 130. A job started with `&` from a script ignores SIGINT."""
     out = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
+    env = child_env(OMP_NUM_THREADS="1")
     args = [str(toy_dataset), "--out", str(out), "--model", "tiny", "--max-steps", "100000", "--lora-rank", "4",
             "--lora-alpha", "4", "--checkpoint-every", "100000", "--seed", "5"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *args], env=env,
@@ -258,7 +262,7 @@ def test_vae_stage_then_transformer_stage(overfit_dataset, tmp_path):
     from storymem_cli.toy.dataset import load_clip
     from storymem_cli.train.step import encode_video
 
-    pipe = load_story_model(resolve_preset(str(tmp_path / "dit" / "model"))).pipeline("m2v")
+    pipe = load_story_model(resolve_preset(str(tmp_path / "dit" / "model")), CPU).pipeline("m2v")
     clip = load_clip(next((overfit_dataset / "clips").iterdir()))
     with torch.no_grad():
         latents = encode_video(pipe, clip[:5], 48, 64, torch.device("cpu"))
