@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storymem_cli.models import lora_adapters as adapters
+from storymem_cli.models.lora_adapters import fuse_active_adapters
 from storymem_cli.models.lora_files import (
     EXPERT_FILE_STEMS,
     MAX_LISTED,
@@ -57,6 +58,7 @@ __all__ = [
     "LoraPlan",
     "check_storymem_lora",
     "find_storymem_lora_files",
+    "fuse_active_adapters",
     "inject_storymem_lora",
     "load_storymem_lora",
     "load_style_lora",

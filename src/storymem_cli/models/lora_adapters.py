@@ -90,6 +90,12 @@ def merge(transformer: torch.nn.Module, names: set[str]) -> None:
             module.merge(adapter_names=sorted(names & set(module.scaling)))
 
 
+def fuse_active_adapters(transformer: torch.nn.Module) -> set[str]:
+    """Merge every active adapter that is not merged yet; returns the merged set."""
+    merge(transformer, active_adapters(transformer) - merged_adapters(transformer))
+    return merged_adapters(transformer)
+
+
 def remove_adapter(transformer: torch.nn.Module, adapter_name: str) -> None:
     """Delete an adapter (merged or not); the other merged adapters stay merged."""
     from peft.tuners.tuners_utils import BaseTunerLayer

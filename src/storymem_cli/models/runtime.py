@@ -26,3 +26,6 @@ class RuntimeOptions(BaseModel):
     continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
     lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
     style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
+    # Merge every LoRA into its expert's weights at load: a fused A14B expert forward measured 5.5% faster
+    # on an H200 (5.84 s against 6.16 s at 48,360 tokens); peft can still unmerge it.
+    fuse_lora: bool = True

@@ -188,7 +188,9 @@ class StoryModel:
             from storymem_cli.pipeline.scheduler import make_scheduler
 
             if self.lora_files is not None:
-                self.lora_report = _lora_api().load_storymem_lora(high, low, *self.lora_files, fuse=False)
+                self.lora_report = _lora_api().load_storymem_lora(
+                    high, low, *self.lora_files, fuse=self.runtime.fuse_lora
+                )
             pipe = StoryMemM2VPipeline(
                 **self.shared,
                 scheduler=make_scheduler(self.scheduler_config, self.preset.m2v.flow_shift),
@@ -198,6 +200,9 @@ class StoryModel:
             )
         for path, strength in self.runtime.style_loras:
             _lora_api().load_style_lora(pipe, path, strength)
+        if self.runtime.fuse_lora:  # style LoRAs on the T2V pair, where no StoryMem LoRA was fused first
+            for transformer in (high, low):
+                _lora_api().fuse_active_adapters(transformer)
         self._apply_runtime(pipe, (high, low))
         pipe.set_progress_bar_config(disable=True)
         self._pipe, self._kind = pipe, kind
@@ -327,7 +332,8 @@ class StoryModel:
             "storymem_lora": lora,
             "continuation": self.runtime.continuation,
             "style_loras": [
-                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s} for p, s in self.runtime.style_loras
+                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "fused": self.runtime.fuse_lora}
+                for p, s in self.runtime.style_loras
             ],
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": "float32",

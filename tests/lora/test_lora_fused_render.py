@@ -1,0 +1,97 @@
+"""The model fuses the StoryMem LoRA and style LoRAs into both experts at load; fused equals unfused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from storymem_cli.models.lora_keys import LoraKey
+from storymem_cli.models.presets import TINY
+from storymem_cli.models.registry import load_story_model, resolve_preset
+from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.pipeline.request import ShotRequest
+
+from .conftest import synthetic_lora
+
+
+@pytest.fixture(scope="module")
+def lora_files(tmp_path_factory) -> tuple[Path, Path]:
+    """A random StoryMem LoRA for the tiny experts in the published layout, and a diffusers-format style LoRA."""
+    root = tmp_path_factory.mktemp("loras")
+    pipe = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu")).pipeline("m2v")
+    variant = root / "storymem" / "Wan2.2-MI2V-A14B"
+    variant.mkdir(parents=True)
+    for seed, (stem, expert) in enumerate((("backbone_high_noise", pipe.transformer),
+                                           ("backbone_low_noise", pipe.transformer_2))):  # fmt: skip
+        save_file(synthetic_lora(expert, rank=4, seed=seed, std=0.02), str(variant / f"{stem}.safetensors"))
+    gen = torch.Generator().manual_seed(9)
+    style = {}
+    for block in range(len(pipe.transformer.blocks)):
+        for factor in "AB":
+            key = LoraKey(block, "self_attn.q", factor)
+            linear = pipe.transformer.get_submodule(key.diffusers_module)
+            shape = (2, linear.in_features) if factor == "A" else (linear.out_features, 2)
+            style[f"transformer.{key.peft_key}"] = torch.randn(shape, generator=gen) * 0.2
+    save_file(style, str(root / "style.safetensors"))
+    return root / "storymem", root / "style.safetensors"
+
+
+def _model(lora_files, dtype: str, fuse: bool):
+    storymem, style = lora_files
+    runtime = RuntimeOptions(device="cpu", dtype=dtype, lora=storymem, style_loras=[(style, 0.8)], fuse_lora=fuse)
+    return load_story_model(resolve_preset("tiny"), runtime)
+
+
+def _forward(transformer: torch.nn.Module) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    dtype = transformer.patch_embedding.weight.dtype
+    hidden = torch.randn(1, transformer.config.in_channels, 3, 6, 8, generator=gen).to(dtype)
+    text = torch.randn(1, 7, transformer.config.text_dim, generator=gen).to(dtype)
+    with torch.no_grad():
+        return transformer(hidden_states=hidden, timestep=torch.tensor([700.0]), encoder_hidden_states=text,
+                           return_dict=False)[0].float()  # fmt: skip
+
+
+def test_loras_are_fused_into_both_experts_and_run_json_says_so(lora_files):
+    model = _model(lora_files, "float32", fuse=True)
+    pipe = model.pipeline("m2v")
+    for transformer in (pipe.transformer, pipe.transformer_2):
+        layer = transformer.blocks[0].attn1.to_q  # carries both the StoryMem and the style LoRA (high expert)
+        assert layer.merged and "storymem" in layer.merged_adapters
+    assert set(pipe.transformer.blocks[0].attn1.to_q.merged_adapters) == {"storymem", "style_style"}
+    described = model.describe()
+    assert described["storymem_lora"]["fused"] is True
+    assert [style["fused"] for style in described["style_loras"]] == [True]
+    t2v = model.pipeline("t2v").transformer.blocks[0].attn1.to_q  # no StoryMem LoRA there: the style LoRA alone
+    assert t2v.merged and set(t2v.merged_adapters) == {"style_style"}
+    unfused = _model(lora_files, "float32", fuse=False)
+    unfused.pipeline("m2v")
+    assert unfused.describe()["storymem_lora"]["fused"] is False
+    assert not unfused.pipeline("m2v").transformer.blocks[0].attn1.to_q.merged
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_fused_output_equals_unfused(lora_files, dtype, tolerance):
+    """Fusing rounds W + s * B @ A once into the weight's dtype: equal to the unfused layers up to that
+    rounding (bf16 keeps 8 bits of mantissa: relative error ~4e-3 per weight)."""
+    fused = _model(lora_files, dtype, fuse=True).pipeline("m2v")
+    unfused = _model(lora_files, dtype, fuse=False).pipeline("m2v")
+    bare = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", dtype=dtype)).pipeline("m2v")
+    for name in ("transformer", "transformer_2"):
+        a, b = _forward(getattr(fused, name)), _forward(getattr(unfused, name))
+        scale = b.abs().max()
+        assert (a - b).abs().max() <= tolerance * scale
+        assert (_forward(getattr(bare, name)) - b).abs().max() > 0.1 * scale  # the LoRAs do matter
+
+
+def test_fused_render_equals_unfused_render(lora_files):
+    request = ShotRequest(mode="m2v", prompt="a lighthouse at dusk", width=TINY.video.width,
+                          height=TINY.video.height, frames=TINY.video.frames, steps=2, seed=3,
+                          memory=[np.full((TINY.video.height, TINY.video.width, 3), 90, np.uint8)])  # fmt: skip
+    a = _model(lora_files, "float32", fuse=True).generate(request).astype(int)
+    b = _model(lora_files, "float32", fuse=False).generate(request).astype(int)
+    assert np.abs(a - b).max() <= 1  # float rounding may move a pixel by one level, nothing more
