@@ -91,6 +91,24 @@ def test_dry_run_shows_which_shots_a_rerun_keeps(finished, tmp_path):
     assert [s["action"] for s in json.loads(result.stdout)["shots"]] == ["keep"] * 4 + ["render"]
 
 
+@pytest.mark.parametrize(
+    "options, action",
+    [
+        (["--vae-tiling"], "keep"),  # turned on after running out of GPU memory: a numerical choice
+        (["--dtype", "float32"], "keep"),  # what auto picks on the CPU, named
+        (["--offload", "group"], "keep"),
+        (["--dtype", "bfloat16"], "render"),  # another precision than auto's here: other pixels
+    ],
+)
+def test_hardware_options_resume_and_precision_does_not(finished, options, action):
+    """README: device, offload, attention and VAE tiling do not change what the story is; a dtype does,
+    unless it is the one auto picks on this device (the finished run was rendered with auto on the CPU)."""
+    run = finished["run"]
+    result = render(str(finished["script"]), "-o", str(run), "--device", "cpu", *options, "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    assert [s["action"] for s in json.loads(result.stdout)["shots"]] == [action] * 5
+
+
 def test_a_folder_of_another_story_is_refused(finished, tmp_path, monkeypatch):
     monkeypatch.setattr(components, "load_model", lambda *a: pytest.fail("loaded a model"))
     other = write_script(tmp_path, "other.json", small_story("Another Story"))

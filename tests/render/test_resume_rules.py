@@ -60,11 +60,12 @@ def test_shot_fingerprint_changes_with_each_input():
 
 def test_settings_fingerprint_ignores_scheduling_and_hardware_only():
     base = settings()
-    for change in [{"offload": "model"}, {"offload": "group"}, {"device": "cuda:1"}, {"attention_backend": "flash"}]:
+    for change in [{"offload": "model"}, {"offload": "group"}, {"device": "cuda:1"}, {"attention_backend": "flash"},
+                   {"vae_tiling": True}]:
         assert settings(**change).fingerprint() == base.fingerprint(), change
     for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
                    {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"},
-                   {"dtype": "bfloat16"}, {"vae_tiling": True}, {"upscale": 2}, {"keyframes": "first-frame"}]:
+                   {"dtype": "bfloat16"}, {"upscale": 2}, {"keyframes": "first-frame"}]:
         assert settings(**change).fingerprint() != base.fingerprint(), change
 
 
@@ -77,6 +78,20 @@ def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default()
     assert base.fingerprint() == before
     assert settings(upscale=1, keyframes="semantic").fingerprint() == before
     assert base.model_dump()["upscale"] == 1 and base.memory.selection == "semantic"  # still recorded
+
+
+def test_a_dtype_equal_to_what_auto_picks_is_auto():
+    def resolved(dtype, auto_dtype):
+        return resolve_settings(
+            RenderOptions(dtype=dtype), model_name="tiny", video=VideoConfig(width=64, height=32, frames=9), steps=2,
+            memory=MemoryConfig(aesthetic="none"), embedder="tiny", auto_dtype=auto_dtype,
+        )  # fmt: skip
+
+    assert resolved("float32", "float32").dtype == "auto"
+    assert resolved("float32", "float32").fingerprint() == resolved("auto", "float32").fingerprint()
+    assert resolved("bfloat16", "float32").dtype == "bfloat16"  # not what auto picks here
+    assert resolved("bfloat16", "bfloat16").fingerprint() == resolved("auto", "bfloat16").fingerprint()
+    assert resolved("float32", None).dtype == "float32"  # nothing known about auto: as given
 
 
 def test_upscale_and_keyframes_options_are_validated():

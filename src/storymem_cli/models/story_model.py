@@ -23,7 +23,7 @@ from storymem_cli.config import (
 )
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, TINY, TOY, ModelPreset
-from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.models.runtime import RuntimeOptions, auto_dtype, default_device
 from storymem_cli.models.tiny import tiny_model_dir
 from storymem_cli.models.weights import (
     I2V_COMPONENTS,
@@ -41,16 +41,12 @@ Progress = Callable[[int, int], None]
 
 
 def resolve_device(runtime: RuntimeOptions) -> torch.device:
-    return torch.device(runtime.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return torch.device(runtime.device or default_device())
 
 
 def resolve_dtype(name: str, runtime: RuntimeOptions, device: torch.device) -> torch.dtype:
     """The preset's dtype on an accelerator, float32 on CPU, unless the user chose one."""
-    if runtime.dtype != "auto":
-        name = runtime.dtype
-    elif device.type == "cpu":
-        name = "float32"
-    return getattr(torch, name)
+    return getattr(torch, auto_dtype(name, device.type) if runtime.dtype == "auto" else runtime.dtype)
 
 
 def builtin_model_dir(preset: ModelPreset) -> Path:

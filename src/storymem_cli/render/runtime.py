@@ -17,6 +17,13 @@ def resolve_model(name: str) -> Any:
 
 def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
     from storymem_cli.config import MemoryConfig
+    from storymem_cli.models.runtime import auto_dtype, default_device
+
+    auto = None
+    if options.dtype != "auto":  # only then is the device asked for (it imports torch)
+        device = options.device or default_device()
+        if preset.text_encoder_dtype == preset.transformer_dtype:  # auto sets both; one name equals it only then
+            auto = auto_dtype(preset.transformer_dtype, device)
 
     # A local model folder is named by its path, so that switching folders re-renders the story.
     named = options.model in ("auto", preset.name)
@@ -27,6 +34,7 @@ def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
         steps=preset.steps,
         memory=MemoryConfig(aesthetic=preset.memory.aesthetic),
         embedder=preset.memory.embedder,
+        auto_dtype=auto,
     )
 
 

@@ -2,8 +2,10 @@
 
 What is saved in run.json and what decides whether a finished shot can be kept
 on a re-run: every setting that changes pixels is in the fingerprint; how the
-work is scheduled and on which hardware (device, offload, attention backend) is
-not: resuming on another machine keeps the finished shots.
+work is scheduled and on which hardware (device, offload, attention backend,
+VAE tiling) is not: resuming on another machine, or with less GPU memory,
+keeps the finished shots. A dtype that equals what ``auto`` picks on this
+machine is recorded as ``auto``, so naming it changes nothing.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ from storymem_cli.config import (
 from storymem_cli.models.runtime import DtypeName, OffloadMode
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
-# Scheduling and hardware: the frames are the same up to floating-point noise.
-NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend"}
+# Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
+# in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
+NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling"}
+# Settings that left the fingerprint later: hashed with the value every earlier run had (the
+# default), whatever it is now, so the finished shots of runs rendered before keep matching.
+LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 # Settings added after runs were already being rendered: left out of the fingerprint while at
 # their default, so a run rendered before they existed keeps its finished shots.
 ADDED_LATER: dict[tuple[str, ...], Any] = {("upscale",): 1, ("memory", "selection"): "semantic"}
@@ -88,7 +94,7 @@ class RenderSettings(BaseModel):
     offload: OffloadMode
     device: str | None
     dtype: DtypeName
-    vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams
+    vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams (not in the fingerprint)
     attention_backend: str | None
     # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
     # tail frames and everything the embedder and scorer see stay at the model's size.
@@ -96,7 +102,7 @@ class RenderSettings(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the frames or the files written."""
-        payload = self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT)
+        payload = {**self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT), **LEFT_LATER}
         for path, default in ADDED_LATER.items():
             *parents, key = path
             holder = payload
@@ -131,9 +137,11 @@ def resolve_settings(
     memory: MemoryConfig,
     embedder: str,
     rope: RopeConfig | None = None,
+    auto_dtype: str | None = None,
 ) -> RenderSettings:
     """The preset's defaults (``video``, ``steps``, ``memory``, ``embedder``) overridden by the user's
-    options."""
+    options. ``auto_dtype``: the precision ``--dtype auto`` picks on this machine; an explicit dtype
+    equal to it is ``auto``, so that naming it does not invalidate the finished shots."""
     rope = rope or RopeConfig()
     video_over: dict[str, Any] = {
         key: value
@@ -155,6 +163,8 @@ def resolve_settings(
         key: value for key, value in {"mode": options.rope, "shift": options.rope_shift}.items() if value is not None
     }
     as_given = {name: getattr(options, name) for name in type(options).model_fields if name not in RESOLVED_OPTIONS}
+    if as_given["dtype"] == auto_dtype:
+        as_given["dtype"] = "auto"
     # model_validate, not model_copy(update=...): the overrides must pass the config's own checks.
     return RenderSettings(
         **as_given,
