@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,17 @@ def child_env() -> Callable[..., dict[str, str]]:
         return {**os.environ, "PYTHONPATH": path, **extra}
 
     return make
+
+
+@pytest.fixture
+def load_benchmark():
+    """A script of benchmarks/ imported as a module by name ("toy_consistency"): they are scripts, not a package."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -341,6 +341,7 @@ class StoryRenderer:
                     plan, parts, bank, previous_tail, fingerprints[plan.index]
                 )
                 record["shots"].append(shot_record)
+                record["model"] = parts.model.describe()  # the LoRA loader's report exists once M2V loaded
                 self._save(record)
 
         # 5. Join the shots.

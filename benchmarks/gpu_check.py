@@ -1,0 +1,521 @@
+"""The device check: the production render path on a GPU, and the numbers a user plans with.
+
+One command, one table, one JSON file. It
+
+1. builds a model folder with random weights at Wan2.2 A14B widths but only a few layers (the real
+   expert config from ``models/wan_a14b.py``, a UMT5 text encoder at d_model 4096, the real Wan VAE
+   config, a random rank-128 StoryMem LoRA in the published layout from ``models/lora_keys.py``);
+2. renders a 4-shot story (a reference image, two continuation shots) at 832x480x81 through the CLI
+   (``storymem render --model FOLDER``, in this process) once per memory mode (offload
+   none / model / group, with and without VAE tiling, and once with ``--continuation mm2v``, whose
+   story has no reference so its first shot is T2V), recording wall time per shot, peak GPU memory
+   (``torch.cuda.max_memory_allocated``) and whether it finished;
+3. times one full 40-layer expert forward at 48,360 tokens (10 memory + 21 shot latent frames at
+   832x480) for each attention backend that is installed and works here;
+4. scales the measurements to a whole A14B story (10 shots, 40 steps, guidance on both experts:
+   800 expert forwards): projected minutes per story and peak GB per offload mode. Projections are
+   computed, not measured, and say so.
+
+    python benchmarks/gpu_check.py --out "$OUT"      # on one H200: about 5 minutes
+    python benchmarks/gpu_check.py --tiny            # the same code at tiny widths on the CPU (a test runs it)
+
+With ``--tiny`` every size shrinks (64x48x9 video, 2-layer forward) so the whole check runs on the
+CPU in seconds; its numbers mean nothing, its code paths are the GPU run's. Modes left when the time
+budget (``--budget-s``) is spent are reported as skipped, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STORY_SHOTS = 10  # a typical ST-Bench story (7-12 shots)
+PAPER_STEPS = 40  # SPEC 4
+FORWARDS_PER_STEP = 2  # guidance 3.5 on both experts: a conditional and an unconditional pass
+A14B_LAYERS = 40
+GIB = 2**30
+BACKENDS = (None, "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage")  # None: PyTorch SDPA, the default
+MEMORY_FRAMES = 10  # the paper's memory capacity: 10 latent frames before the shot's 21
+
+# (name, extra render arguments, with a reference image): in order of value, so a spent time budget
+# drops the least informative.
+MODES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("offload none", ("--offload", "none"), True),
+    ("offload group", ("--offload", "group"), True),
+    ("offload model", ("--offload", "model"), True),
+    ("offload none + VAE tiling", ("--offload", "none", "--vae-tiling"), True),
+    ("mm2v, T2V first shot", ("--offload", "none", "--continuation", "mm2v"), False),
+    ("offload group + VAE tiling", ("--offload", "group", "--vae-tiling"), True),
+    ("offload model + VAE tiling", ("--offload", "model", "--vae-tiling"), True),
+)
+
+
+@dataclass(frozen=True)
+class CheckSize:
+    """Everything that differs between the GPU check and its CPU rehearsal."""
+
+    device: str
+    dtype: str
+    transformer: dict[str, Any]  # WanTransformer3DModel config without in_channels; num_layers = render layers
+    text_encoder: dict[str, Any]  # UMT5Config overrides (vocab from the byte tokenizer)
+    vae: dict[str, Any]  # AutoencoderKLWan config ({} = diffusers' default: the Wan2.1 VAE Wan2.2 A14B uses)
+    width: int
+    height: int
+    frames: int
+    steps: int
+    lora_rank: int
+    forward_layers: int  # layers of the expert timed alone
+    forward_memory_frames: int
+    budget_s: float
+
+
+def full_size() -> CheckSize:
+    from storymem_cli.models.wan_a14b import a14b_transformer_config
+
+    transformer = a14b_transformer_config("i2v")
+    del transformer["in_channels"]
+    return CheckSize(
+        device="cuda", dtype="bfloat16", transformer={**transformer, "num_layers": 2},
+        text_encoder={"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 1, "num_heads": 64},  # UMT5-XXL widths
+        vae={}, width=832, height=480, frames=81, steps=2, lora_rank=128,
+        forward_layers=A14B_LAYERS, forward_memory_frames=MEMORY_FRAMES, budget_s=300.0,
+    )  # fmt: skip
+
+
+def tiny_size() -> CheckSize:
+    from storymem_cli.models.tiny import TINY_TEXT_ENCODER, TINY_TRANSFORMER, TINY_VAE
+
+    text = {k: TINY_TEXT_ENCODER[k] for k in ("d_model", "d_kv", "d_ff", "num_layers", "num_heads")}
+    return CheckSize(
+        device="cpu", dtype="float32", transformer=dict(TINY_TRANSFORMER), text_encoder=text, vae=dict(TINY_VAE),
+        width=64, height=48, frames=9, steps=1, lora_rank=4, forward_layers=2, forward_memory_frames=2,
+        budget_s=120.0,
+    )  # fmt: skip
+
+
+# -- 1. the model folder -------------------------------------------------------------------------------
+
+
+def build_model_folder(size: CheckSize, dest: Path) -> dict[str, int]:
+    """Write ``dest`` as a storymem model folder (i2v/, t2v/, lora/, storymem_model.json); returns
+    the parameter counts the projections need."""
+    import torch
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from safetensors.torch import save_file
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING, VideoConfig
+    from storymem_cli.models.lora_files import STORYMEM_VARIANT_DIRS
+    from storymem_cli.models.lora_keys import expected_keys
+    from storymem_cli.models.presets import MemoryDefaults, ModelPreset
+    from storymem_cli.models.tiny import build_tokenizer
+    from storymem_cli.train.scratch import write_model_dir
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    z = size.vae.get("z_dim", 16)  # 16: the Wan2.1 VAE (diffusers' default config)
+    with torch.device(size.device):  # random init where it runs: seconds at A14B widths on a GPU
+        parts = {
+            "tokenizer": tokenizer,
+            "text_encoder": UMT5EncoderModel(UMT5Config(**size.text_encoder, vocab_size=len(tokenizer))),
+            "vae": AutoencoderKLWan(**size.vae),
+            "scheduler": UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True),
+            "i2v": WanTransformer3DModel(in_channels=2 * z + 4, **size.transformer),
+            "t2v": WanTransformer3DModel(in_channels=z, **size.transformer),
+        }
+    dtype = getattr(torch, size.dtype)
+    for key in ("text_encoder", "i2v", "t2v"):
+        parts[key] = parts[key].to(dtype).eval()
+    steps = {"steps": size.steps}
+    preset = ModelPreset(
+        name="gpu-check", description="random weights at Wan2.2 A14B widths, few layers (benchmarks/gpu_check.py)",
+        video=VideoConfig(width=size.width, height=size.height, frames=size.frames),
+        steps=size.steps, memory=MemoryDefaults(embedder="tiny", aesthetic="none"),
+        t2v=T2V_SAMPLING.model_copy(update=steps), m2v=M2V_SAMPLING.model_copy(update=steps),
+        i2v_source="i2v", t2v_source="t2v", lora_source="lora", transformer_dtype=size.dtype,
+        text_encoder_dtype=size.dtype,
+    )  # fmt: skip
+    write_model_dir(dest, parts, preset)
+
+    # A random StoryMem LoRA in the published layout, the same for both experts and both variants.
+    expert = parts["i2v"]
+    gen = torch.Generator().manual_seed(1)
+    lora = {}
+    for key in expected_keys(len(expert.blocks)):
+        linear = expert.get_submodule(key.diffusers_module)
+        shape = (size.lora_rank, linear.in_features) if key.factor == "A" else (linear.out_features, size.lora_rank)
+        lora[key.published_key] = torch.randn(shape, generator=gen) * 0.01
+    for variant in STORYMEM_VARIANT_DIRS.values():
+        folder = dest / "lora" / variant
+        folder.mkdir(parents=True, exist_ok=True)
+        for stem in ("backbone_high_noise", "backbone_low_noise"):
+            save_file(lora, str(folder / f"{stem}.safetensors"))
+    counts = {
+        "expert": sum(p.numel() for p in expert.parameters()),
+        "expert_block": sum(p.numel() for p in expert.blocks[0].parameters()),
+        "text_encoder": sum(p.numel() for p in parts["text_encoder"].parameters()),
+    }
+    del parts, expert
+    _free()
+    return counts
+
+
+def full_a14b_counts() -> dict[str, int]:
+    """Parameter counts of the real A14B expert and UMT5-XXL encoder, on the meta device (no memory)."""
+    from accelerate import init_empty_weights
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from storymem_cli.models.wan_a14b import a14b_transformer_config, build_meta_transformer
+
+    expert = build_meta_transformer(a14b_transformer_config("i2v"))
+    umt5_xxl = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                          feed_forward_proj="gated-gelu")  # fmt: skip  # google/umt5-xxl, Wan's text encoder
+    with init_empty_weights():
+        text = UMT5EncoderModel(umt5_xxl)
+    return {
+        "expert": sum(p.numel() for p in expert.parameters()),
+        "expert_block": sum(p.numel() for p in expert.blocks[0].parameters()),
+        "text_encoder": sum(p.numel() for p in text.parameters()),
+    }
+
+
+# -- 2. renders through the CLI ------------------------------------------------------------------------
+
+
+def write_story(folder: Path, size: CheckSize, with_reference: bool) -> Path:
+    """Cut, continuation, cut, continuation; optionally a reference image (a square one: it is cropped)."""
+    import numpy as np
+    import PIL.Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    story: dict[str, Any] = {
+        "story_name": "Device Check",
+        "story_overview": "A lighthouse keeper climbs the tower at dusk and lights the lamp.",
+        "scenes": [{
+            "scene_num": 1,
+            "video_prompts": [
+                "A lighthouse keeper in a yellow raincoat walks up a rocky path at dusk. Wide shot.",
+                "The keeper opens the heavy wooden door of the lighthouse. Medium shot.",
+                "Inside, the keeper climbs a spiral staircase, lantern in hand. Low-angle shot.",
+                "At the top the keeper lights the great lamp and its beam sweeps the sea. Close-up.",
+            ],
+            "cut": [True, False, True, False],
+        }],
+    }  # fmt: skip
+    if with_reference:
+        side = max(size.width, size.height)
+        pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        PIL.Image.fromarray(pixels).save(folder / "keeper.png")
+        story["references"] = [{"image": "keeper.png", "name": "the keeper"}]
+    path = folder / "story.json"
+    path.write_text(json.dumps(story, indent=2), encoding="utf-8")
+    return path
+
+
+@dataclass
+class ModeResult:
+    mode: str
+    args: list[str]
+    finished: bool = False
+    skipped: str | None = None
+    error: str | None = None
+    shot_s: list[float] = field(default_factory=list)  # wall time per shot (run.json timings)
+    generate_s: list[float] = field(default_factory=list)  # of which the model's generate call
+    modes: list[str] = field(default_factory=list)  # each shot's mode (t2v, m2v, mi2v, mm2v)
+    peak_gib: float | None = None  # torch.cuda.max_memory_allocated over the render
+    wall_s: float | None = None  # the whole command: model loads included
+
+
+def run_cli(args: list[str]) -> int:
+    """``storymem ARGS`` in this process (the console script's app), stdout kept out of the table."""
+    from storymem_cli.cli.app import app
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = app(args=args, prog_name="storymem", standalone_mode=False)
+    return int(result or 0)
+
+
+def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path, out: Path, size: CheckSize) -> ModeResult:
+    import torch
+
+    result = ModeResult(mode=name, args=list(extra))
+    run_dir = out / "runs" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
+    cuda = size.device.startswith("cuda")
+    _free()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    try:
+        code = run_cli(["render", str(script), "-o", str(run_dir), "--model", str(model_dir), "--device", size.device,
+                        "--restart", *extra])  # fmt: skip
+        result.finished = code == 0
+        result.error = None if code == 0 else f"exit code {code}"
+    except Exception as err:  # the check reports a broken mode and goes on to the next
+        result.error = "".join(traceback.format_exception_only(type(err), err)).strip()
+    result.wall_s = round(time.perf_counter() - started, 2)
+    if cuda:
+        result.peak_gib = round(torch.cuda.max_memory_allocated() / GIB, 2)
+    record_file = run_dir / "run.json"
+    if record_file.is_file():
+        shots = json.loads(record_file.read_text())["shots"]
+        result.shot_s = [s["timings"]["total_s"] for s in shots]
+        result.generate_s = [s["timings"]["generate_s"] for s in shots]
+        result.modes = [s["mode"] for s in shots]
+    return result
+
+
+# -- 3. one full expert forward per attention backend --------------------------------------------------
+
+
+@dataclass
+class ForwardResult:
+    backend: str
+    seconds: float | None = None
+    peak_gib: float | None = None
+    tokens: int | None = None
+    layers: int | None = None
+    unavailable: str | None = None
+
+
+def time_forwards(size: CheckSize, repeats: int = 1) -> list[ForwardResult]:
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    from storymem_cli.config import RopeConfig
+    from storymem_cli.pipeline.layout import frame_positions, latent_frame_count
+    from storymem_cli.pipeline.rope import rope_positions
+
+    device, dtype = torch.device(size.device), getattr(torch, size.dtype)
+    cuda = device.type == "cuda"
+    with torch.device(device):
+        model = WanTransformer3DModel(**{**size.transformer, "num_layers": size.forward_layers, "in_channels": 36})
+    model = model.to(dtype).eval()
+    shot = latent_frame_count(size.frames, 4)
+    frames = size.forward_memory_frames + shot
+    gen = torch.Generator(device).manual_seed(0)
+    hidden = torch.randn(1, 36, frames, size.height // 8, size.width // 8, generator=gen, device=device, dtype=dtype)
+    text = torch.randn(1, 512, model.config.text_dim, generator=gen, device=device, dtype=dtype)
+    timestep = torch.tensor([900.0], device=device)
+    tokens = frames * (size.height // 16) * (size.width // 16)
+    positions = frame_positions(size.forward_memory_frames, shot, RopeConfig())
+
+    def forward() -> None:
+        with torch.no_grad(), rope_positions([model], positions):
+            model(hidden_states=hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False)
+        if cuda:
+            torch.cuda.synchronize()
+
+    results = []
+    for backend in BACKENDS:
+        label = backend or "sdpa (default)"
+        try:
+            model.set_attention_backend(backend or "native")
+            forward()  # warm-up: kernels picked, memory pools filled
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            started = time.perf_counter()
+            for _ in range(repeats):
+                forward()
+            seconds = (time.perf_counter() - started) / repeats
+        except Exception as err:  # not installed, or not for this device / dtype
+            first_line = (str(err).strip().splitlines() or [""])[0][:160]
+            results.append(ForwardResult(label, unavailable=f"{type(err).__name__}: {first_line}"))
+            continue
+        peak = round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else None
+        results.append(ForwardResult(label, round(seconds, 3), peak, tokens, size.forward_layers))
+    model.set_attention_backend("native")
+    del model, hidden, text
+    _free()
+    return results
+
+
+# -- 4. projections to the whole A14B story ------------------------------------------------------------
+
+
+def project(
+    renders: list[ModeResult], forwards: list[ForwardResult], size: CheckSize, small: dict[str, int],
+    full: dict[str, int],
+) -> dict[str, Any]:
+    """Computed, not measured: minutes and peak GB of a 10-shot, 40-step A14B story per offload mode.
+
+    Time per shot = 80 full-expert forwards (the SDPA forward timed above, scaled from its layer count
+    to 40) + what the render spent outside the transformer (VAE, text encoder, memory, writing: the
+    measured shot time minus its own forwards) + the offload mode's extra time over ``offload none``,
+    scaled from the render's layer count to 40 (it moves weights, and the weights grow with layers).
+    Peak = the render's measured peak - the weights it held at once + what A14B holds at once:
+    none: both experts + the text encoder; model: one expert (the largest component); group: one
+    block and the expert's non-block layers. Activations are the same at full width (same tokens).
+    """
+    bytes_per = 2 if size.dtype in ("bfloat16", "float16") else 4
+    sdpa = next((f for f in forwards if f.backend == "sdpa (default)" and f.seconds), None)
+    base = next((r for r in renders if r.mode == "offload none" and r.finished), None)
+    if sdpa is None or base is None:
+        return {"note": "nothing to project from: the SDPA forward or the offload-none render is missing"}
+    render_layers = size.transformer["num_layers"]
+    per_layer = sdpa.seconds / sdpa.layers
+    forward_full = per_layer * A14B_LAYERS
+    own_forwards = size.steps * FORWARDS_PER_STEP * render_layers * per_layer  # upper bound: shots w/o memory are shorter
+    outside = max(0.0, _mean(base.shot_s) - own_forwards)
+
+    def resident(counts: dict[str, int], mode: str) -> float:
+        nonblock = counts["expert"] - counts["expert_block"] * (counts["expert"] // max(counts["expert_block"], 1))
+        if mode == "none":
+            return (2 * counts["expert"] + counts["text_encoder"]) * bytes_per
+        if mode == "model":
+            return max(counts["expert"], counts["text_encoder"]) * bytes_per
+        return (counts["expert_block"] + max(nonblock, 0)) * bytes_per
+
+    rows = {}
+    for render in renders:
+        if not render.finished or "mm2v" in render.mode:
+            continue
+        mode = render.args[render.args.index("--offload") + 1]
+        extra = max(0.0, _mean(render.shot_s) - _mean(base.shot_s)) * A14B_LAYERS / render_layers
+        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full + outside + extra
+        row: dict[str, Any] = {"minutes_per_story": round(STORY_SHOTS * shot_s / 60, 1)}
+        if render.peak_gib is not None:
+            grown = (resident(full, mode) - resident(small, mode)) / GIB
+            row["peak_gib"] = round(render.peak_gib + grown, 1)
+        rows[render.mode] = row
+    fast = {
+        f.backend: round(STORY_SHOTS * (PAPER_STEPS * FORWARDS_PER_STEP * f.seconds / f.layers * A14B_LAYERS + outside) / 60, 1)
+        for f in forwards if f.seconds
+    }  # fmt: skip
+    return {
+        "computed": True,
+        "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, 48,360 tokens each",
+        "forward_s_40_layers": round(forward_full, 2),
+        "outside_transformer_s_per_shot": round(outside, 2),
+        "per_offload_mode": rows,
+        "minutes_per_story_by_attention_backend": fast,
+    }
+
+
+# -- the check ------------------------------------------------------------------------------------------
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def _free() -> None:
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [f"device check on {report['device_name']} ({report['size']})", ""]
+    lines.append(f"{'render mode':<30} {'result':<10} {'s/shot':>7} {'peak GiB':>9}  shots")
+    for r in report["renders"]:
+        result = "ok" if r["finished"] else ("skipped" if r["skipped"] else "FAILED")
+        peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}"
+        per_shot = f"{_mean(r['shot_s']):.1f}" if r["shot_s"] else "-"
+        lines.append(f"{r['mode']:<30} {result:<10} {per_shot:>7} {peak:>9}  {' '.join(r['modes'])}")
+        if r["error"] or r["skipped"]:
+            lines.append(f"    {r['error'] or r['skipped']}")
+    lines += ["", f"{'attention backend':<20} {'forward s':>10} {'peak GiB':>9}  (layers, tokens)"]
+    for f in report["forwards"]:
+        if f["unavailable"]:
+            lines.append(f"{f['backend']:<20} {'-':>10} {'-':>9}  unavailable: {f['unavailable']}")
+        else:
+            peak = "-" if f["peak_gib"] is None else f"{f['peak_gib']:.1f}"
+            lines.append(f"{f['backend']:<20} {f['seconds']:>10.3f} {peak:>9}  ({f['layers']}, {f['tokens']:,})")
+    projection = report["projection"]
+    lines += ["", f"projected A14B story (COMPUTED, not measured): {projection.get('story', '')}"]
+    for mode, row in projection.get("per_offload_mode", {}).items():
+        peak = f"{row['peak_gib']:.1f} GiB" if "peak_gib" in row else "peak n/a"
+        lines.append(f"  {mode:<30} {row['minutes_per_story']:>7.1f} min  {peak}")
+    for backend, minutes in projection.get("minutes_per_story_by_attention_backend", {}).items():
+        lines.append(f"  attention {backend:<20} {minutes:>7.1f} min (offload none)")
+    if "note" in projection:
+        lines.append(f"  {projection['note']}")
+    lines.append(f"\ntotal {report['total_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def run_check(size: CheckSize, out: Path) -> dict[str, Any]:
+    import torch
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    cuda = size.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: run with --tiny for the CPU rehearsal")
+    model_dir = out / "model"
+    small = build_model_folder(size, model_dir)
+    built_s = time.perf_counter() - started
+    scripts = {True: write_story(out / "story-ref", size, True), False: write_story(out / "story", size, False)}
+
+    renders: list[ModeResult] = []
+    forwards: list[ForwardResult] = []
+    for i, (name, extra, with_reference) in enumerate(MODES):
+        if i == 1:  # after the baseline render: the forwards feed every projection
+            forwards = time_forwards(size)
+        if time.perf_counter() - started > size.budget_s:
+            renders.append(ModeResult(name, list(extra), skipped=f"time budget of {size.budget_s:.0f} s spent"))
+            continue
+        renders.append(render_mode(name, extra, scripts[with_reference], model_dir, out, size))
+        print(f"[{time.perf_counter() - started:6.1f} s] {name}: {'ok' if renders[-1].finished else 'not finished'}",
+              file=sys.stderr, flush=True)  # fmt: skip
+    if not forwards:
+        forwards = time_forwards(size)
+    report = {
+        "size": "tiny (CPU rehearsal)" if not cuda else "A14B widths",
+        "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "versions": {"torch": torch.__version__, **_versions("diffusers", "transformers", "peft", "accelerate")},
+        "check": asdict(size),
+        "model_build_s": round(built_s, 1),
+        "params": {"check_model": small, "a14b": full_a14b_counts()},
+        "renders": [asdict(r) for r in renders],
+        "forwards": [asdict(f) for f in forwards],
+    }
+    report["projection"] = project(renders, forwards, size, small, report["params"]["a14b"])
+    report["total_s"] = round(time.perf_counter() - started, 1)
+    (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _versions(*names: str) -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in names}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="tiny widths on the CPU (seconds): the rehearsal a test runs")
+    ap.add_argument("--out", type=Path, default=None, help="folder for the model, runs and gpu_check.json "
+                    "(default: $OUT if set, else a temporary folder)")  # fmt: skip
+    ap.add_argument("--budget-s", type=float, default=None, help="skip render modes once this much time is spent")
+    args = ap.parse_args(argv)
+    size = tiny_size() if args.tiny else full_size()
+    if args.budget_s is not None:
+        size = CheckSize(**{**asdict(size), "budget_s": args.budget_s})
+    out = args.out or (Path(os.environ["OUT"]) / "gpu_check" if os.environ.get("OUT") else None)
+    with contextlib.ExitStack() as stack:
+        if out is None:
+            out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gpu_check-")))
+        report = run_check(size, out)
+        print(table(report))
+        print(f"\nJSON: {out / 'gpu_check.json'}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""benchmarks/gpu_check.py --tiny: the device check's every code path, rehearsed on the CPU."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_path, capsys):
+    check = load_benchmark("gpu_check")
+    report = check.main(["--tiny", "--out", str(tmp_path), "--budget-s", "100000"])  # every mode, however slow
+
+    assert json.loads((tmp_path / "gpu_check.json").read_text()) == json.loads(json.dumps(report))
+    renders = {r["mode"]: r for r in report["renders"]}
+    assert list(renders) == [name for name, _, _ in check.MODES]
+    for render in renders.values():
+        assert render["finished"], render
+        assert len(render["shot_s"]) == 4 and all(s > 0 for s in render["shot_s"])
+        want = ["t2v", "mm2v", "m2v", "mm2v"] if "mm2v" in render["mode"] else ["m2v", "mi2v", "m2v", "mi2v"]
+        assert render["modes"] == want  # the reference makes the first shot M2V; continuations follow the flag
+    # every run folder holds a finished story whose run.json says how it ran
+    vae_tiled = json.loads((tmp_path / "runs" / "offload_group_plus_VAE_tiling" / "run.json").read_text())
+    assert vae_tiled["model"]["offload"] == "group" and vae_tiled["model"]["vae_tiling"] is True
+    assert vae_tiled["model"]["storymem_lora"]["fused"] is True
+
+    forwards = {f["backend"]: f for f in report["forwards"]}
+    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage"]
+    assert forwards["sdpa (default)"]["seconds"] > 0 and forwards["sdpa (default)"]["tokens"] == 5 * 3 * 4
+    for forward in forwards.values():  # measured, or says why not: never silently missing
+        assert (forward["seconds"] is None) != (forward["unavailable"] is None)
+
+    projection = report["projection"]
+    assert projection["computed"] is True
+    assert set(projection["per_offload_mode"]) == {name for name, _, _ in check.MODES if "mm2v" not in name}
+    assert all(row["minutes_per_story"] > 0 for row in projection["per_offload_mode"].values())
+    assert report["params"]["a14b"]["expert"] > 14e9  # the real expert, counted on the meta device
+    table = capsys.readouterr().out
+    assert "COMPUTED" in table and "offload group + VAE tiling" in table
+
+
+def test_a_spent_budget_skips_modes_and_says_so(load_benchmark, tmp_path):
+    check = load_benchmark("gpu_check")
+    report = check.main(["--tiny", "--out", str(tmp_path), "--budget-s", "0"])
+    assert all(r["skipped"] and not r["finished"] for r in report["renders"])
+    assert report["projection"]["note"].startswith("nothing to project from")
+    assert report["forwards"][0]["seconds"] > 0  # the forwards still run
