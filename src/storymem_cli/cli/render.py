@@ -131,7 +131,7 @@ def render(
     no_memory: bool = typer.Option(False, "--no-memory", help="Ablation: every shot without memory (cuts are T2V)."),
     offload: Offload = typer.Option(
         Offload.none,
-        help="GPU memory: none (all on the GPU; A14B needs ~80 GB), model (one component on the GPU at a time), "
+        help="GPU memory: none (all on the GPU; A14B needs ~70 GiB), model (one component on the GPU at a time), "
         "group (block by block: least memory, slowest).",
     ),
     device: str | None = typer.Option(None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
