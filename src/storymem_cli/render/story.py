@@ -429,7 +429,10 @@ class StoryRenderer:
         memory_ids = [entry.id for entry in entries]
         keyframe_ids: list[str] = []
         if bank is not None:
-            keyframe_ids = update_bank(bank, plan.index, shot_frames, parts, memory_ids)
+            # --keyframes release scans the untrimmed output, copies of the previous shot included,
+            # as the authors' release did; every other mode scans the shot's own frames.
+            scanned = frames if bank.cfg.selection == "release" else shot_frames
+            keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids)
         remembered = time.perf_counter()
 
         shot_record = {
