@@ -460,7 +460,8 @@ class StoryRenderer:
 
 def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids: list[str]) -> list[str]:
     """Embed and score the shot's frames once, select keyframes (``bank.cfg.selection``: the
-    paper's semantic selection or the first-frame ablation), add them, save the bank (SPEC 7)."""
+    paper's semantic selection, the release's own scan or the first-frame ablation), add them,
+    save the bank (SPEC 7)."""
     from storymem_cli.memory.select import select_with_record
 
     embeddings = parts.embedder.embed(frames)
