@@ -73,9 +73,10 @@ class MemoryConfig(_Frozen):
     novelty_threshold: float = 0.9  # cosine to the latest keyframe below this -> new keyframe
     threshold_step: float = 0.01  # how much the threshold falls per rescan
     dedupe_threshold: float = 0.9  # drop a keyframe whose cosine to any bank entry is above this
-    # "semantic": the novelty scan + dedupe above (paper); "first-frame": each shot's first usable
-    # frame, no scan, no dedupe (paper Table 2, "w/o semantic selection")
-    selection: Literal["semantic", "first-frame"] = "semantic"
+    # "semantic": the novelty scan + dedupe above (paper) on the shot's own frames; "release": the
+    # same on the untrimmed output, scan from frame 2, as the authors' release; "first-frame": each
+    # shot's first usable frame, no scan, no dedupe (paper Table 2, "w/o semantic selection")
+    selection: Literal["semantic", "release", "first-frame"] = "semantic"
     aesthetic: Literal["hpsv3", "laion", "none"] = "hpsv3"  # paper: HPSv3
     aesthetic_threshold: float | None = None  # None: the scorer's own default (HPSv3: 3.0)
     clip_model: str = "ViT-B-32-quickgelu"  # OpenAI CLIP ViT-B/32, as in the release

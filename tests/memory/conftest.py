@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
+import torch
 
 from storymem_cli.config import MemoryConfig
 
@@ -49,3 +53,49 @@ class Synthetic:
 @pytest.fixture
 def synth() -> type[Synthetic]:
     return Synthetic
+
+
+class FakeHpsModel:
+    """Stands in for the 17 GB reward model: remembers only where it was moved."""
+
+    def __init__(self) -> None:
+        self.device = "nowhere"
+
+    def to(self, device):
+        self.device = str(device)
+        return self
+
+
+@pytest.fixture
+def fake_hpsv3(monkeypatch):
+    """``fake_hpsv3(mu)`` installs a fake ``hpsv3`` package whose rewards have mean ``mu(n)``;
+    the returned log sees what its inferencer was asked and where its model was."""
+    from storymem_cli.memory import quality
+
+    def install(mu):
+        log = types.SimpleNamespace(
+            built_on=[], prompts=[], sizes=[], scored_on=[], events=[], inferencer=None, fail=False
+        )
+
+        class FakeInferencer:
+            def __init__(self, checkpoint_path=None, device="cuda"):
+                log.built_on.append(device)
+                log.inferencer = self
+                self.model = FakeHpsModel().to(device)
+                self.device = device
+
+            def reward(self, prompts, image_paths):
+                if log.fail:
+                    raise RuntimeError("CUDA out of memory")
+                log.prompts.extend(prompts)
+                log.sizes.extend(image.size for image in image_paths)
+                log.scored_on.append(self.model.device)
+                log.events.append(("score", self.model.device))
+                n = len(image_paths)
+                return torch.stack([mu(n), torch.full((n,), 9.0)], dim=1)
+
+        monkeypatch.setitem(sys.modules, "hpsv3", types.SimpleNamespace(HPSv3RewardInferencer=FakeInferencer))
+        monkeypatch.setattr(quality, "_CACHE", {})
+        return log
+
+    return install

@@ -39,7 +39,7 @@ def test_weights_from_a_local_file_and_a_local_folder(tmp_path, frames):
     visual = build_clip_visual("tiny-clip", ckpt)
     from storymem_cli.scoring.clip import embed_images
 
-    expected = embed_images(visual, frames)
+    expected = embed_images(visual, frames, resize="stretch")
     from_file = load_embedder("tiny", weights=ckpt).embed(frames)
     from_dir = load_embedder("tiny", weights=ckpt.parent).embed(frames)
     np.testing.assert_allclose(from_file, expected, atol=1e-6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -37,7 +36,7 @@ def test_models_load_once_per_process(monkeypatch, frames):
 
     def fake_loader(device, weights, clip_weights):
         calls.append(device)
-        return (lambda f, p: np.ones(len(f))), 1.0
+        return (lambda f: np.ones(len(f))), 1.0
 
     monkeypatch.setitem(quality._LOADERS, "laion", fake_loader)
     monkeypatch.setattr(quality, "_CACHE", {})
@@ -54,26 +53,30 @@ def test_hpsv3_without_the_package_says_how_to_get_it(monkeypatch):
     assert "pip install 'storymem-cli[hpsv3]'" in str(info.value)
 
 
-def test_hpsv3_adapter_uses_mu_and_the_prompt(monkeypatch, frames):
-    seen = {}
-
-    class FakeInferencer:
-        def __init__(self, checkpoint_path=None, device="cuda"):
-            seen["device"] = device
-
-        def reward(self, prompts, image_paths):
-            seen.setdefault("prompts", []).extend(prompts)
-            n = len(image_paths)
-            return torch.stack([torch.arange(n, dtype=torch.float32) + 2.5, torch.full((n,), 9.0)], dim=1)
-
-    monkeypatch.setitem(sys.modules, "hpsv3", types.SimpleNamespace(HPSv3RewardInferencer=FakeInferencer))
-    monkeypatch.setattr(quality, "_CACHE", {})
+def test_hpsv3_adapter_scores_small_copies_with_an_empty_prompt_and_parks_the_model(fake_hpsv3):
+    # As the release: prompt "" for every frame, frames shrunk to ~200k pixels first (832x480 -> 588x336),
+    # the reward's mu as the score. Between shots the model waits on the CPU.
+    fake = fake_hpsv3(mu=lambda n: torch.arange(n, dtype=torch.float32) + 2.5)
+    frames = np.random.default_rng(0).integers(0, 256, size=(10, 480, 832, 3), dtype=np.uint8)
     scorer = load_scorer("hpsv3", device="cuda:1")
-    scores = scorer.score(frames, prompt="a fox")
-    assert scorer.threshold == HPSV3_THRESHOLD == 3.0 and seen["device"] == "cuda:1"
-    np.testing.assert_allclose(scores, np.arange(len(frames)) + 2.5)
-    assert seen["prompts"] == ["a fox"] * len(frames)
+    model = fake.inferencer.model
+    assert fake.built_on == ["cuda:1"] and model.device == "cpu"  # built where asked, then parked
+    scores = scorer.score(frames)
+    assert scorer.threshold == HPSV3_THRESHOLD == 3.0
+    np.testing.assert_allclose(scores, [2.5 + i % 8 for i in range(10)])  # batches of 8
+    assert fake.prompts == [""] * 10
+    assert fake.sizes == [(588, 336)] * 10  # PIL sizes are (width, height)
+    assert fake.scored_on == ["cuda:1", "cuda:1"] and model.device == "cpu" and fake.inferencer.device == "cpu"
     np.testing.assert_array_equal(scorer.usable(scores), scores >= 3.0)
+
+
+def test_hpsv3_is_parked_again_when_scoring_fails(fake_hpsv3, frames):
+    fake = fake_hpsv3(mu=lambda n: torch.full((n,), 1.0))
+    scorer = load_scorer("hpsv3", device="cuda:0")
+    fake.fail = True
+    with pytest.raises(RuntimeError, match="out of memory"):
+        scorer.score(frames)
+    assert fake.inferencer.model.device == "cpu"
 
 
 def test_laion_without_head_is_missing_weights(tmp_path, monkeypatch):
@@ -85,3 +88,4 @@ def test_laion_without_head_is_missing_weights(tmp_path, monkeypatch):
 def test_unknown_scorer_is_invalid_input():
     with pytest.raises(InvalidInputError, match="unknown aesthetic scorer"):
         load_scorer("hpsv4")
+

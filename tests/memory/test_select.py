@@ -96,10 +96,17 @@ def test_novelty_is_one_minus_cosine_to_the_latest_keyframe(cfg, synth):
     assert rec.novelty[7] == pytest.approx(1 - emb[5] @ emb[7], abs=1e-6)
 
 
-def test_start_skips_leading_frames_like_the_release(cfg, synth):
-    plateaus = synth.plateaus
-    emb = plateaus(3, 10)
-    assert select_keyframes(emb, np.ones(30, bool), None, cfg, start=2) == [2, 10, 20]
+def test_release_mode_takes_frame_0_then_scans_from_frame_2(synth):
+    # Frame 0 differs from the rest (a cut after it): the default takes frame 1 as the new
+    # content's keyframe, the release never looks at frame 1 and takes frame 2 instead.
+    emb = np.concatenate([synth.plateaus(1, 1, seed=1), synth.plateaus(3, 10, seed=2)[1:]])
+    usable = np.ones(len(emb), bool)
+    no_cap = {"max_keyframes_per_shot": 100}  # no rescans: the scans themselves are compared
+    assert select_keyframes(emb, usable, None, MemoryConfig(**no_cap)) == [0, 1, 10, 20]
+    release = MemoryConfig(selection="release", **no_cap)
+    assert select_keyframes(emb, usable, None, release) == [0, 2, 10, 20]
+    usable[0] = False  # frame 1 is the first usable frame: the first keyframe, then the scan from 2
+    assert select_keyframes(emb, usable, None, release) == [1, 10, 20]
 
 
 def test_mismatched_shapes_are_refused(cfg, synth):
@@ -117,7 +124,6 @@ def test_first_frame_selection_takes_only_the_first_usable_frame(synth):
     assert rec.threshold is None and rec.rescans == 0 and np.isnan(rec.novelty).all()
     usable[:3] = False
     assert select_keyframes(emb, usable, None, cfg) == [3]  # the aesthetic filter still applies
-    assert select_keyframes(emb, np.ones(len(emb), bool), None, cfg, start=2) == [2]
     assert select_keyframes(emb, np.zeros(len(emb), bool), None, cfg) == []
 
 

@@ -43,6 +43,7 @@ class Rope(str, Enum):
 
 class Keyframes(str, Enum):
     semantic = "semantic"
+    release = "release"
     first_frame = "first-frame"
 
 
@@ -125,7 +126,8 @@ def render(
     keyframes: Keyframes | None = typer.Option(
         None,
         help="Keyframe selection: semantic (paper: novel frames by embedding similarity, deduplicated against "
-        "memory) or first-frame (ablation: each shot's first usable frame).",
+        "memory, from the shot's own frames), release (the same exactly as the authors' code: untrimmed output, "
+        "scan from frame 2) or first-frame (ablation: each shot's first usable frame).",
     ),
     aesthetic: Aesthetic | None = typer.Option(None, help="Keyframe quality filter: hpsv3 (paper), laion or none."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Ablation: every shot without memory (cuts are T2V)."),

@@ -1,7 +1,9 @@
 """Frame embedders for keyframe selection: image features, batched, once per shot.
 
 The paper (and release) use OpenAI CLIP ViT-B/32: open_clip ``ViT-B-32-quickgelu``
-with the ``openai`` weights. ``tiny`` is a random CLIP of the same classes for
+with the ``openai`` weights, fed the whole frame squeezed to a square as the release
+does (``resize="stretch"``, scoring/clip.py); ``"crop"``, CLIP's usual centre square,
+would leave the left and right fifths of a 832x480 frame out of novelty and dedupe. ``tiny`` is a random CLIP of the same classes for
 tests (fixed seed). Weights come from an open_clip tag (downloaded to the Hugging
 Face cache), ``hf-hub:org/repo``, a local checkpoint file or a local folder.
 
@@ -19,7 +21,13 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from storymem_cli.errors import InvalidInputError
-from storymem_cli.scoring.clip import TINY_CLIP_CONFIGS, build_clip_visual, embed_images, resolve_clip_checkpoint
+from storymem_cli.scoring.clip import (
+    TINY_CLIP_CONFIGS,
+    Resize,
+    build_clip_visual,
+    embed_images,
+    resolve_clip_checkpoint,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -49,12 +57,17 @@ class Embedder(Protocol):
 
 
 class FrameEmbedder:
-    """CLIP image tower that maps uint8 frames to L2-normalised float32 embeddings."""
+    """CLIP image tower that maps uint8 frames to L2-normalised float32 embeddings.
 
-    def __init__(self, visual: torch.nn.Module, name: str, *, batch_size: int = 32):
+    ``name`` goes into memory.json with every embedding; it should say how frames were
+    resized, so that a bank embedded another way is embedded again (see load_embedder).
+    """
+
+    def __init__(self, visual: torch.nn.Module, name: str, *, batch_size: int = 32, resize: Resize = "stretch"):
         self.visual = visual
         self.name = name
         self.batch_size = batch_size
+        self.resize = resize
 
     @property
     def dim(self) -> int:
@@ -62,7 +75,7 @@ class FrameEmbedder:
 
     def embed(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float32 (N, D), rows L2-normalised; one batched pass."""
-        return embed_images(self.visual, frames, batch_size=self.batch_size, normalize=True)
+        return embed_images(self.visual, frames, batch_size=self.batch_size, normalize=True, resize=self.resize)
 
 
 def area_weights(size_in: int, size_out: int) -> np.ndarray:
@@ -111,12 +124,15 @@ def load_embedder(
     device: str = "cpu",
     *,
     batch_size: int = 32,
+    resize: Resize = "stretch",
 ) -> Embedder:
     """Build the frame embedder ``name`` (one of EMBEDDERS or an open_clip model name).
 
     ``weights``: None = the name's default (``openai`` for CLIP ViT-B/32, random for
     ``tiny``), else an open_clip pretrained tag, ``hf-hub:org/repo``, a file or a folder.
-    ``pixels`` has no weights and ignores ``device`` and ``batch_size``.
+    ``resize``: how CLIP sees a frame, "stretch" (the whole frame, as the release) or "crop"
+    (the centre square). ``pixels`` has no weights and ignores ``device``, ``batch_size`` and
+    ``resize`` (it always averages the whole frame).
     Raises MissingWeightsError when the weights are not here and cannot be fetched.
     """
     if name == PIXELS:
@@ -145,4 +161,7 @@ def load_embedder(
         checkpoint = resolve_clip_checkpoint(arch, source, what=f"memory frame embedder ({arch})")
     visual = build_clip_visual(arch, checkpoint, seed=TINY_SEED, device=device)
     label = name if checkpoint is None else f"{name}:{os.fspath(source)}"
-    return FrameEmbedder(visual, label, batch_size=batch_size)
+    # Before "stretch" existed every CLIP bank was embedded cropped under the bare label: a new
+    # label makes the bank embed those entries again instead of comparing crops with stretches.
+    label = f"{label}/{resize}"
+    return FrameEmbedder(visual, label, batch_size=batch_size, resize=resize)

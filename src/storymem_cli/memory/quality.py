@@ -4,15 +4,17 @@ A frame is usable when ``scorer.usable(scores)``: score >= threshold, or always 
 ``none``. Each scorer carries its own default threshold:
 
 - ``hpsv3``: the paper's HPSv3 reward model (Qwen2-VL-7B, ~17 GB of GPU memory), an
-  optional extra (``pip install 'storymem-cli[hpsv3]'``); threshold 3.0 (paper).
-  HPSv3 is prompt-conditioned: pass the shot prompt to ``score``.
+  optional extra (``pip install 'storymem-cli[hpsv3]'``); threshold 3.0 (paper). Scored as
+  the release scores it: empty prompt, frames shrunk to ~200k pixels, and parked on the
+  CPU between shots (scoring/hpsv3.py).
 - ``laion``: CLIP ViT-L/14 + LAION aesthetic v1 linear head (scoring/laion.py), raw
   0-10 scale; threshold 4.5, see LAION_THRESHOLD.
 - ``none``: no filter; scores are 0 and every frame is usable (threshold None).
 - ``tiny``: the tiny random LAION model, for tests; threshold 0.0.
 
 Models are cached per process (name, device, weights): a render loads a scorer once,
-never once per shot (the release reloaded HPSv3 for every shot).
+never once per shot (the release reloaded HPSv3 for every shot). No scorer sees the shot
+prompt: the filter judges frames, not prompt following.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ _CACHE: dict[tuple[str, str, str], Any] = {}
 
 
 class ModelScorer(Protocol):
-    def __call__(self, frames: np.ndarray, prompt: str | None) -> np.ndarray: ...
+    def __call__(self, frames: np.ndarray) -> np.ndarray: ...
 
 
 class QualityScorer:
@@ -50,9 +52,9 @@ class QualityScorer:
         self.threshold = threshold
         self._fn = fn
 
-    def score(self, frames: np.ndarray, prompt: str | None = None) -> np.ndarray:
+    def score(self, frames: np.ndarray) -> np.ndarray:
         check_frames(frames)
-        return np.asarray(self._fn(frames, prompt), dtype=np.float32).reshape(len(frames))
+        return np.asarray(self._fn(frames), dtype=np.float32).reshape(len(frames))
 
     def usable(self, scores: np.ndarray) -> np.ndarray:
         """Boolean mask of frames that pass the filter."""
@@ -78,7 +80,7 @@ def load_scorer(
     if name not in SCORERS:
         raise InvalidInputError(f"unknown aesthetic scorer {name!r}", hint=f"choose one of {', '.join(SCORERS)}")
     if name == "none":
-        return QualityScorer("none", None, lambda frames, prompt: np.zeros(len(frames), dtype=np.float32))
+        return QualityScorer("none", None, lambda frames: np.zeros(len(frames), dtype=np.float32))
     key = (name, device, f"{weights}|{clip_weights}")
     if key not in _CACHE:
         _CACHE[key] = _LOADERS[name](device, weights, clip_weights)
@@ -90,14 +92,14 @@ def _load_laion(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScor
     from storymem_cli.scoring.laion import LaionAesthetic
 
     model = LaionAesthetic.load(clip_pretrained=clip_weights, head=weights, device=device)
-    return (lambda frames, prompt: model.score(frames)), LAION_THRESHOLD
+    return model.score, LAION_THRESHOLD
 
 
 def _load_tiny(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScorer, float]:
     from storymem_cli.scoring.laion import LaionAesthetic
 
     model = LaionAesthetic.tiny(seed=0, device=device)
-    return (lambda frames, prompt: model.score(frames)), TINY_THRESHOLD
+    return model.score, TINY_THRESHOLD
 
 
 def _load_hpsv3(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScorer, float]:
@@ -116,21 +118,9 @@ def _load_hpsv3(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScor
         inferencer = HPSv3RewardInferencer(checkpoint_path=checkpoint, device=device)
     except Exception as err:  # hub download / model construction: report, do not trace back
         raise MissingWeightsError(f"could not load HPSv3 ({type(err).__name__}: {err})", hint=how) from None
-    return _hpsv3_fn(inferencer), HPSV3_THRESHOLD
+    from storymem_cli.scoring.hpsv3 import HPSv3Scorer
 
-
-def _hpsv3_fn(inferencer: Any, batch_size: int = 8) -> ModelScorer:
-    def score(frames: np.ndarray, prompt: str | None) -> np.ndarray:
-        from PIL import Image
-
-        out: list[float] = []
-        for start in range(0, len(frames), batch_size):
-            images = [Image.fromarray(f) for f in frames[start : start + batch_size]]
-            rewards = inferencer.reward(prompts=[prompt or ""] * len(images), image_paths=images)
-            out.extend(float(r) for r in rewards[:, 0].float().cpu())  # (mu, sigma): mu is the score
-        return np.asarray(out, dtype=np.float32)
-
-    return score
+    return HPSv3Scorer(inferencer, device), HPSV3_THRESHOLD
 
 
 _LOADERS = {"laion": _load_laion, "tiny": _load_tiny, "hpsv3": _load_hpsv3}

@@ -4,13 +4,17 @@ Embeddings and quality scores are computed once per shot; every rescan at a lowe
 threshold only re-walks a precomputed similarity row, so lowering the threshold
 costs microseconds (the release re-ran CLIP and HPSv3 for every 0.01 step).
 
-Where the scan starts: at ``start`` (default 0), the first frame the caller
-passes. The renderer passes the shot's own frames, already trimmed of the frames
-MI2V / MM2V copy from the previous shot, so nothing before frame 0 belongs to
-another shot. The release starts at frame 2, most likely to step over such copied
-frames in its untrimmed output; with trimming that offset would only throw away
-the shot's opening, and a poor opening frame is already rejected by the aesthetic
-filter. ``start=2`` reproduces the release.
+Which frames are scanned (``cfg.selection``):
+
+- ``"semantic"`` (default): the frames the caller passes, all of them. The renderer passes
+  the shot's own footage, already trimmed of the frames MI2V / MM2V copy from the previous
+  shot; the first usable frame is the first keyframe and the scan walks every later frame.
+- ``"release"``: the authors' release exactly. The renderer passes the shot's untrimmed
+  output (copies included); the first usable frame is the first keyframe, and the novelty
+  scan starts at frame RELEASE_SCAN_START (2) whatever that first keyframe was: frame 1 is
+  never compared (it is a keyframe only when frame 0 is unusable), and frames copied from
+  the previous shot can become keyframes. Threshold, rescans and dedupe are the same in
+  both modes.
 
 ``cfg.selection == "first-frame"`` is the paper's ablation "w/o semantic
 selection" (Table 2): every shot gives its first usable frame, with no novelty
@@ -25,6 +29,8 @@ import numpy as np
 
 from storymem_cli.config import MemoryConfig
 
+RELEASE_SCAN_START = 2  # extract_keyframes.py: `for i in range(2, ...)` after the first keyframe
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -38,13 +44,13 @@ class Selection:
     rescans: int = 0  # how many times the threshold was lowered
 
 
-def _scan(sim: np.ndarray, usable_idx: np.ndarray, threshold: float) -> tuple[list[int], np.ndarray]:
-    """One forward scan: the first usable frame, then every usable frame whose cosine to the
-    latest keyframe is below ``threshold``. Returns keyframes and each frame's novelty."""
+def _scan(sim: np.ndarray, first: int, scanned: np.ndarray, threshold: float) -> tuple[list[int], np.ndarray]:
+    """One forward scan: keyframe ``first``, then every frame of ``scanned`` (usable, in order)
+    whose cosine to the latest keyframe is below ``threshold``. Returns keyframes and each
+    scanned frame's novelty."""
     novelty = np.full(sim.shape[0], np.nan, dtype=np.float32)
-    first = int(usable_idx[0])
     chosen = [first]
-    for i in usable_idx[1:]:
+    for i in scanned:
         cos = sim[chosen[-1], i]
         novelty[i] = 1.0 - cos
         if cos < threshold:
@@ -63,8 +69,6 @@ def select_with_record(
     usable: np.ndarray,
     bank_embeddings: np.ndarray | None,
     cfg: MemoryConfig,
-    *,
-    start: int = 0,
 ) -> Selection:
     """Keyframes of one shot plus the record of how they were chosen.
 
@@ -77,18 +81,23 @@ def select_with_record(
     ok = np.asarray(usable, dtype=bool)
     if emb.ndim != 2 or ok.shape != (emb.shape[0],):
         raise ValueError(f"embeddings (N, D) and usable (N,) must agree, got {emb.shape} and {ok.shape}")
-    usable_idx = np.flatnonzero(ok[start:]) + start
+    usable_idx = np.flatnonzero(ok)
     if usable_idx.size == 0:
         return Selection([], None, np.full(emb.shape[0], np.nan, dtype=np.float32))
     if cfg.selection == "first-frame":
         return first_frame_selection(usable_idx, emb.shape[0])
 
-    sim = emb @ emb.T
+    first = int(usable_idx[0])
+    scan_from = max(RELEASE_SCAN_START, first + 1) if cfg.selection == "release" else first + 1
+    scanned = usable_idx[usable_idx >= scan_from]
+    # float64: a cosine a hair from the threshold falls on the same side whichever way it is summed.
+    emb64 = emb.astype(np.float64)
+    sim = emb64 @ emb64.T
     rescans = 0
     while True:
         # Count steps instead of subtracting repeatedly: 0.9 - 7 * 0.01, not 0.9 - 0.01 - ... (float drift).
         threshold = round(cfg.novelty_threshold - rescans * cfg.threshold_step, 6)
-        chosen, novelty = _scan(sim, usable_idx, threshold)
+        chosen, novelty = _scan(sim, first, scanned, threshold)
         # Terminates: once threshold <= -1 no cosine is below it and one keyframe remains.
         if len(chosen) <= cfg.max_keyframes_per_shot:
             break
@@ -96,8 +105,8 @@ def select_with_record(
 
     kept, dupes = chosen, []
     if bank_embeddings is not None and len(bank_embeddings) > 0:
-        bank = np.asarray(bank_embeddings, dtype=np.float32)
-        closest = (emb[chosen] @ bank.T).max(axis=1)
+        bank = np.asarray(bank_embeddings, dtype=np.float64)
+        closest = (emb64[chosen] @ bank.T).max(axis=1)
         kept = [i for i, c in zip(chosen, closest) if c <= cfg.dedupe_threshold]
         dupes = [i for i, c in zip(chosen, closest) if c > cfg.dedupe_threshold]
     return Selection(kept, threshold, novelty, candidates=chosen, duplicates=dupes, rescans=rescans)
@@ -108,8 +117,6 @@ def select_keyframes(
     usable: np.ndarray,
     bank_embeddings: np.ndarray | None,
     cfg: MemoryConfig,
-    *,
-    start: int = 0,
 ) -> list[int]:
     """Frame indices of the new keyframes of one shot (SPEC 7): see :func:`select_with_record`."""
-    return select_with_record(embeddings, usable, bank_embeddings, cfg, start=start).indices
+    return select_with_record(embeddings, usable, bank_embeddings, cfg).indices

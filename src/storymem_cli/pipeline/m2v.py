@@ -41,7 +41,8 @@ from storymem_cli.pipeline.sigmas import (
     release_base_sigmas,
 )
 
-# Memory images keep their aspect ratio: scaled to cover the shot, then centre-cropped.
+# Memory images keep their aspect ratio: scaled to cover the shot, then centre-cropped. The
+# release stretches them; docs/memory.md ("Reference images of another size") says why not.
 MEMORY_RESIZE_MODE = "crop"
 
 

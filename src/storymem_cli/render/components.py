@@ -62,11 +62,8 @@ class ComponentCache:
     loads: dict[str, int] = field(default_factory=lambda: {"model": 0, "memory": 0})
 
     def get(self, preset: Any, settings: RenderSettings) -> Components:
-        key = _model_key(preset, settings)
-        if self._model is None or self._model[0] != key:
-            self._model = None  # free the old model before loading the next one
-            self._model = (key, load_model(preset, settings))
-            self.loads["model"] += 1
+        # Memory parts first: HPSv3 is built on its device and then parked on the CPU
+        # (scoring/hpsv3.py), so its 17 GB are never on the GPU next to the experts.
         embedder = scorer = None
         if settings.use_memory:
             mkey = _memory_key(settings)
@@ -74,6 +71,11 @@ class ComponentCache:
                 self._memory = (mkey, load_memory_parts(settings))
                 self.loads["memory"] += 1
             embedder, scorer = self._memory[1]
+        key = _model_key(preset, settings)
+        if self._model is None or self._model[0] != key:
+            self._model = None  # free the old model before loading the next one
+            self._model = (key, load_model(preset, settings))
+            self.loads["model"] += 1
         return Components(model=self._model[1], embedder=embedder, scorer=scorer)
 
 

@@ -62,7 +62,7 @@ class RenderOptions(BaseModel):
     memory_size: int | None = Field(None, ge=1)
     sink_size: int | None = Field(None, ge=0)
     keyframes_per_shot: int | None = Field(None, ge=1)
-    keyframes: Literal["semantic", "first-frame"] | None = None  # MemoryConfig.selection
+    keyframes: Literal["semantic", "release", "first-frame"] | None = None  # MemoryConfig.selection
     aesthetic: Literal["hpsv3", "laion", "none"] | None = None
     use_memory: bool = True
     lora: str | None = None

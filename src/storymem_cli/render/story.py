@@ -430,7 +430,10 @@ class StoryRenderer:
         memory_ids = [entry.id for entry in entries]
         keyframe_ids: list[str] = []
         if bank is not None:
-            keyframe_ids = update_bank(bank, plan.index, plan.prompt, shot_frames, parts, memory_ids)
+            # --keyframes release scans the untrimmed output, copies of the previous shot included,
+            # as the authors' release did; every other mode scans the shot's own frames.
+            scanned = frames if bank.cfg.selection == "release" else shot_frames
+            keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids)
         remembered = time.perf_counter()
 
         shot_record = {
@@ -456,15 +459,14 @@ class StoryRenderer:
         return shot_record, frames[-TAIL_FRAMES:]
 
 
-def update_bank(
-    bank: Any, shot: int, prompt: str, frames: np.ndarray, parts: Any, memory_ids: list[str]
-) -> list[str]:
+def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids: list[str]) -> list[str]:
     """Embed and score the shot's frames once, select keyframes (``bank.cfg.selection``: the
-    paper's semantic selection or the first-frame ablation), add them, save the bank (SPEC 7)."""
+    paper's semantic selection, the release's own scan or the first-frame ablation), add them,
+    save the bank (SPEC 7)."""
     from storymem_cli.memory.select import select_with_record
 
     embeddings = parts.embedder.embed(frames)
-    scores = parts.scorer.score(frames, prompt)
+    scores = parts.scorer.score(frames)
     usable = parts.scorer.usable(scores)
     bank_embeddings = bank.active_embeddings(parts.embedder)
     chosen = select_with_record(embeddings, usable, bank_embeddings, bank.cfg)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -166,12 +166,19 @@ def build_clip_visual(
     return visual.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
 
 
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    from torchvision.transforms import functional as TF
+
+    return TF.normalize(x, CLIP_MEAN, CLIP_STD)
+
+
 def clip_preprocess(frames: np.ndarray, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
-    """uint8 frames (N, H, W, 3) -> normalised float32 (N, 3, size, size).
+    """uint8 frames (N, H, W, 3) -> normalised float32 (N, 3, size, size): the centre square.
 
     Resize the short side to ``size`` (bicubic, antialiased, on the uint8 tensor so the
     result is rounded back to uint8 as torchvision does for video frames), centre crop,
-    /255, CLIP mean/std. This is VBench's aesthetic recipe and CLIP's own transform.
+    /255, CLIP mean/std. This is VBench's aesthetic recipe and CLIP's own transform; on a
+    wide frame it sees only the middle (58% of the width at 832x480).
     """
     import torch
     from torchvision.transforms import InterpolationMode
@@ -182,8 +189,29 @@ def clip_preprocess(frames: np.ndarray, size: int, device: str | torch.device = 
     x = (torch.from_numpy(frames) if frames.flags.writeable else torch.tensor(frames)).to(device).permute(0, 3, 1, 2)
     x = TF.resize(x, size, interpolation=InterpolationMode.BICUBIC, antialias=True)
     x = TF.center_crop(x, [size, size])
-    x = x.float().div_(255.0)
-    return TF.normalize(x, CLIP_MEAN, CLIP_STD)
+    return _normalize(x.float().div_(255.0))
+
+
+def stretch_preprocess(frames: np.ndarray, size: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 frames (N, H, W, 3) -> normalised float32 (N, 3, size, size): the whole frame.
+
+    The authors' release (extract_keyframes.py): its ~200k-pixel copy of the frame
+    (downsize.py), /255, bilinear to size x size without antialiasing (aspect ratio not
+    kept), CLIP mean/std. Edges count as much as the centre.
+    """
+    import torch
+
+    from storymem_cli.scoring.downsize import release_downsize
+
+    x = release_downsize(frames).to(device).float().div_(255.0)
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    return _normalize(x)
+
+
+# How a frame becomes a square CLIP input: "crop" the centre (VBench, the aesthetic metric)
+# or "stretch" the whole frame (the release's keyframe selection).
+PREPROCESS = {"crop": clip_preprocess, "stretch": stretch_preprocess}
+Resize = Literal["crop", "stretch"]
 
 
 def check_frames(frames: np.ndarray, *, argument: str = "frames") -> None:
@@ -199,18 +227,25 @@ def image_size(visual: torch.nn.Module) -> int:
 
 
 def embed_images(
-    visual: torch.nn.Module, frames: np.ndarray, *, batch_size: int = 32, normalize: bool = True
+    visual: torch.nn.Module,
+    frames: np.ndarray,
+    *,
+    batch_size: int = 32,
+    normalize: bool = True,
+    resize: Resize = "crop",
 ) -> np.ndarray:
-    """CLIP image features of uint8 frames in batches: float32 (N, D), L2-normalised rows."""
+    """CLIP image features of uint8 frames in batches: float32 (N, D), L2-normalised rows.
+    ``resize``: how a frame becomes the square input, see PREPROCESS."""
     import torch
 
     check_frames(frames)
     device = next(visual.parameters()).device
     size = image_size(visual)
+    preprocess = PREPROCESS[resize]
     out = []
     with torch.inference_mode():
         for start in range(0, len(frames), batch_size):
-            x = clip_preprocess(frames[start : start + batch_size], size, device)
+            x = preprocess(frames[start : start + batch_size], size, device)
             feats = visual(x).float()
             if normalize:
                 feats = torch.nn.functional.normalize(feats, dim=-1)

@@ -112,7 +112,7 @@ class LaionAesthetic:
         """uint8 frames (N, H, W, 3) -> float32 (N,) raw head output (LAION 0-10 scale)."""
         import torch
 
-        feats = embed_images(self.visual, frames, batch_size=self.batch_size, normalize=True)
+        feats = embed_images(self.visual, frames, batch_size=self.batch_size, normalize=True, resize="crop")
         if len(feats) == 0:
             return np.zeros((0,), dtype=np.float32)
         with torch.inference_mode():
