@@ -31,7 +31,6 @@ from storymem_cli.models.weights import (
     check_components,
     download_command,
     locate_source,
-    sha256_file,
 )
 from storymem_cli.pipeline.request import ShotRequest
 from storymem_cli.pipeline.sigmas import base_sigmas
@@ -106,7 +105,6 @@ class StoryModel:
         self.lora_files = lora_files
         self.lora_report: dict | None = None
         self.last_rope = RopeConfig()
-        self._hashes: dict[Path, str] = {}
 
         i2v = folders["i2v"]
         self.shared: dict[str, Any] = {
@@ -118,6 +116,7 @@ class StoryModel:
         if runtime.vae_tiling:
             self.shared["vae"].enable_tiling()
         self._group_offloaded: set[str] = set()
+        self._negatives: dict[tuple[str, str], torch.Tensor] = {}
         self._kind: Kind | None = None
         self._pipe: Any = None
 
@@ -253,9 +252,13 @@ class StoryModel:
                 progress(i + 1, sampling.steps)
             return {}
 
+        from storymem_cli.pipeline.scheduler import make_scheduler
+
+        pipe = self.pipeline("t2v" if request.mode == "t2v" else "m2v")
+        pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
         common = {
             "prompt": request.prompt,
-            "negative_prompt": negative,
+            "negative_prompt_embeds": self._negative_embeds(pipe, negative),
             "height": request.height,
             "width": request.width,
             "num_frames": request.frames,
@@ -266,16 +269,10 @@ class StoryModel:
             "output_type": "np",
             "callback_on_step_end": on_step,
         }
-        from storymem_cli.pipeline.scheduler import make_scheduler
-
         if request.mode == "t2v":
-            pipe = self.pipeline("t2v")
-            pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
             pipe.register_to_config(boundary_ratio=sampling.boundary_ratio)
             video = pipe(**common).frames[0]
         else:
-            pipe = self.pipeline("m2v")
-            pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
             video = pipe(
                 **common,
                 memory_images=request.memory,
@@ -286,6 +283,19 @@ class StoryModel:
             ).frames[0]
             self.last_rope = request.rope
         return to_uint8(video)
+
+    def _negative_embeds(self, pipe: Any, text: str) -> torch.Tensor:
+        """The negative prompt (Wan's long default for every shot), encoded once: the text encoder is
+        the same for both pipelines, and encoding it alone is what the pipelines do inside."""
+        device = pipe._execution_device
+        key = (text, str(device))
+        if key not in self._negatives:
+            with torch.no_grad():  # outside the pipeline's own no_grad: no graph kept alive with the cache
+                self._negatives[key] = pipe.encode_prompt(
+                    prompt=text, do_classifier_free_guidance=False, max_sequence_length=TEXT_ENCODER_MAX_TOKENS,
+                    device=device,
+                )[0]  # fmt: skip
+        return self._negatives[key]
 
     def _warn_if_truncated(self, prompt: str) -> None:
         tokens = len(self.shared["tokenizer"](prompt).input_ids)
@@ -307,10 +317,11 @@ class StoryModel:
                 hint=f"load the model with continuation={request.mode!r}",
             )
 
-    def _sha(self, path: Path) -> str:
-        if path not in self._hashes:  # LoRA files are ~1 GB: hash each once
-            self._hashes[path] = sha256_file(path)
-        return self._hashes[path]
+    @staticmethod
+    def _sha(path: Path) -> str:
+        from storymem_cli.models.lora_files import file_sha256
+
+        return file_sha256(path)  # the loader's cache too: each LoRA file (~2.3 GB at A14B) is hashed once
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about the model: sources, LoRA files and hashes, precision, device."""

@@ -6,7 +6,6 @@ command that fetches it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -23,7 +22,6 @@ I2V_COMPONENTS = {
 }
 T2V_COMPONENTS = {"transformer": "config.json", "transformer_2": "config.json"}  # the rest is shared with I2V
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
-SHA_CHUNK = 1 << 20
 
 
 def download_command(repo_id: str, include: str | None = None) -> str:
@@ -75,10 +73,3 @@ def _missing(path: Path, repo_id: str | None, include: str) -> None:
     hint = f"download it with: {download_command(repo_id, include)}" if repo_id else "copy the complete model folder"
     raise MissingWeightsError(f"missing weight file {path}", hint=hint)
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(SHA_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

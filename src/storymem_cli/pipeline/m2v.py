@@ -8,6 +8,7 @@ on the shot's known first frames.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,8 @@ from storymem_cli.pipeline.sigmas import (
     release_base_sigmas,
 )
 
+ENCODED_KEPT = 4  # VAE latents kept per pipeline (memory sets and zero condition videos)
+
 # Memory images keep their aspect ratio: scaled to cover the shot, then centre-cropped. The
 # release stretches them; docs/memory.md ("Reference images of another size") says why not.
 MEMORY_RESIZE_MODE = "crop"
@@ -62,6 +65,8 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         for name in ("transformer", "transformer_2"):
             if kwargs.get(name) is not None:
                 install_story_rope(kwargs[name])
+        if "vae" in kwargs:  # latents of another VAE are no use
+            self._encoded: dict[tuple, torch.Tensor] = {}
         super().register_modules(**kwargs)
 
     @property
@@ -126,6 +131,16 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         mean, inv_std = self._latent_stats(device, torch.float32)
         return (latents - mean) * inv_std
 
+    def _encode_once(self, key: tuple, encode: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The VAE encodes the same input to the same latents: keep the last few, keyed by what they
+        encode (a continuation shot keeps the memory of the shot before; every M2V shot's condition
+        video is all zeros)."""
+        if key not in self._encoded:
+            while len(self._encoded) >= ENCODED_KEPT:
+                self._encoded.pop(next(iter(self._encoded)))
+            self._encoded[key] = encode()
+        return self._encoded[key]
+
     def encode_memory(
         self, memory_images: Sequence[np.ndarray], height: int, width: int, device: torch.device
     ) -> torch.Tensor:
@@ -133,10 +148,17 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         if not memory_images:
             h, w = height // self.vae_scale_factor_spatial, width // self.vae_scale_factor_spatial
             return torch.zeros(1, self.vae.config.z_dim, 0, h, w, device=device)
-        pixels = self.video_processor.preprocess(
-            _to_pil(memory_images), height=height, width=width, resize_mode=MEMORY_RESIZE_MODE
-        )
-        return memory_latents_in_time(self.encode_pixels(memory_batch(pixels), device))
+
+        def encode() -> torch.Tensor:
+            pixels = self.video_processor.preprocess(
+                _to_pil(memory_images), height=height, width=width, resize_mode=MEMORY_RESIZE_MODE
+            )
+            return memory_latents_in_time(self.encode_pixels(memory_batch(pixels), device))
+
+        # The whole set is the key: the M images are encoded as one batch, and a batch of another
+        # size rounds differently (~1e-6), so reusing single images would change the frames.
+        digests = tuple(hashlib.sha256(np.ascontiguousarray(img)).hexdigest() + str(img.shape) for img in memory_images)
+        return self._encode_once(("memory", digests, height, width, str(device)), encode)
 
     def prepare_condition(
         self,
@@ -148,10 +170,14 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         device: torch.device,
     ) -> torch.Tensor:
         """(1, 4 + z, M + T, h, w): the mask, then memory latents followed by the shot's I2V condition."""
-        known = None
         if first_frames:
             known = self.video_processor.preprocess(_to_pil(first_frames), height=height, width=width)
-        shot_latents = self.encode_pixels(shot_condition_video(known, num_frames, height, width), device)
+            shot_latents = self.encode_pixels(shot_condition_video(known, num_frames, height, width), device)
+        else:  # M2V: an all-zero video, the same for every shot of this size
+            shot_latents = self._encode_once(
+                ("zeros", num_frames, height, width, str(device)),
+                lambda: self.encode_pixels(shot_condition_video(None, num_frames, height, width), device),
+            )
         condition = concat_time(memory_latents, shot_latents)
         _, _, _, h, w = condition.shape
         mask = condition_mask(memory_latents.shape[2], num_frames, len(first_frames), h, w).to(device)
@@ -183,6 +209,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         rope: RopeConfig | None = None,
         generator: torch.Generator | None = None,
         latents: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         attention_kwargs: dict[str, Any] | None = None,
@@ -195,7 +222,9 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         ``memory_images``: (H, W, 3) uint8 keyframes, any size. ``first_frames``: 1 (MI2V) or 5 (MM2V)
         known opening frames, or none (M2V). ``sigmas``: unshifted sigmas for the scheduler; None uses
         the release's schedule (SPEC 4), shifted by the scheduler's ``flow_shift``. ``boundary_ratio``:
-        None uses the pipeline config. ``latents``: (1, z, M + T, h, w) initial noise. With
+        None uses the pipeline config. ``latents``: (1, z, M + T, h, w) initial noise.
+        ``negative_prompt_embeds``: the negative prompt already encoded (it is the same for every
+        shot), used instead of ``negative_prompt``. With
         ``output_type="latent"`` the shot's latents (memory frames dropped) are returned undecoded.
         """
         rope = rope or RopeConfig()
@@ -221,6 +250,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
             prompt=prompt,
             negative_prompt=negative_prompt,
             do_classifier_free_guidance=self.do_classifier_free_guidance,
+            negative_prompt_embeds=negative_prompt_embeds,
             max_sequence_length=max_sequence_length,
             device=device,
         )
