@@ -66,7 +66,11 @@ def test_default_negative_prompt_is_wans(tiny_model, monkeypatch):
 def test_what_every_shot_shares_is_encoded_once_and_the_frames_stay_the_same(images):
     """The negative prompt, the all-zero condition video of M2V shots and an unchanged memory set are
     encoded once per process; a model that encodes them afresh renders the same frames, bit for bit."""
-    from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+    from storymem_cli.models.registry import (
+        RuntimeOptions,
+        load_story_model,
+        resolve_preset,
+    )
 
     cached = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu"))
     memory = images(3)

@@ -37,7 +37,8 @@ BOUNDARY = {"t2v": TINY.t2v.boundary_ratio, "i2v": TINY.m2v.boundary_ratio}
 
 
 def tiny_config_hash() -> str:
-    from importlib.metadata import version  # not the packages' __version__: importing them imports torch (4 s)
+    # Not the packages' __version__: importing them imports torch (4 s), and a dry run needs no torch.
+    from importlib.metadata import version
 
     spec = [TINY_FORMAT, TINY_SEED, TINY_TEXT_ENCODER, TINY_VAE, TINY_TRANSFORMER, TINY_CHANNELS, BOUNDARY,
             version("diffusers"), version("transformers")]  # fmt: skip

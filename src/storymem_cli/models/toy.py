@@ -37,7 +37,8 @@ def toy_weights_present() -> bool:
 
 
 def toy_weights_hash() -> str:
-    from importlib.metadata import version  # not the packages' __version__: importing them imports torch (4 s)
+    # Not the packages' __version__: importing them imports torch (4 s), and a dry run needs no torch.
+    from importlib.metadata import version
 
     digest = hashlib.sha256(WEIGHTS_FILE.read_bytes())
     digest.update(f"{version('diffusers')} {version('transformers')}".encode())
