@@ -146,3 +146,29 @@ def test_pipeline_loads_with_from_pretrained(images):
     out = pipe(prompt="x", memory_images=images(2), height=48, width=64, num_frames=5, num_inference_steps=2,
                generator=torch.Generator().manual_seed(0)).frames  # fmt: skip
     assert out.shape == (1, 5, 48, 64, 3)
+
+
+@pytest.mark.parametrize("mode", ["t2v", "m2v"])
+@pytest.mark.parametrize("high, low", [(3.5, 1.0), (1.0, 3.5)])
+def test_guidance_1_skips_the_unconditional_pass_of_that_expert(tiny_model, images, mode, high, low):
+    """A step-distilled LoRA runs with guidance 1: its expert must not compute an unconditional
+    prediction only to cancel it out (the stock T2V pipeline did, for the low-noise expert)."""
+    pipe = tiny_model.pipeline(mode)
+    calls = {"transformer": 0, "transformer_2": 0}
+    hooks = [getattr(pipe, name).register_forward_pre_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+             for name in calls]  # fmt: skip
+    req = request(tiny_model, mode=mode, steps=8, guidance_high=high, guidance_low=low,
+                  memory=images(2) if mode == "m2v" else [])  # fmt: skip
+    try:
+        tiny_model.generate(req)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    sampling = tiny_model.sampling_for(req)
+    from storymem_cli.pipeline.sigmas import NUM_TRAIN_TIMESTEPS, expert_for_timestep
+
+    steps = [expert_for_timestep(float(t), sampling.boundary_ratio, NUM_TRAIN_TIMESTEPS) for t in pipe.scheduler.timesteps]
+    want_high = steps.count("high") * (2 if high > 1 else 1)
+    want_low = steps.count("low") * (2 if low > 1 else 1)
+    assert steps.count("high") and steps.count("low")  # both experts take part
+    assert calls == {"transformer": want_high, "transformer_2": want_low}

@@ -74,6 +74,7 @@ def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default()
     base = settings()
     payload = base.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "upscale"})
     del payload["memory"]["selection"]
+    del payload["guidance"], payload["guidance_2"]  # added later still
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     assert base.fingerprint() == before
     assert settings(upscale=1, keyframes="semantic").fingerprint() == before
@@ -115,7 +116,7 @@ def test_every_option_reaches_the_settings():
                "keyframes_per_shot": 2, "keyframes": "first-frame", "aesthetic": "laion", "use_memory": False,
                "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "offload": "model",
                "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True, "attention_backend": "flash",
-               "upscale": 2}  # fmt: skip
+               "upscale": 2, "guidance": 1.0, "guidance_2": 2.0}  # fmt: skip
     assert set(changed) == set(RenderOptions.model_fields)
     base = settings().model_dump()
     for name, value in changed.items():
@@ -128,3 +129,15 @@ def test_other_story_is_refused():
     check_same_story({"story_name": "A"}, "A", Path("out"))
     with pytest.raises(InvalidInputError, match="another story"):
         check_same_story({"story_name": "A"}, "B", Path("out"))
+
+
+def test_guidance_overrides_are_per_expert_and_in_the_fingerprint_only_when_given():
+    assert settings().guidance_per_expert() == (None, None)
+    assert settings(guidance=1.0).guidance_per_expert() == (1.0, 1.0)
+    assert settings(guidance=1.0, guidance_2=3.5).guidance_per_expert() == (1.0, 3.5)
+    assert settings(guidance_2=2.0).guidance_per_expert() == (None, 2.0)
+    base = settings().fingerprint()
+    assert len({base, settings(guidance=1.0).fingerprint(), settings(guidance_2=1.0).fingerprint()}) == 3
+    for bad in ({"guidance": 0.5}, {"guidance": float("nan")}, {"guidance_2": 31.0}):
+        with pytest.raises(ValidationError):
+            settings(**bad)

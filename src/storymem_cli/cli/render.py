@@ -112,6 +112,15 @@ def render(
     seed: int | None = typer.Option(
         None, min=0, help="Base seed; shot i gets seed+i (0-based across scenes) unless the script sets one. Default 0."
     ),
+    guidance: float | None = typer.Option(
+        None,
+        help="Classifier-free guidance of both experts (paper: 3.5). 1 turns guidance off and skips the "
+        "unconditional pass: for a step-distilled LoRA given with --style-lora (e.g. Wan2.2 Lightning, "
+        "--steps 4 --guidance 1).",
+    ),
+    guidance_2: float | None = typer.Option(
+        None, "--guidance-2", help="Guidance of the low-noise expert only (default: --guidance, else the model's)."
+    ),
     lora: Path | None = typer.Option(None, help="StoryMem LoRA file or folder (default: the model's)."),
     style_lora: list[str] = typer.Option(
         [], "--style-lora", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
@@ -186,6 +195,8 @@ def render(
         frames=frames,
         steps=steps,
         seed=seed,
+        guidance=guidance,
+        guidance_2=guidance_2,
         continuation=continuation.value,
         rope=rope.value if rope else None,
         rope_shift=rope_shift,

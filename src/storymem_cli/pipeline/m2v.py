@@ -303,7 +303,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
                         )[0]
 
                 noise_pred = predict(prompt_embeds, "cond")
-                if self.do_classifier_free_guidance:
+                if scale > 1:  # guidance 1 (a step-distilled LoRA): no unconditional pass at all
                     noise_uncond = predict(negative_embeds, "uncond")
                     noise_pred = noise_uncond + scale * (noise_pred - noise_uncond)
                 latents = self.scheduler.step(noise_pred, t, latents, return_dict=False)[0]

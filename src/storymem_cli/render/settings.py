@@ -34,7 +34,10 @@ NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling"}
 LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 # Settings added after runs were already being rendered: left out of the fingerprint while at
 # their default, so a run rendered before they existed keeps its finished shots.
-ADDED_LATER: dict[tuple[str, ...], Any] = {("upscale",): 1, ("memory", "selection"): "semantic"}
+ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
+}  # fmt: skip
+MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
 
 
@@ -56,6 +59,8 @@ class RenderOptions(BaseModel):
     frames: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)
     seed: int | None = Field(None, ge=0)
+    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # both experts; None: the preset's (paper 3.5)
+    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # the low-noise expert; None: as guidance
     continuation: ContinuationMode = "mi2v"  # the paper's setting for its results (SPEC 6)
     rope: RopeMode | None = None
     rope_shift: float | None = None
@@ -84,6 +89,9 @@ class RenderSettings(BaseModel):
     video: VideoConfig
     steps: int = Field(ge=1)
     seed: int = Field(ge=0)
+    # Guidance overrides: None keeps the preset's per-expert values; 1 skips the unconditional pass.
+    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE)
+    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE)
     continuation: ContinuationMode
     rope: RopeConfig
     memory: MemoryConfig
@@ -99,6 +107,10 @@ class RenderSettings(BaseModel):
     # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
     # tail frames and everything the embedder and scorer see stay at the model's size.
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
+
+    def guidance_per_expert(self) -> tuple[float | None, float | None]:
+        """(high-noise, low-noise) guidance overrides for each shot; None: the preset's."""
+        return self.guidance, self.guidance_2 if self.guidance_2 is not None else self.guidance
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the frames or the files written."""

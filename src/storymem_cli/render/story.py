@@ -403,6 +403,8 @@ class StoryRenderer:
             steps=self.settings.steps,
             seed=plan.seed,
             rope=self.settings.rope,
+            guidance_high=self.settings.guidance_per_expert()[0],
+            guidance_low=self.settings.guidance_per_expert()[1],
         )
         prepared = time.perf_counter()
 
