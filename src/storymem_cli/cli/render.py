@@ -36,6 +36,17 @@ class Dtype(str, Enum):
     float32 = "float32"
 
 
+class Cache(str, Enum):
+    none = "none"
+    first_block = "first-block"
+    taylorseer = "taylorseer"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    fp8 = "fp8"
+
+
 class Rope(str, Enum):
     negative = "negative"
     sequential = "sequential"
@@ -151,7 +162,23 @@ def render(
     ),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."),
     attention: str | None = typer.Option(
-        None, help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)."
+        None,
+        help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: the fastest that runs "
+        "on this device (default: PyTorch SDPA). run.json records the one used.",
+    ),
+    cache: Cache = typer.Option(
+        Cache.none,
+        help="Step caching on both experts (diffusers' hooks): first-block (reuse the last step's output "
+        "while the first block's residual changes less than --cache-threshold) or taylorseer (compute "
+        "every --cache-interval steps, extrapolate between). Faster, slightly different frames.",
+    ),
+    cache_threshold: float = typer.Option(0.05, help="first-block cache: relative residual change that recomputes."),
+    cache_interval: int = typer.Option(5, help="taylorseer cache: full computation every N steps."),
+    compile_: bool = typer.Option(
+        False, "--compile", help="torch.compile the transformer blocks (minutes of compiling, then faster steps)."
+    ),
+    quantize: Quantize = typer.Option(
+        Quantize.none, help="fp8: store the experts' weights in float8 (half the GPU memory; slightly different frames)."
     ),
     continuation: Continuation = typer.Option(
         Continuation.mi2v,
@@ -213,6 +240,11 @@ def render(
         dtype=dtype.value,
         vae_tiling=vae_tiling,
         attention_backend=attention,
+        cache=cache.value,
+        cache_threshold=cache_threshold,
+        cache_interval=cache_interval,
+        compile=compile_,
+        quantize=quantize.value,
         upscale=upscale,
     )
     batch = len(scripts) > 1 or shard is not None

@@ -11,6 +11,8 @@ from storymem_cli.config import ContinuationMode
 
 OffloadMode = Literal["none", "model", "group"]
 DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
+CacheMode = Literal["none", "first-block", "taylorseer"]
+QuantizeMode = Literal["none", "fp8"]
 
 
 class RuntimeOptions(BaseModel):
@@ -22,13 +24,19 @@ class RuntimeOptions(BaseModel):
     dtype: DtypeName = "auto"  # transformers' dtype; auto: the preset's on an accelerator, float32 on CPU
     offload: OffloadMode = "none"  # model: one component on the device at a time; group: block by block
     vae_tiling: bool = False  # decode in tiles: less memory at large sizes
-    attention_backend: str | None = None  # a diffusers attention backend name, e.g. "flash", "_native_cudnn"
+    attention_backend: str | None = None  # a diffusers backend name (e.g. "flash"), or "auto": the fastest that runs
     continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
     lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
     style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
     # Merge every LoRA into its expert's weights at load: a fused A14B expert forward measured 5.5% faster
     # on an H200 (5.84 s against 6.16 s at 48,360 tokens); peft can still unmerge it.
     fuse_lora: bool = True
+    # Fast modes (models/speed.py), all off by default.
+    cache: CacheMode = "none"  # step caching on both experts: first-block (residual threshold) or taylorseer
+    cache_threshold: float = Field(0.05, gt=0, le=1)  # first-block: diffusers' default
+    cache_interval: int = Field(5, ge=2, le=40)  # taylorseer: full computation every N steps (diffusers' default)
+    compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)
+    quantize: QuantizeMode = "none"  # fp8: weights stored in float8, computed in the model's dtype
 
 
 def default_device() -> str:

@@ -64,7 +64,7 @@ def check_attention_backend(name: str | None) -> None:
     from diffusers.models.attention_dispatch import AttentionBackendName
 
     known = sorted(b.value for b in AttentionBackendName)
-    if name.lower() not in known:
+    if name.lower() not in (*known, "auto"):
         raise InvalidInputError(f"unknown attention backend {name!r}", hint=f"use one of: {', '.join(known)}")
 
 
@@ -117,6 +117,7 @@ class StoryModel:
             self.shared["vae"].enable_tiling()
         self._group_offloaded: set[str] = set()
         self._negatives: dict[tuple[str, str], torch.Tensor] = {}
+        self.attention_backend: str | None = None  # resolved when the first experts load
         self._kind: Kind | None = None
         self._pipe: Any = None
 
@@ -204,7 +205,13 @@ class StoryModel:
         return pipe
 
     def _apply_runtime(self, pipe: Any, transformers: tuple[Any, Any]) -> None:
-        backend = self.runtime.attention_backend
+        from storymem_cli.models.speed import apply_speed_options, resolve_attention_backend
+
+        if self.attention_backend is None:  # "auto" probes the device once per process
+            self.attention_backend = resolve_attention_backend(self.runtime.attention_backend, self.device, self.dtype)
+        backend = self.attention_backend
+        for transformer in transformers:
+            apply_speed_options(transformer, self.runtime, self.dtype)
         if backend:
             for transformer in transformers:
                 try:
@@ -252,10 +259,13 @@ class StoryModel:
                 progress(i + 1, sampling.steps)
             return {}
 
+        from storymem_cli.models.speed import reset_step_cache
         from storymem_cli.pipeline.scheduler import make_scheduler
 
         pipe = self.pipeline("t2v" if request.mode == "t2v" else "m2v")
         pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
+        for transformer in (pipe.transformer, pipe.transformer_2):
+            reset_step_cache(transformer)
         common = {
             "prompt": request.prompt,
             "negative_prompt_embeds": self._negative_embeds(pipe, negative),
@@ -347,6 +357,11 @@ class StoryModel:
             "device": str(self.device),
             "offload": self.runtime.offload,
             "vae_tiling": self.runtime.vae_tiling,
-            "attention_backend": self.runtime.attention_backend,
+            "attention_backend": self.attention_backend or self.runtime.attention_backend,
+            "attention_backend_requested": self.runtime.attention_backend,
+            "cache": None if self.runtime.cache == "none" else self.runtime.model_dump(
+                include={"cache", "cache_threshold", "cache_interval"}),
+            "compile": self.runtime.compile,
+            "quantize": self.runtime.quantize,
             "rope": self.last_rope.model_dump(),
         }

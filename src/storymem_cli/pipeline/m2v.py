@@ -292,8 +292,11 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
                 model_input = torch.cat([latents, condition], dim=1).to(transformer_dtype)
                 timestep = t.expand(latents.shape[0])
 
+                # where the loop is, for diffusers' step-caching hooks (as WanPipeline passes it)
+                step = {"step_index": i, "sigma": float(self.scheduler.sigmas[i]), "num_inference_steps": len(timesteps)}
+
                 def predict(embeds: torch.Tensor, cache: str) -> torch.Tensor:
-                    with model.cache_context(cache):
+                    with model.cache_context(cache, **step):
                         return model(
                             hidden_states=model_input,
                             timestep=timestep,

@@ -41,16 +41,12 @@ def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
 def runtime_options(preset: Any, settings: RenderSettings) -> Any:
     from storymem_cli.models.runtime import RuntimeOptions
 
+    # Every runtime option that is a setting of the same name is passed as it is; a new one needs no line here.
+    same = {name: getattr(settings, name) for name in RuntimeOptions.model_fields if name in type(settings).model_fields}
     return RuntimeOptions(
-        device=settings.device,
-        dtype=settings.dtype,
-        offload=settings.offload,
-        vae_tiling=settings.vae_tiling,
-        attention_backend=settings.attention_backend,
-        continuation=settings.continuation,
-        lora=Path(settings.lora) if settings.lora else None,
-        style_loras=[(Path(style.path), style.strength) for style in settings.style_loras],
-    )
+        **{**same, "lora": Path(settings.lora) if settings.lora else None,
+           "style_loras": [(Path(style.path), style.strength) for style in settings.style_loras]},
+    )  # fmt: skip
 
 
 def describe_preset(preset: Any) -> str:

@@ -23,12 +23,12 @@ from storymem_cli.config import (
     RopeMode,
     VideoConfig,
 )
-from storymem_cli.models.runtime import DtypeName, OffloadMode
+from storymem_cli.models.runtime import CacheMode, DtypeName, OffloadMode, QuantizeMode
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
 # in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
-NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling"}
+NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile"}
 # Settings that left the fingerprint later: hashed with the value every earlier run had (the
 # default), whatever it is now, so the finished shots of runs rendered before keep matching.
 LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
@@ -36,6 +36,7 @@ LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 # their default, so a run rendered before they existed keeps its finished shots.
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
+    ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
 }  # fmt: skip
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
@@ -77,6 +78,11 @@ class RenderOptions(BaseModel):
     dtype: DtypeName = "auto"  # auto: the model's precision on a GPU (bf16 for A14B), float32 on the CPU
     vae_tiling: bool = False
     attention_backend: str | None = None
+    cache: CacheMode = "none"
+    cache_threshold: float = Field(0.05, gt=0, le=1)
+    cache_interval: int = Field(5, ge=2, le=40)
+    compile: bool = False
+    quantize: QuantizeMode = "none"
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
 
 
@@ -104,6 +110,12 @@ class RenderSettings(BaseModel):
     dtype: DtypeName
     vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams (not in the fingerprint)
     attention_backend: str | None
+    # Fast modes (models/speed.py): the step cache and fp8 storage change pixels, compilation does not.
+    cache: CacheMode = "none"
+    cache_threshold: float = Field(0.05, gt=0, le=1)
+    cache_interval: int = Field(5, ge=2, le=40)
+    compile: bool = False
+    quantize: QuantizeMode = "none"
     # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
     # tail frames and everything the embedder and scorer see stay at the model's size.
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)

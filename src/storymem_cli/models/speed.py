@@ -1,0 +1,75 @@
+"""Fast modes on the experts, each diffusers' own machinery: attention backend, step caching,
+compilation, fp8 weight storage. ``StoryModel`` applies them after the LoRAs are fused and before
+offloading; every one is off by default, and then nothing here runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+    from storymem_cli.models.runtime import RuntimeOptions
+
+# Tried in this order by --attention auto: the fastest kernels first (FlashAttention 3 on Hopper,
+# FlashAttention 2, cuDNN, PyTorch's flash kernel), PyTorch's SDPA last. Sage attention is left
+# out: it quantises q and k, which changes the frames.
+AUTO_ATTENTION = ("_flash_3", "flash", "_native_cudnn", "_native_flash", "native")
+
+
+def _attention_works(name: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Run the backend once on a small (batch, tokens, heads, head_dim) problem on this device."""
+    import torch
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    q = torch.randn(1, 64, 2, 64, device=device, dtype=dtype)
+    try:
+        out = dispatch_attention_fn(q, q, q, backend=name)
+    except Exception:  # not installed, not built for this GPU, not for this dtype: not usable here
+        return False
+    return bool(torch.isfinite(out).all())
+
+
+def resolve_attention_backend(name: str | None, device: torch.device, dtype: torch.dtype) -> str | None:
+    """``auto``: the first of AUTO_ATTENTION that runs here; any other name as given."""
+    if name != "auto":
+        return name
+    return next(backend for backend in AUTO_ATTENTION if backend == "native" or _attention_works(backend, device, dtype))
+
+
+def cache_config(runtime: RuntimeOptions) -> Any:
+    """The diffusers cache config for ``--cache`` (None: off)."""
+    if runtime.cache == "none":
+        return None
+    if runtime.cache == "first-block":
+        from diffusers import FirstBlockCacheConfig
+
+        return FirstBlockCacheConfig(threshold=runtime.cache_threshold)
+    from diffusers import TaylorSeerCacheConfig
+
+    return TaylorSeerCacheConfig(cache_interval=runtime.cache_interval)
+
+
+def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype: torch.dtype) -> None:
+    """fp8 storage, the step cache and compilation on one expert, in that order (each is a hook or
+    a wrapper around the blocks; compilation last so it traces the others)."""
+    import torch
+
+    if runtime.quantize == "fp8":
+        # Weights stored in float8 e4m3 and cast to the compute dtype layer by layer: half the memory
+        # of bf16 on any device (norms and embeddings stay in full precision).
+        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    config = cache_config(runtime)
+    if config is not None:
+        transformer.enable_cache(config)
+    if runtime.compile:
+        # The memory length changes from shot to shot (0 to 10 latent frames): dynamic shapes, not
+        # one recompile per length.
+        transformer.compile_repeated_blocks(dynamic=True)
+
+
+def reset_step_cache(transformer: Any) -> None:
+    """Forget the cached residuals of the last shot: a new shot starts from other noise."""
+    if getattr(transformer, "is_cache_enabled", False):
+        transformer._reset_stateful_cache()

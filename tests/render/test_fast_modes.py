@@ -1,0 +1,118 @@
+"""Fast modes (issue 24): each renders end to end through `storymem render`, is recorded in
+run.json, and does nothing at all when it is off."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from storymem_cli.cli.app import app
+from storymem_cli.config import MemoryConfig, VideoConfig
+from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+from storymem_cli.pipeline.request import ShotRequest
+from storymem_cli.render.settings import RenderOptions, resolve_settings
+
+from .conftest import small_story, write_script
+
+MODES = {
+    "attention auto": (["--attention", "auto"], lambda m, s: m["attention_backend"] not in (None, "auto")),
+    "first-block cache": (["--cache", "first-block", "--cache-threshold", "0.5"],
+                          lambda m, s: m["cache"]["cache"] == "first-block" and s["cache_threshold"] == 0.5),
+    "taylorseer cache": (["--cache", "taylorseer", "--cache-interval", "2"],
+                         lambda m, s: m["cache"]["cache"] == "taylorseer" and s["cache_interval"] == 2),
+    "fp8 storage": (["--quantize", "fp8"], lambda m, s: m["quantize"] == "fp8"),
+    "guidance 1": (["--guidance", "1"], lambda m, s: s["guidance"] == 1.0),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["tiny", "toy"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_fast_mode_renders_and_is_recorded(tmp_path, model, mode):
+    options, recorded = MODES[mode]
+    script = write_script(tmp_path, "story.json", small_story("Fast", shots=2))
+    if model == "toy":  # the toy model's own caption grammar, so no warning gets in the way
+        story = json.loads(script.read_text())
+        story["scenes"][0]["video_prompts"] = ["a red circle hops to the left on the beach",
+                                               "the hero walks to the right in the snow"]  # fmt: skip
+        script.write_text(json.dumps(story))
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", model, "--device", "cpu",
+                                      "--steps", "3", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "run.json").read_text())
+    assert len(record["shots"]) == 2 and (run / "story.mp4").is_file()
+    assert recorded(record["model"], record["settings"])
+
+
+def test_compile_renders_through_the_cli(tmp_path):
+    script = write_script(tmp_path, "story.json", small_story("Compiled", shots=1))
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny",
+                                      "--device", "cpu", "--steps", "1", "--compile"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["compile"] is True
+
+
+def _request(**kw) -> ShotRequest:
+    from storymem_cli.models.presets import TINY
+
+    base = {"mode": "m2v", "prompt": "a lighthouse at dusk", "width": TINY.video.width, "height": TINY.video.height,
+            "frames": TINY.video.frames, "steps": 6, "seed": 3, "memory": [np.full((48, 64, 3), 90, np.uint8)]}  # fmt: skip
+    return ShotRequest(**{**base, **kw})
+
+
+def test_options_off_install_nothing_and_change_no_pixel(monkeypatch):
+    """The default path is the one before the fast modes: no hook, no compiled block, no cast, and
+    the same frames as a model on which the speed options are never applied at all."""
+    from storymem_cli.models import speed
+
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu"))
+    frames = model.generate(_request())
+    pipe = model.pipeline("m2v")
+    for transformer in (pipe.transformer, pipe.transformer_2):
+        assert not transformer.is_cache_enabled
+        assert all(block._compiled_call_impl is None for block in transformer.blocks)
+        assert transformer.blocks[0].attn1.to_q.weight.dtype == torch.float32
+        assert not getattr(getattr(transformer, "_diffusers_hook", None), "hooks", {})  # no hook of any kind
+    monkeypatch.setattr(speed, "apply_speed_options", lambda *a, **k: pytest.fail("applied"))
+    monkeypatch.setattr(speed, "reset_step_cache", lambda *a, **k: None)
+    untouched = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu"))
+    monkeypatch.setattr(untouched, "_apply_runtime", lambda pipe, transformers: pipe.to("cpu"))
+    assert np.array_equal(frames, untouched.generate(_request()))
+
+
+def test_first_block_cache_skips_blocks_with_memory_frames_in_the_sequence():
+    """The first-block cache compares the first block's residual over all M + T frames; with a high
+    threshold it skips the other blocks on most steps, and the shot still comes out whole."""
+
+    def block_calls(runtime: RuntimeOptions) -> tuple[int, np.ndarray]:
+        model = load_story_model(resolve_preset("tiny"), runtime)
+        pipe = model.pipeline("m2v")
+        calls = [0]
+        # inside the last block: a hook on the block itself would also count the calls the cache answers
+        hooks = [t.blocks[-1].ffn.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+                 for t in (pipe.transformer, pipe.transformer_2)]  # fmt: skip
+        frames = model.generate(_request(memory=[np.full((48, 64, 3), v, np.uint8) for v in (40, 90, 200)]))
+        for hook in hooks:
+            hook.remove()
+        return calls[0], frames
+
+    plain, plain_frames = block_calls(RuntimeOptions(device="cpu"))
+    cached, cached_frames = block_calls(RuntimeOptions(device="cpu", cache="first-block", cache_threshold=1.0))
+    assert plain == 6 * 2  # 6 steps, guidance on: two passes each
+    assert 0 < cached < plain
+    assert cached_frames.shape == plain_frames.shape
+
+
+def test_fingerprint_has_what_changes_pixels():
+    def fingerprint(**options):
+        return resolve_settings(RenderOptions(**options), model_name="tiny", video=VideoConfig(), steps=2,
+                                memory=MemoryConfig(aesthetic="none"), embedder="tiny").fingerprint()  # fmt: skip
+
+    base = fingerprint()
+    assert fingerprint(compile=True) == base and fingerprint(attention_backend="auto") == base
+    changed = [fingerprint(cache="first-block"), fingerprint(cache="taylorseer"), fingerprint(quantize="fp8")]
+    assert base not in changed and len(set(changed)) == 3
