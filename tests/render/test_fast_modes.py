@@ -12,7 +12,11 @@ from typer.testing import CliRunner
 
 from storymem_cli.cli.app import app
 from storymem_cli.config import MemoryConfig, VideoConfig
-from storymem_cli.models.registry import RuntimeOptions, load_story_model, resolve_preset
+from storymem_cli.models.registry import (
+    RuntimeOptions,
+    load_story_model,
+    resolve_preset,
+)
 from storymem_cli.pipeline.request import ShotRequest
 from storymem_cli.render.settings import RenderOptions, resolve_settings
 

@@ -26,7 +26,7 @@ def _attention_works(name: str, device: torch.device, dtype: torch.dtype) -> boo
     q = torch.randn(1, 64, 2, 64, device=device, dtype=dtype)
     try:
         out = dispatch_attention_fn(q, q, q, backend=name)
-    except Exception:  # not installed, not built for this GPU, not for this dtype: not usable here
+    except Exception:  # noqa: BLE001  not installed, not built for this GPU, not for this dtype: not usable here
         return False
     return bool(torch.isfinite(out).all())
 
