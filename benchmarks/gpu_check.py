@@ -112,7 +112,11 @@ def build_model_folder(size: CheckSize, dest: Path) -> dict[str, int]:
     """Write ``dest`` as a storymem model folder (i2v/, t2v/, lora/, storymem_model.json); returns
     the parameter counts the projections need."""
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import (
+        AutoencoderKLWan,
+        UniPCMultistepScheduler,
+        WanTransformer3DModel,
+    )
     from safetensors.torch import save_file
     from transformers import UMT5Config, UMT5EncoderModel
 
@@ -178,7 +182,10 @@ def full_a14b_counts() -> dict[str, int]:
     from accelerate import init_empty_weights
     from transformers import UMT5Config, UMT5EncoderModel
 
-    from storymem_cli.models.wan_a14b import a14b_transformer_config, build_meta_transformer
+    from storymem_cli.models.wan_a14b import (
+        a14b_transformer_config,
+        build_meta_transformer,
+    )
 
     expert = build_meta_transformer(a14b_transformer_config("i2v"))
     umt5_xxl = UMT5Config(vocab_size=256384, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
@@ -265,7 +272,7 @@ def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path
                         "--restart", *extra])  # fmt: skip
         result.finished = code == 0
         result.error = None if code == 0 else f"exit code {code}"
-    except Exception as err:  # the check reports a broken mode and goes on to the next
+    except Exception as err:  # noqa: BLE001  the check reports a broken mode and goes on to the next
         result.error = "".join(traceback.format_exception_only(type(err), err)).strip()
     result.wall_s = round(time.perf_counter() - started, 2)
     if cuda:
@@ -289,6 +296,7 @@ class ForwardResult:
     peak_gib: float | None = None
     tokens: int | None = None
     layers: int | None = None
+    first_call_s: float | None = None  # the warm-up forward: compiling included
     unavailable: str | None = None
 
 
@@ -297,6 +305,8 @@ def time_forwards(size: CheckSize, repeats: int = 1) -> list[ForwardResult]:
     from diffusers import WanTransformer3DModel
 
     from storymem_cli.config import RopeConfig
+    from storymem_cli.models.runtime import RuntimeOptions
+    from storymem_cli.models.speed import apply_speed_options
     from storymem_cli.pipeline.layout import frame_positions, latent_frame_count
     from storymem_cli.pipeline.rope import rope_positions
 
@@ -320,28 +330,34 @@ def time_forwards(size: CheckSize, repeats: int = 1) -> list[ForwardResult]:
         if cuda:
             torch.cuda.synchronize()
 
-    results = []
-    for backend in BACKENDS:
-        label = backend or "sdpa (default)"
+    def measure(label: str, setup: Any) -> ForwardResult:
         try:
-            model.set_attention_backend(backend or "native")
-            forward()  # warm-up: kernels picked, memory pools filled
+            setup()
+            started = time.perf_counter()
+            forward()  # warm-up: kernels picked, memory pools filled, blocks compiled
+            first = time.perf_counter() - started
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             started = time.perf_counter()
             for _ in range(repeats):
                 forward()
             seconds = (time.perf_counter() - started) / repeats
-        except Exception as err:  # not installed, or not for this device / dtype
+        except Exception as err:  # noqa: BLE001  not installed, or not for this device / dtype
             first_line = (str(err).strip().splitlines() or [""])[0][:160]
-            results.append(ForwardResult(label, unavailable=f"{type(err).__name__}: {first_line}"))
-            continue
+            return ForwardResult(label, unavailable=f"{type(err).__name__}: {first_line}")
         peak = round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else None
-        results.append(ForwardResult(label, round(seconds, 3), peak, tokens, size.forward_layers))
+        return ForwardResult(label, round(seconds, 3), peak, tokens, size.forward_layers, round(first, 3))
+
+    results = [measure(backend or "sdpa (default)", lambda b=backend: model.set_attention_backend(b or "native"))
+               for backend in BACKENDS]  # fmt: skip
     model.set_attention_backend("native")
-    del model, hidden, text
-    _free()
-    return results
+    # The fast modes of `storymem render`, through the same code (models/speed.py), on SDPA.
+    if cuda:  # compiling takes minutes on 2 CPU cores; tests/render/test_fast_modes.py covers --compile there
+        results.append(measure("compile (sdpa)", lambda: apply_speed_options(model, RuntimeOptions(compile=True), dtype)))
+        for block in model.blocks:  # back to eager for the next mode
+            block._compiled_call_impl = None
+    results.append(measure("fp8 storage (sdpa)", lambda: apply_speed_options(model, RuntimeOptions(quantize="fp8"), dtype)))
+    return results  # the model goes with this frame; the caller frees the memory
 
 
 # -- 4. projections to the whole A14B story ------------------------------------------------------------
@@ -402,7 +418,7 @@ def project(
         "forward_s_40_layers": round(forward_full, 2),
         "outside_transformer_s_per_shot": round(outside, 2),
         "per_offload_mode": rows,
-        "minutes_per_story_by_attention_backend": fast,
+        "minutes_per_story_by_forward": fast,
     }
 
 
@@ -432,20 +448,21 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"{r['mode']:<30} {result:<10} {per_shot:>7} {peak:>9}  {' '.join(r['modes'])}")
         if r["error"] or r["skipped"]:
             lines.append(f"    {r['error'] or r['skipped']}")
-    lines += ["", f"{'attention backend':<20} {'forward s':>10} {'peak GiB':>9}  (layers, tokens)"]
+    lines += ["", f"{'forward (backend, mode)':<20} {'forward s':>10} {'peak GiB':>9}  (layers, tokens, first call s)"]
     for f in report["forwards"]:
         if f["unavailable"]:
             lines.append(f"{f['backend']:<20} {'-':>10} {'-':>9}  unavailable: {f['unavailable']}")
         else:
             peak = "-" if f["peak_gib"] is None else f"{f['peak_gib']:.1f}"
-            lines.append(f"{f['backend']:<20} {f['seconds']:>10.3f} {peak:>9}  ({f['layers']}, {f['tokens']:,})")
+            lines.append(f"{f['backend']:<20} {f['seconds']:>10.3f} {peak:>9}  ({f['layers']}, {f['tokens']:,}, "
+                         f"{f['first_call_s']:.1f})")  # fmt: skip
     projection = report["projection"]
     lines += ["", f"projected A14B story (COMPUTED, not measured): {projection.get('story', '')}"]
     for mode, row in projection.get("per_offload_mode", {}).items():
         peak = f"{row['peak_gib']:.1f} GiB" if "peak_gib" in row else "peak n/a"
         lines.append(f"  {mode:<30} {row['minutes_per_story']:>7.1f} min  {peak}")
-    for backend, minutes in projection.get("minutes_per_story_by_attention_backend", {}).items():
-        lines.append(f"  attention {backend:<20} {minutes:>7.1f} min (offload none)")
+    for variant, minutes in projection.get("minutes_per_story_by_forward", {}).items():
+        lines.append(f"  forward {variant:<22} {minutes:>7.1f} min (offload none)")
     if "note" in projection:
         lines.append(f"  {projection['note']}")
     lines.append(f"\ntotal {report['total_s']:.0f} s")
@@ -470,6 +487,7 @@ def run_check(size: CheckSize, out: Path) -> dict[str, Any]:
     for i, (name, extra, with_reference) in enumerate(MODES):
         if i == 1:  # after the baseline render: the forwards feed every projection
             forwards = time_forwards(size)
+            _free()
         if time.perf_counter() - started > size.budget_s:
             renders.append(ModeResult(name, list(extra), skipped=f"time budget of {size.budget_s:.0f} s spent"))
             continue

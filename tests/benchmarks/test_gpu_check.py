@@ -23,7 +23,9 @@ def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_p
     assert vae_tiled["model"]["storymem_lora"]["fused"] is True
 
     forwards = {f["backend"]: f for f in report["forwards"]}
-    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage"]
+    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage",
+                              "fp8 storage (sdpa)"]  # compile only on a GPU  # fmt: skip
+    assert forwards["fp8 storage (sdpa)"]["seconds"] > 0
     assert forwards["sdpa (default)"]["seconds"] > 0 and forwards["sdpa (default)"]["tokens"] == 5 * 3 * 4
     for forward in forwards.values():  # measured, or says why not: never silently missing
         assert (forward["seconds"] is None) != (forward["unavailable"] is None)
