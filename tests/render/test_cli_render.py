@@ -205,7 +205,7 @@ def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch)
     with folder.locked():  # as another process's render would hold it
         result = render(str(story_script), "-o", str(folder.root))
     assert result.exit_code == 1
-    assert "another storymem render is writing" in result.stderr
+    assert "another storymem process (a render or add-reference) is writing" in result.stderr
 
 
 def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):

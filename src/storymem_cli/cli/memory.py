@@ -146,14 +146,23 @@ def add_reference(
 
     from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
     from storymem_cli.memory.images import load_images_all_or_nothing
+    from storymem_cli.render.runfolder import RunFolder, raise_os_error
 
     loaded = load_images_all_or_nothing(images)  # before touching the run folder
     if remove and not (run_dir / MEMORY_JSON).is_file():
         raise InvalidInputError(f"{run_dir}: no {MEMORY_JSON} here, nothing to remove")
-    bank = MemoryBank.open(run_dir)
-    removed = [bank.remove(entry_id).id for entry_id in remove]
-    added = [bank.add_reference(img, n) for img, n in zip(loaded, names or [p.stem for p in images])]
-    bank.save()
+    folder = RunFolder(run_dir)
+    try:
+        folder.root.mkdir(parents=True, exist_ok=True)
+        # A render of this folder rewrites memory.json after every shot: an edit made meanwhile
+        # would be reported as done and then lost, so wait for no one and refuse instead.
+        with folder.locked():
+            bank = MemoryBank.open(run_dir)
+            removed = [bank.remove(entry_id).id for entry_id in remove]
+            added = [bank.add_reference(img, n) for img, n in zip(loaded, names or [p.stem for p in images])]
+            bank.save()
+    except OSError as err:
+        raise_os_error(err, run_dir)
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "added": added, "removed": removed}, indent=2))
         return

@@ -47,6 +47,24 @@ MEMORY_DIR = "memory"
 
 Role = Literal["sink", "window", "reference"]
 
+# The names this module writes in memory/ (keyframes "s001-f004-<8 hex>", references
+# "ref-<slug>-<8 hex>") and its temp names (".<name>.<pid>.tmp"): --restart removes these and
+# nothing else a user put there.
+_OWNED_PNG = re.compile(r"^(s\d{3,}-f\d{3,}|ref-[a-z0-9-]+)-[0-9a-f]{8}\.png$")
+_OWNED_TEMP = re.compile(r"^\.(?P<name>.+)\.\d+\.tmp$")
+
+
+def is_bank_file(name: str) -> bool:
+    """True for a file name in memory/ that a MemoryBank wrote (a PNG or a temp of one)."""
+    temp = _OWNED_TEMP.match(name)
+    return bool(_OWNED_PNG.match(temp["name"] if temp else name))
+
+
+def is_bank_json_temp(name: str) -> bool:
+    """True for a temp of memory.json (in the run folder) left by a killed save."""
+    temp = _OWNED_TEMP.match(name)
+    return temp is not None and temp["name"] == MEMORY_JSON
+
 
 class ShotSource(BaseModel):
     model_config = ConfigDict(extra="forbid")

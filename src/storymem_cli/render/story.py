@@ -291,10 +291,14 @@ class StoryRenderer:
         # 1. Check inputs and plan.
         plans = plan_for(self.script, self.settings, self.user_references)
         check_inputs(self.script_path, self.settings, plans)
-        fingerprints = self._fingerprints(plans)
         self.folder.prepare()
         with self.folder.locked():
-            return self._render(plans, fingerprints)
+            # add-reference may have changed the references between __init__ and the lock.
+            references = user_reference_ids(self.folder.root, self.settings)
+            if references != self.user_references:
+                self.user_references = references
+                plans = plan_for(self.script, self.settings, self.user_references)
+            return self._render(plans, self._fingerprints(plans))
 
     def _render(self, plans: Sequence[ShotPlan], fingerprints: Sequence[str]) -> dict[str, Any]:
         # 2. The run folder: what can be kept.
