@@ -117,7 +117,7 @@ def test_unwritable_output_folder(story_script, tmp_path):
     blocker.write_text("not a folder")
     result = render(str(story_script), "-o", str(blocker / "run"))
     assert result.exit_code == 2
-    assert "cannot write to the output folder" in result.stderr and "Traceback" not in result.output
+    assert "is a file, so nothing can be written under it" in result.stderr and "Traceback" not in result.output
 
 
 def test_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, generate_log, monkeypatch):

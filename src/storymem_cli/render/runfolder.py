@@ -22,6 +22,7 @@ import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,10 @@ LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, re
 OWNED_NAMES = ("run.json", "script.json", "story.mp4", "shots", "memory", "memory.json")
 ROOT_FILES = ("run.json", "script.json", "story.mp4")
 _SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
+
+
+class FolderBusyError(StorymemError):
+    """Another storymem process holds the run folder's lock (it is rendering that story now)."""
 
 
 def is_root_file(name: str) -> bool:
@@ -171,7 +176,7 @@ class RunFolder:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StorymemError(
+                raise FolderBusyError(
                     f"another storymem process (a render or add-reference) is writing {self.root}",
                     hint="wait for it to finish, or use another folder with -o",
                 ) from None
@@ -214,6 +219,19 @@ def _remove_owned_temps(folder: Path, owned: Callable[[str], bool]) -> None:
             entry.unlink()
 
 
+FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this: a broken pipe to ffmpeg means the disk filled up
+
+
+def _disk_nearly_full(where: Path) -> bool:
+    for folder in (where, *where.parents):
+        if folder.is_dir():
+            try:
+                return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+            except OSError:
+                return False
+    return False
+
+
 def raise_os_error(err: OSError, where: Path) -> None:
     """Turn an OSError while writing into a message a user can act on."""
     if err.errno == errno.ENOSPC:
@@ -221,7 +239,15 @@ def raise_os_error(err: OSError, where: Path) -> None:
             f"the disk is full while writing {where}",
             hint="free some space and run the same command again: finished shots are kept",
         ) from err
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+    if err.errno == errno.EPIPE and _disk_nearly_full(where):
+        # ffmpeg dies on a full disk and imageio only sees the pipe to it break.
+        raise StorymemError(
+            f"the disk is full while writing {where} (ffmpeg stopped)",
+            hint="free some space and run the same command again: finished shots are kept",
+        ) from err
+    if err.errno in (
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG,
+    ):
         raise InvalidInputError(
             f"cannot write to the output folder {where}: {err.strerror}",
             hint="choose a writable folder with -o",
