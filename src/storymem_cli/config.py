@@ -61,7 +61,7 @@ class RopeConfig(_Frozen):
     """Temporal positions given to memory latents (SPEC 3)."""
 
     mode: RopeMode = "negative"  # paper: memory at -M*S..-S, shot at 0..T-1; "sequential" = release e027735
-    shift: float = 5.0  # S = 5 in the paper
+    shift: float = Field(5.0, gt=0, allow_inf_nan=False)  # S = 5 in the paper; S <= 0 or nan has no meaning
 
 
 class MemoryConfig(_Frozen):

@@ -40,5 +40,16 @@ def test_temp_name_keeps_suffix_and_stale_temps_are_removed(tmp_path):
     tmp.write_bytes(b"left by a kill")
     target.write_bytes(b"done")
     (tmp_path / "notes.txt").write_text("user file")
-    assert remove_stale_temps(tmp_path) == [tmp]
+    assert remove_stale_temps(tmp_path, lambda name: name == "shot_001.mp4") == [tmp]
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "shot_001.mp4"]
+
+
+def test_stale_temp_sweep_leaves_names_it_did_not_make(tmp_path):
+    # The user's files with ".tmp-" in their names, and temps of files storymem does not write.
+    user = ["report.tmp-final.txt", "notes.tmp-1.txt", "shot_001.tmp-x.mp4", "a.tmp-"]
+    for name in user:
+        (tmp_path / name).write_text("user file")
+    ours = temp_path_for(tmp_path / "shot_001.tail.npz")
+    ours.write_bytes(b"left by a kill")
+    assert remove_stale_temps(tmp_path, lambda name: name.startswith("shot_")) == [ours]
+    assert sorted(os.listdir(tmp_path)) == sorted(user)

@@ -135,7 +135,7 @@ def test_unwritable_output_folder(story_script, tmp_path):
     blocker.write_text("not a folder")
     result = render(str(story_script), "-o", str(blocker / "run"))
     assert result.exit_code == 2
-    assert "cannot write to the output folder" in result.stderr and "Traceback" not in result.output
+    assert "is a file, so nothing can be written under it" in result.stderr and "Traceback" not in result.output
 
 
 def test_full_disk_is_a_clear_error_and_the_run_resumes(tmp_path, generate_log, monkeypatch):
@@ -223,7 +223,7 @@ def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch)
     with folder.locked():  # as another process's render would hold it
         result = render(str(story_script), "-o", str(folder.root))
     assert result.exit_code == 1
-    assert "another storymem render is writing" in result.stderr
+    assert "another storymem process (a render or add-reference) is writing" in result.stderr
 
 
 def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):

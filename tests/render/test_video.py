@@ -56,6 +56,6 @@ def test_upscale_nearest_repeats_each_pixel_as_a_block():
 
 def test_a_clip_ffmpeg_refuses_is_an_error_not_an_empty_file(tmp_path):
     too_wide = np.zeros((1, 16, MAX_SIDE + 16, 3), dtype=np.uint8)
-    with pytest.raises(RuntimeError, match="ffmpeg wrote nothing"):
+    with pytest.raises(OSError, match="ffmpeg wrote nothing"):
         write_clip(too_wide, tmp_path / "clip.mp4", fps=16)
     assert list(tmp_path.iterdir()) == []

@@ -165,10 +165,10 @@ def test_references_are_checked_and_resolved(write, png, tmp_path, base_story):
         "references[4].image",
         "references[5].name",
     }
-    assert "image not found" in by_path["references[1].image"]
-    assert "not an image PIL can read" in by_path["references[2].image"]
-    assert "cannot read image" in by_path["references[3].image"]
-    assert "not a file" in by_path["references[4].image"]
+    assert "not a readable image file" in by_path["references[1].image"]
+    assert "not a readable image file" in by_path["references[2].image"]
+    assert "is a corrupt image" in by_path["references[3].image"]
+    assert "not a readable image file" in by_path["references[4].image"]
 
 
 def test_long_prompt_and_long_story_warnings(write, base_story):

@@ -168,3 +168,31 @@ def test_derived_values_follow_a_copied_and_edited_script(write, base_story):
     edited = script.model_copy(update={"scenes": scenes})
     assert (edited.sha256, edited.shot_fingerprint(0), len(edited.shots)) != before
     assert len(edited.shots) == 3
+
+
+def test_shot_fingerprints_hash_the_references_once_not_per_shot(tmp_path, monkeypatch):
+    # A story of n shots used to rebuild the shot list and hash every reference image for each
+    # shot (n^2 work): a 2000-shot story spent minutes here before its first frame.
+    import json
+
+    from PIL import Image
+
+    from storymem_cli.script import load_script
+    from storymem_cli.script import model as model_module
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "hero.png")
+    prompts = [f"shot {i}: a boat on a lake" for i in range(300)]
+    story = {
+        "story_name": "Long",
+        "references": [{"name": "Hero", "image": "hero.png"}],
+        "scenes": [{"scene_num": 1, "video_prompts": prompts, "cut": [True] * len(prompts)}],
+    }
+    (tmp_path / "long.json").write_text(json.dumps(story))
+    script, _ = load_script(tmp_path / "long.json")
+    calls = []
+    real = model_module._file_sha256
+    monkeypatch.setattr(model_module, "_file_sha256", lambda path: calls.append(path) or real(path))
+    fingerprints = script.shot_fingerprints()
+    assert len(calls) == 1
+    assert fingerprints == [script.shot_fingerprint(i) for i in range(len(prompts))]
+    assert len(set(fingerprints)) == len(prompts)

@@ -121,6 +121,10 @@ def eval_command(
         raise typer.BadParameter(f"{len(scripts)} --script but {len(shots)} --shots: give them in pairs", param_hint="--script/--shots")
     if not run_dirs and not scripts:
         raise typer.BadParameter("nothing to evaluate: give RUN_DIR... or --script S --shots DIR", param_hint="RUN_DIR")
+    if plot_path is not None:  # before the metric models load and every story is scored
+        from storymem_cli.cli.paths import check_output_path
+
+        check_output_path(plot_path, "--plot", folder=False)
     inputs = [item for path in run_dirs for item in _story_inputs(path)]
     inputs += [(s, clips_in_folder(d), str(d)) for s, d in zip(scripts, shots)]
     first = Path(inputs[0][2]).resolve()
@@ -168,7 +172,12 @@ def eval_command(
     if tiny:
         models_info["warning"] = report.TINY_WARNING
     if plot_path is not None:
-        report.plot(summaries, metrics, plot_path, tiny)
+        from storymem_cli.render.runfolder import raise_os_error
+
+        try:
+            report.plot(summaries, metrics, plot_path, tiny)
+        except OSError as err:
+            raise_os_error(err, plot_path)
         typer.echo(f"wrote {plot_path}", err=True)
     if as_json:
         typer.echo(report.to_json(results, summaries, models_info))

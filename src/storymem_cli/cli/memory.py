@@ -86,6 +86,10 @@ def inspect_memory(
 ) -> None:
     """List a run's memory bank: what the next shot will be conditioned on (references, then
     sink, then window oldest to newest), or with --shot N what shot N saw."""
+    from storymem_cli.cli.paths import check_output_path
+
+    if sheet is not None:
+        check_output_path(sheet, "--sheet", folder=False)
     bank = _open_existing(run_dir)
     known = {e.id: e for e in bank.entries}
     if shot is not None:
@@ -106,7 +110,13 @@ def inspect_memory(
             raise InvalidInputError("no memory entries to draw: the contact sheet would be empty")
         from storymem_cli.memory.sheet import render_contact_sheet, write_png
 
-        write_png(sheet, render_contact_sheet([bank.load_image(e) for e in present], [_caption(e) for e in present]))
+        from storymem_cli.render.runfolder import raise_os_error
+
+        drawn = render_contact_sheet([bank.load_image(e) for e in present], [_caption(e) for e in present])
+        try:
+            write_png(sheet, drawn)
+        except OSError as err:
+            raise_os_error(err, sheet)
         typer.echo(f"wrote {sheet} ({len(present)} tiles)", err=True)
 
     if as_json:
@@ -144,16 +154,28 @@ def add_reference(
     if names and len(names) != len(images):
         raise InvalidInputError(f"--name given {len(names)} times for {len(images)} images: give one per image")
 
+    from storymem_cli.cli.paths import check_output_path
     from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
     from storymem_cli.memory.images import load_images_all_or_nothing
+    from storymem_cli.render.runfolder import RunFolder, raise_os_error
+
+    check_output_path(run_dir, "RUN_DIR", folder=True)
 
     loaded = load_images_all_or_nothing(images)  # before touching the run folder
     if remove and not (run_dir / MEMORY_JSON).is_file():
         raise InvalidInputError(f"{run_dir}: no {MEMORY_JSON} here, nothing to remove")
-    bank = MemoryBank.open(run_dir)
-    removed = [bank.remove(entry_id).id for entry_id in remove]
-    added = [bank.add_reference(img, n) for img, n in zip(loaded, names or [p.stem for p in images])]
-    bank.save()
+    folder = RunFolder(run_dir)
+    try:
+        folder.root.mkdir(parents=True, exist_ok=True)
+        # A render of this folder rewrites memory.json after every shot: an edit made meanwhile
+        # would be reported as done and then lost, so wait for no one and refuse instead.
+        with folder.locked():
+            bank = MemoryBank.open(run_dir)
+            removed = [bank.remove(entry_id).id for entry_id in remove]
+            added = [bank.add_reference(img, n) for img, n in zip(loaded, names or [p.stem for p in images])]
+            bank.save()
+    except OSError as err:
+        raise_os_error(err, run_dir)
     if as_json:
         typer.echo(json.dumps({"run_dir": str(run_dir), "added": added, "removed": removed}, indent=2))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from enum import Enum
@@ -15,6 +16,11 @@ from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
 from storymem_cli.render.settings import MAX_UPSCALE  # torch-free
+from storymem_cli.script.model import SEED_MAX  # torch-free
+
+MIN_SIDE = 16  # VideoConfig's floor: one latent patch of the smallest model
+MAX_SIDE = 16384  # H.264's limit (render.video.MAX_SIDE, not imported: it would pull numpy in early)
+MAX_STEPS = 1000  # the schedulers have 1000 training timesteps: more steps only repeat them
 
 
 class Continuation(str, Enum):
@@ -73,7 +79,35 @@ def parse_size(text: str | None) -> tuple[int | None, int | None]:
     match = _SIZE.match(text)
     if not match:
         raise InvalidInputError(f"--size {text!r} is not WIDTHxHEIGHT", hint="e.g. --size 832x480")
-    return int(match.group(1)), int(match.group(2))
+    width, height = int(match.group(1)), int(match.group(2))
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise InvalidInputError(
+            f"--size {text}: width and height must be from {MIN_SIDE} to {MAX_SIDE} pixels", hint="e.g. --size 832x480"
+        )
+    return width, height
+
+
+def check_rope_shift(value: float | None) -> None:
+    # typer's float ranges let nan through (every comparison with nan is false).
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InvalidInputError(
+            f"--rope-shift {value}: must be a positive number (the spacing of memory positions)",
+            hint="the paper uses --rope-shift 5",
+        )
+
+
+def check_files(lora: Path | None, style_loras: list[tuple[str, float]]) -> None:
+    """LoRA paths exist (a file or a folder of LoRA files) before any model loads."""
+    if lora is not None and not lora.exists():
+        raise InvalidInputError(f"--lora {lora}: no such file or folder", hint="check the path")
+    for path, _ in style_loras:
+        target = Path(path)
+        if not target.exists():
+            raise InvalidInputError(f"--style-lora {path}: no such file or folder", hint="check the path")
+        if target.is_file() and target.suffix not in (".safetensors", ".pth"):
+            raise InvalidInputError(
+                f"--style-lora {path}: not a LoRA file (.safetensors or .pth)", hint="give a .safetensors file"
+            )
 
 
 def parse_style_lora(text: str) -> tuple[str, float]:
@@ -119,9 +153,9 @@ def render(
     ),
     size: str | None = typer.Option(None, help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
     frames: int | None = typer.Option(None, min=1, help="Frames per shot before trimming, 4k+1 (default: the model's)."),
-    steps: int | None = typer.Option(None, min=1, help="Denoising steps per shot (default: the model's)."),
+    steps: int | None = typer.Option(None, min=1, max=MAX_STEPS, help="Denoising steps per shot (default: the model's)."),
     seed: int | None = typer.Option(
-        None, min=0, help="Base seed; shot i gets seed+i (0-based across scenes) unless the script sets one. Default 0."
+        None, min=0, max=SEED_MAX, help="Base seed; shot i gets seed+i (0-based across scenes) unless the script sets one. Default 0."
     ),
     guidance: float | None = typer.Option(
         None,
@@ -214,7 +248,14 @@ def render(
     from storymem_cli.render.settings import RenderOptions, StyleLora
     from storymem_cli.render.shard import parse_shard, take_shard
 
+    from storymem_cli.cli.paths import check_output_path
+
     width, height = parse_size(size)
+    check_rope_shift(rope_shift)
+    styles = [parse_style_lora(text) for text in style_lora]
+    check_files(lora, styles)
+    if output is not None:
+        check_output_path(output, "-o", folder=True)
     options = RenderOptions(
         model=model,
         width=width,
@@ -234,7 +275,7 @@ def render(
         aesthetic=aesthetic.value if aesthetic else None,
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
-        style_loras=tuple(StyleLora(path=p, strength=s) for p, s in map(parse_style_lora, style_lora)),
+        style_loras=tuple(StyleLora(path=p, strength=s) for p, s in styles),
         offload=offload.value,
         device=device,
         dtype=dtype.value,
@@ -255,15 +296,21 @@ def render(
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
 
     progress = make_progress(sys.stderr)
+    busy: list[Any] = []  # stories another process is rendering right now (batch only)
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
             session.check_device()
             progress.note(f"model: {session.describe_model()}")
         render_one = session.dry_run if dry_run else session.render
+
+        def on_busy(story: Any) -> None:
+            busy.append(story)
+            progress.note(f"skipped {story.script}: {story.message}")
+
         if batch:
             results, failures = run_jobs(
-                jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}")
+                jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}"), on_busy
             )
         else:  # one story: its error goes straight to the app's handler (message, hint, exit code)
             results, failures = [render_one(job) for job in jobs], []
@@ -272,7 +319,8 @@ def render(
 
     if json_output:
         failed = [failure.as_dict() for failure in failures]
-        _echo_json(results[0] if not batch and results else {"stories": results, "failed": failed})
+        skipped = [story.as_dict() for story in busy]
+        _echo_json(results[0] if not batch and results else {"stories": results, "failed": failed, "skipped": skipped})
     elif dry_run:
         for plan in results:
             _echo_plan(plan)

@@ -133,6 +133,9 @@ def train_command(
     from storymem_cli.config import RopeConfig
 
     # 1. Check inputs (before importing torch).
+    from storymem_cli.cli.paths import check_output_path
+
+    check_output_path(out, "-o/--out", folder=True)
     mode = "scratch" if from_scratch else "lora"
     rope_fields = {k: v for k, v in (("mode", rope), ("shift", rope_shift)) if v is not None}
     try:

@@ -47,6 +47,24 @@ MEMORY_DIR = "memory"
 
 Role = Literal["sink", "window", "reference"]
 
+# The names this module writes in memory/ (keyframes "s001-f004-<8 hex>", references
+# "ref-<slug>-<8 hex>") and its temp names (".<name>.<pid>.tmp"): --restart removes these and
+# nothing else a user put there.
+_OWNED_PNG = re.compile(r"^(s\d{3,}-f\d{3,}|ref-[a-z0-9-]+)-[0-9a-f]{8}\.png$")
+_OWNED_TEMP = re.compile(r"^\.(?P<name>.+)\.\d+\.tmp$")
+
+
+def is_bank_file(name: str) -> bool:
+    """True for a file name in memory/ that a MemoryBank wrote (a PNG or a temp of one)."""
+    temp = _OWNED_TEMP.match(name)
+    return bool(_OWNED_PNG.match(temp["name"] if temp else name))
+
+
+def is_bank_json_temp(name: str) -> bool:
+    """True for a temp of memory.json (in the run folder) left by a killed save."""
+    temp = _OWNED_TEMP.match(name)
+    return temp is not None and temp["name"] == MEMORY_JSON
+
 
 class ShotSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -126,6 +144,12 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32] or "image"
 
 
+_DAMAGE_HINT = (
+    "run `storymem render` on this folder again: it re-renders from the first shot whose memory cannot be "
+    "trusted (docs/run-folder.md, Damage)"
+)
+
+
 class MemoryBank:
     """Open with :meth:`open`; mutate; :meth:`save`. Not safe for two writers at once."""
 
@@ -150,7 +174,10 @@ class MemoryBank:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InvalidInputError(f"{path} is not readable JSON: {err}") from None
+            raise InvalidInputError(
+                f"{path} is not readable JSON: {err}",
+                hint=f"delete {path.name} and render again: the shots that need its memory are rendered again",
+            ) from None
         version = raw.get("format_version") if isinstance(raw, dict) else None
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise InvalidInputError(
@@ -198,14 +225,35 @@ class MemoryBank:
         """(H, W, 3) uint8 from the entry's lossless PNG."""
         if entry.id in self._pending:
             return self._pending[entry.id].copy()
+        return self._read_png(entry)
+
+    def _read_png(self, entry: MemoryEntry) -> np.ndarray:
         from PIL import Image
 
         path = self.run_dir / entry.file
         try:
             with Image.open(path) as img:
-                return np.asarray(img.convert("RGB"), dtype=np.uint8)
-        except OSError as err:
-            raise StorymemError(f"memory image {path} of entry {entry.id} cannot be read: {err}") from None
+                image = np.asarray(img.convert("RGB"), dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise InvalidInputError(
+                f"memory image {path} of entry {entry.id} cannot be read: {err}", hint=_DAMAGE_HINT
+            ) from None
+        if image_digest(image) != entry.sha256:
+            # A replaced keyframe would silently change every later shot.
+            raise InvalidInputError(
+                f"memory image {path} does not hold the pixels {self.path.name} records for entry {entry.id} "
+                "(sha256 differs): it was replaced or edited",
+                hint=_DAMAGE_HINT,
+            )
+        return image
+
+    def image_problem(self, entry: MemoryEntry) -> str | None:
+        """Why the entry's PNG on disk cannot be used (missing, unreadable, other pixels), or None."""
+        try:
+            self._read_png(entry)
+        except StorymemError as err:
+            return err.message
+        return None
 
     def active_embeddings(self, embedder: Embedder | None = None) -> np.ndarray:
         """(M, D) embeddings of :meth:`conditioning_entries`, for dedupe.
@@ -388,7 +436,8 @@ class MemoryBank:
         for entry_id, image in self._pending.items():
             entry = self.get(entry_id)
             target = self.run_dir / entry.file
-            if not target.exists():  # content-addressed name: an existing file has these pixels
+            # Content-addressed name: an existing file has these pixels, unless it was damaged.
+            if not target.exists() or self.image_problem(entry):
                 _write_png(target, image)
         _atomic_write_text(self.path, self.to_json())
         self._pending.clear()

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 TEMP_MARK = ".tmp-"  # temp names: "<stem>.tmp-<pid>.<suffix>" (the suffix stays, so tools see the format)
+# A temp name this module made: the final name's stem, the mark, a process id, the final suffix.
+_TEMP_NAME = re.compile(r"^(?P<stem>.+)" + re.escape(TEMP_MARK) + r"\d+(?P<suffix>\.[^.]+)?$")
 
 
 def temp_path_for(path: Path) -> Path:
@@ -61,12 +64,20 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
-def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temp files a killed run left in ``folder`` (never anything else)."""
+def final_name_of_temp(name: str) -> str | None:
+    """The file a temp name of :func:`temp_path_for` stands in for, or None if ``name`` is not one."""
+    match = _TEMP_NAME.match(name)
+    return None if match is None else match["stem"] + (match["suffix"] or "")
+
+
+def remove_stale_temps(folder: Path, owned: Callable[[str], bool]) -> list[Path]:
+    """Delete temp files a killed run left in ``folder``: only temps of :func:`temp_path_for` whose
+    final name ``owned`` accepts, so a user's ``notes.tmp-1.txt`` or ``report.tmp-final.txt`` stays."""
     removed = []
     if folder.is_dir():
         for entry in folder.iterdir():
-            if entry.is_file() and TEMP_MARK in entry.name:
+            final = final_name_of_temp(entry.name)
+            if final is not None and owned(final) and entry.is_file():
                 entry.unlink()
                 removed.append(entry)
     return removed

@@ -10,6 +10,7 @@ from typing import Any
 
 from storymem_cli.errors import (
     EXIT_FAILURE,
+    EXIT_OK,
     EXIT_INVALID,
     InvalidInputError,
     StorymemError,
@@ -57,13 +58,21 @@ def run_jobs(
     jobs: Sequence[StoryJob],
     render_one: Callable[[StoryJob], dict[str, Any]],
     on_failure: Callable[[Failure], None],
+    on_busy: Callable[[Failure], None] = lambda _: None,
 ) -> tuple[list[dict[str, Any]], list[Failure]]:
-    """Render every job; a failing story is recorded and the batch goes on."""
+    """Render every job; a failing story is recorded and the batch goes on. A story whose folder
+    another process is rendering (two unsharded batches over the same scripts) is that process's
+    work, not a failure: it goes to ``on_busy``."""
+    from storymem_cli.render.runfolder import FolderBusyError
+
     results: list[dict[str, Any]] = []
     failures: list[Failure] = []
     for job in jobs:
         try:
             results.append(render_one(job))
+        except FolderBusyError as err:
+            on_busy(Failure(job.script, str(err), EXIT_OK))
+            continue
         except StorymemError as err:
             failure = Failure(job.script, str(err), err.exit_code)
         except Exception as err:  # noqa: BLE001  a bug in one story must not cost the rest of the batch

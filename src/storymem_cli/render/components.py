@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storymem_cli.errors import StorymemError
+from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.render.settings import RenderSettings
 
 
@@ -34,10 +34,24 @@ def _memory_key(settings: RenderSettings) -> tuple:
 
 
 def load_model(preset: Any, settings: RenderSettings) -> Any:
+    import pickle
+
     from storymem_cli.models.registry import load_story_model
     from storymem_cli.render.runtime import runtime_options
 
-    return load_story_model(preset, runtime_options(preset, settings))
+    try:
+        return load_story_model(preset, runtime_options(preset, settings))
+    except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:
+        if "weights_only" not in str(err):
+            raise
+        # torch refused a pickle that needs more than tensors, and its message suggests
+        # weights_only=False, which would run the file's code: say what to do instead.
+        raise InvalidInputError(
+            f"model {settings.model}: a weight file is a pickle that holds more than tensors, and storymem "
+            "never runs code from weight files",
+            hint="use the model's .safetensors files, or convert the .bin files to safetensors from a source "
+            "you trust",
+        ) from None
 
 
 def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:

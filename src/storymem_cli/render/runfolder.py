@@ -21,8 +21,9 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,44 @@ from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.render.atomic import (
     atomic_path,
     atomic_write_json,
+    final_name_of_temp,
     remove_stale_temps,
 )
 
 RUN_FORMAT = "storymem-run"
 RUN_FORMAT_VERSION = 1
-# What a render writes (and --restart removes). Nothing else in the folder is touched.
+# What a render writes (and --restart removes), by exact name. Nothing else in the folder is
+# touched, also inside shots/ and memory/ (docs/run-folder.md, "What storymem owns").
 LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, released on exit or kill)
 OWNED_NAMES = ("run.json", "script.json", "story.mp4", "shots", "memory", "memory.json")
+ROOT_FILES = ("run.json", "script.json", "story.mp4")
+_SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
+
+
+class FolderBusyError(StorymemError):
+    """Another storymem process holds the run folder's lock (it is rendering that story now)."""
+
+
+def is_root_file(name: str) -> bool:
+    return name in ROOT_FILES
+
+
+def is_shot_file(name: str) -> bool:
+    """A clip or tail-frames file of :class:`RunFolder` (``shot_001.mp4``, ``shot_001.tail.npz``)."""
+    return bool(_SHOT_FILE.match(name))
+
+
+def _remove_owned(folder: Path, owned: Callable[[str], bool]) -> None:
+    """Delete the files in ``folder`` that ``owned`` accepts (and their temps); the folder too if
+    that leaves it empty. Anything else stays."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        final = final_name_of_temp(entry.name)
+        if (owned(entry.name) or (final is not None and owned(final))) and (entry.is_file() or entry.is_symlink()):
+            entry.unlink()
+    with contextlib.suppress(OSError):
+        folder.rmdir()  # only succeeds when empty
 
 
 @dataclass(frozen=True)
@@ -126,8 +157,12 @@ class RunFolder:
 
     def remove_stale_temps(self) -> None:
         """Drop temporary files a killed render left behind (call with the lock held)."""
-        remove_stale_temps(self.root)
-        remove_stale_temps(self.shots_dir)
+        from storymem_cli.memory.bank import is_bank_file, is_bank_json_temp
+
+        remove_stale_temps(self.root, is_root_file)
+        remove_stale_temps(self.shots_dir, is_shot_file)
+        _remove_owned_temps(self.root, is_bank_json_temp)
+        _remove_owned_temps(self.root / "memory", lambda name: name.startswith(".") and is_bank_file(name))
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -141,9 +176,9 @@ class RunFolder:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StorymemError(
-                    f"another storymem render is writing {self.root}",
-                    hint="wait for it to finish, or render into another folder with -o",
+                raise FolderBusyError(
+                    f"another storymem process (a render or add-reference) is writing {self.root}",
+                    hint="wait for it to finish, or use another folder with -o",
                 ) from None
             try:
                 yield
@@ -152,24 +187,49 @@ class RunFolder:
 
     def foreign_content(self) -> list[str]:
         """Names of our files present without a run.json (another tool's folder, or a damaged run)."""
-        found = []
-        for name in OWNED_NAMES:
-            path = self.root / name
-            if name != "run.json" and (path.is_file() or (path.is_dir() and any(path.iterdir()))):
+        from storymem_cli.memory.bank import MEMORY_JSON, is_bank_file
+
+        found = [name for name in (*ROOT_FILES, MEMORY_JSON) if name != "run.json" and (self.root / name).is_file()]
+        for name, owned in (("shots", is_shot_file), ("memory", is_bank_file)):
+            folder = self.root / name
+            if folder.is_dir() and any(owned(entry.name) for entry in folder.iterdir()):
                 found.append(name)
         return found
 
     def clear(self, keep: tuple[str, ...] = ()) -> None:
-        """Remove what a render wrote here (--restart), except ``keep``. Other files in the folder
-        are left alone."""
-        for name in OWNED_NAMES:
-            if name in keep:
-                continue
-            path = self.root / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        """Remove what a render wrote here (--restart), except ``keep`` (names of OWNED_NAMES).
+        Only files storymem names: a user's files, also inside shots/ and memory/, stay."""
+        from storymem_cli.memory.bank import MEMORY_JSON, is_bank_file, is_bank_json_temp
+
+        for name in (*ROOT_FILES, MEMORY_JSON):
+            if name not in keep:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.root / name).unlink()
+        if "shots" not in keep:
+            _remove_owned(self.shots_dir, is_shot_file)
+        if "memory" not in keep:
+            _remove_owned(self.root / "memory", is_bank_file)
+        if MEMORY_JSON not in keep:
+            _remove_owned_temps(self.root, is_bank_json_temp)
+
+
+def _remove_owned_temps(folder: Path, owned: Callable[[str], bool]) -> None:
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        if owned(entry.name) and entry.is_file():
+            entry.unlink()
+
+
+FULL_DISK_BYTES = 16 * 1024 * 1024  # less free than this: a broken pipe to ffmpeg means the disk filled up
+
+
+def _disk_nearly_full(where: Path) -> bool:
+    for folder in (where, *where.parents):
+        if folder.is_dir():
+            try:
+                return shutil.disk_usage(folder).free < FULL_DISK_BYTES
+            except OSError:
+                return False
+    return False
 
 
 def raise_os_error(err: OSError, where: Path) -> None:
@@ -179,7 +239,15 @@ def raise_os_error(err: OSError, where: Path) -> None:
             f"the disk is full while writing {where}",
             hint="free some space and run the same command again: finished shots are kept",
         ) from err
-    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+    if err.errno == errno.EPIPE and _disk_nearly_full(where):
+        # ffmpeg dies on a full disk and imageio only sees the pipe to it break.
+        raise StorymemError(
+            f"the disk is full while writing {where} (ffmpeg stopped)",
+            hint="free some space and run the same command again: finished shots are kept",
+        ) from err
+    if err.errno in (
+        errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENAMETOOLONG,
+    ):
         raise InvalidInputError(
             f"cannot write to the output folder {where}: {err.strerror}",
             hint="choose a writable folder with -o",

@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from storymem_cli import __version__
-from storymem_cli.errors import InvalidInputError
+from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.models.identity import weights_identity
 from storymem_cli.models.presets import TOY
 from storymem_cli.render.atomic import atomic_write_text
+from storymem_cli.render.integrity import count_frames, file_sha256, first_untrusted_shot
 from storymem_cli.render.plan import (
     TAIL_FRAMES,
     ShotPlan,
@@ -116,6 +117,13 @@ def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[Sh
             f"{video.height * settings.upscale}, and H.264 encodes at most {MAX_SIDE} pixels a side",
             hint=f"use --upscale {largest} or less" if largest else "use a smaller --size",
         )
+    memory = settings.memory
+    if memory.sink_size > memory.capacity:
+        raise InvalidInputError(
+            f"--sink-size {memory.sink_size} is larger than --memory-size {memory.capacity}: the sink is part of "
+            "the memory, so it cannot hold more entries than the memory does",
+            hint=f"use --sink-size {memory.capacity} or less, or a larger --memory-size",
+        )
     need = min_frames_for(plans)
     if settings.video.frames < need:
         raise InvalidInputError(
@@ -198,10 +206,8 @@ class StoryRenderer:
 
     def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
         settings_fp, weights = self.settings.fingerprint(), self._weights_identity()
-        return [
-            shot_fingerprint(settings_fp, self.script.shot_fingerprint(p.index), p, self.user_references, weights)
-            for p in plans
-        ]
+        script_fps = self.script.shot_fingerprints()
+        return [shot_fingerprint(settings_fp, script_fps[p.index], p, self.user_references, weights) for p in plans]
 
     # --- 2. the run folder -----------------------------------------------------------------
 
@@ -230,6 +236,31 @@ class StoryRenderer:
 
     def _files_present(self, index: int) -> bool:
         return self.folder.clip(index).is_file() and self.folder.tail(index).is_file()
+
+    def _keepable(self, previous: dict[str, Any] | None, fingerprints: Sequence[str]) -> int:
+        """How many leading shots of the previous run can be kept: unchanged inputs, and files and
+        memory still as they were written (render.integrity); says why when damage cuts it short."""
+        if previous is None:
+            return 0
+        kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        bank = _existing_bank(self.folder.root, self.settings)
+        untrusted = first_untrusted_shot(self.folder.root, previous["shots"][:kept], bank)
+        if untrusted is None:
+            return kept
+        self.progress.note(
+            f"warning: {self.folder.root}: shot {untrusted.shot + 1} cannot be kept: {untrusted.reason}; "
+            f"rendering again from shot {untrusted.shot + 1} (the shots before it are kept)"
+        )
+        return untrusted.shot
+
+    def _video_intact(self, previous: dict[str, Any]) -> bool:
+        """story.mp4 is the file the previous run joined (or, for older runs, has its frame count)."""
+        video = self.folder.story_mp4
+        if not video.is_file():
+            return False
+        if previous.get("video_sha256"):
+            return file_sha256(video) == previous["video_sha256"]
+        return count_frames(video) == previous.get("total_frames")
 
     def _base_record(self, plans: Sequence[ShotPlan], previous: dict[str, Any] | None) -> dict:
         return {
@@ -264,11 +295,10 @@ class StoryRenderer:
         plans = plan_for(self.script, self.settings, self.user_references)
         check_inputs(self.script_path, self.settings, plans)
         fingerprints = self._fingerprints(plans)
-        kept = 0
         previous = None if self.restart else self.folder.read_record()
         if previous is not None:
             check_same_story(previous, self.script.story_name, self.folder.root)
-            kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        kept = self._keepable(previous, fingerprints)
         return {
             "story": self.script.story_name,
             "script": str(self.script_path),
@@ -291,17 +321,19 @@ class StoryRenderer:
         # 1. Check inputs and plan.
         plans = plan_for(self.script, self.settings, self.user_references)
         check_inputs(self.script_path, self.settings, plans)
-        fingerprints = self._fingerprints(plans)
         self.folder.prepare()
         with self.folder.locked():
-            return self._render(plans, fingerprints)
+            # add-reference may have changed the references between __init__ and the lock.
+            references = user_reference_ids(self.folder.root, self.settings)
+            if references != self.user_references:
+                self.user_references = references
+                plans = plan_for(self.script, self.settings, self.user_references)
+            return self._render(plans, self._fingerprints(plans))
 
     def _render(self, plans: Sequence[ShotPlan], fingerprints: Sequence[str]) -> dict[str, Any]:
         # 2. The run folder: what can be kept.
         previous = self._open_folder()
-        kept = 0
-        if previous is not None:
-            kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        kept = self._keepable(previous, fingerprints)
         record = self._base_record(plans, previous)
         record["shots"] = list(previous["shots"][:kept]) if previous else []
         record["kept_shots"] = kept
@@ -311,7 +343,7 @@ class StoryRenderer:
             and kept == len(plans)
             and previous.get("status") == "done"
             and previous.get("script_sha256") == self.script.sha256  # else refresh script.json + run.json
-            and self.folder.story_mp4.is_file()
+            and self._video_intact(previous)
         )
         if finished:
             self.progress.note(f"{self.script.story_name}: all {len(plans)} shots already rendered in {self.folder.root}")
@@ -346,12 +378,20 @@ class StoryRenderer:
 
         # 5. Join the shots.
         clips = [self.folder.root / shot["path"] for shot in record["shots"]]
+        total = sum(shot["trimmed_frames"] for shot in record["shots"])
         try:
             join_clips(clips, self.folder.story_mp4)
+            joined = count_frames(self.folder.story_mp4)
+            if joined != total:  # a damaged clip that slipped through must not make a short story
+                raise StorymemError(
+                    f"{self.folder.story_mp4} has {joined} frames after joining the shots, not {total}",
+                    hint="a shot clip in shots/ is damaged: delete it and run the same command again",
+                )
+            record["video_sha256"] = file_sha256(self.folder.story_mp4)
         except OSError as err:
             raise_os_error(err, self.folder.story_mp4)
         record["video"] = self.folder.relative(self.folder.story_mp4)
-        record["total_frames"] = sum(shot["trimmed_frames"] for shot in record["shots"])
+        record["total_frames"] = total
         record["status"] = "done"
         self._save(record)
         return summary(self.folder, record)
@@ -435,7 +475,10 @@ class StoryRenderer:
             # --keyframes release scans the untrimmed output, copies of the previous shot included,
             # as the authors' release did; every other mode scans the shot's own frames.
             scanned = frames if bank.cfg.selection == "release" else shot_frames
-            keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids)
+            try:
+                keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids)
+            except OSError as err:  # e.g. the disk filling up while a keyframe PNG is written
+                raise_os_error(err, self.folder.root / "memory")
         remembered = time.perf_counter()
 
         shot_record = {
@@ -444,6 +487,9 @@ class StoryRenderer:
             "trimmed_frames": len(shot_frames),
             "path": self.folder.relative(clip),
             "tail": self.folder.relative(self.folder.tail(plan.index)),
+            # What was written, so a resume can tell a damaged or replaced file (render.integrity).
+            "clip_sha256": file_sha256(clip),
+            "tail_sha256": file_sha256(self.folder.tail(plan.index)),
             "memory_ids": memory_ids,
             "keyframe_ids": keyframe_ids,
             "fingerprint": fingerprint,
@@ -529,7 +575,7 @@ def sync_references(bank: Any, references: Sequence[Any]) -> None:
         if entry.role != "reference" or entry.source.origin != "script":
             continue  # references from add-reference are the user's: never touched here
         key = (entry.source.name, entry.sha256)
-        if key in wanted_keys:
+        if key in wanted_keys and not bank.image_problem(entry):  # a damaged PNG is replaced
             present.add(key)
         else:
             bank.remove(entry.id)

@@ -7,6 +7,7 @@ frames of its clips. Every output goes through a temporary name and a rename.
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from storymem_cli.errors import StorymemError
 from storymem_cli.render.atomic import atomic_path
 
 CRF = 18  # x264 constant quality: visually lossless; keyframes never come from the mp4 anyway
@@ -53,14 +55,18 @@ def write_clip(frames: np.ndarray, path: Path, fps: int) -> None:
             macro_block_size=2,  # yuv420p needs even sides; never rescale silently beyond that
             output_params=["-crf", str(CRF), "-preset", PRESET, "-movflags", "+faststart"],
         )
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
+        try:
+            writer.send(None)
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+            writer.close()
+        except OSError as err:
+            # imageio reports ffmpeg's death (a full disk, most often) as a bare IOError.
+            raise OSError(errno.EPIPE, f"ffmpeg stopped while writing {path}: {str(err).splitlines()[0]}") from None
         # imageio-ffmpeg does not check ffmpeg's exit status: an encoder that refused to start
         # leaves an empty file behind, which must not be renamed into place as a finished clip.
         if not tmp.is_file() or tmp.stat().st_size == 0:
-            raise RuntimeError(f"ffmpeg wrote nothing for {path} ({width}x{height}, {len(frames)} frames)")
+            raise OSError(errno.EPIPE, f"ffmpeg wrote nothing for {path} ({width}x{height}, {len(frames)} frames)")
 
 
 def read_frames(path: Path) -> np.ndarray:
@@ -92,6 +98,8 @@ def join_clips(clips: Sequence[Path], output: Path) -> None:
             command += ["-i", listing.name, "-c", "copy", "-movflags", "+faststart", str(tmp)]
             result = subprocess.run(command, capture_output=True, text=True, check=False)
             if result.returncode != 0:
-                raise RuntimeError(f"ffmpeg could not join the shots into {output}: {result.stderr.strip()}")
+                if "No space left" in result.stderr:
+                    raise OSError(errno.ENOSPC, result.stderr.strip())
+                raise StorymemError(f"ffmpeg could not join the shots into {output}: {result.stderr.strip()}")
     finally:
         Path(listing.name).unlink(missing_ok=True)

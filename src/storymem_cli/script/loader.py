@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,17 @@ def _read_text(path: Path) -> str:
     try:
         if path.is_dir():
             raise _fail(path, "is a folder, not a story script file: give the path of a .json file")
-        size = path.stat().st_size
-        if size > MAX_SCRIPT_BYTES:
-            raise _fail(path, f"is {size} bytes, too large for a story script: check that this is the right file")
-        raw = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            # A device such as /dev/zero never ends and opening a pipe waits for a writer: refuse
+            # before opening anything that is not a plain file.
+            raise _fail(path, "is not a regular file (a device, pipe or socket): give the path of a .json file")
+        if info.st_size > MAX_SCRIPT_BYTES:
+            raise _fail(path, f"is {info.st_size} bytes, too large for a story script: check that this is the right file")
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_SCRIPT_BYTES + 1)  # a file that grows while read is still bounded
+        if len(raw) > MAX_SCRIPT_BYTES:
+            raise _fail(path, f"is more than {MAX_SCRIPT_BYTES} bytes, too large for a story script")
     except FileNotFoundError:
         raise _fail(path, "file not found: check the path") from None
     except OSError as err:
@@ -266,19 +274,40 @@ def _reference_problems(data: Any, base_dir: Path) -> list[ScriptProblem]:
 
 
 def _image_problem(path: Path) -> str | None:
-    from PIL import Image, UnidentifiedImageError  # PIL only: no torch on the validate path
+    """Why a reference cannot be used, or None. A script may name any path on the machine, so a
+    path that is missing, a folder, a device or an unreadable file all get the same answer: the
+    message never tells whether something else exists there."""
+    import warnings
 
-    if not path.exists():
-        return f"image not found: {path} (paths are relative to the script's folder): fix the path or add the file"
-    if not path.is_file():
-        return f"{path} is not a file: give the path of a PNG or JPEG image"
+    from PIL import Image  # PIL only: no torch on the validate path
+
+    # The upper limits add-reference enforces (a 13000x13000 PNG decodes to 5.9 GB).
+    from storymem_cli.memory.images import MAX_PIXELS, MAX_SIDE
+
+    not_an_image = (
+        f"{path} is not a readable image file (paths are relative to the script's folder): "
+        "give the path of a PNG or JPEG image"
+    )
     try:
-        with Image.open(path) as image:
-            image.load()  # decode fully: verify() passes files whose pixel data is cut short
-    except UnidentifiedImageError:
-        return f"{path} is not an image PIL can read: use a PNG or JPEG file"
-    except OSError as err:
-        return f"cannot read image {path} ({err}): re-save it as PNG or JPEG"
-    except Exception as err:  # PIL raises assorted errors (SyntaxError, struct.error) on corrupt files
+        if not stat.S_ISREG(path.stat().st_mode):
+            return not_an_image
+    except OSError:
+        return not_an_image
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limits below say it
+            with Image.open(path) as image:
+                width, height = image.size  # from the header: nothing decoded yet
+                if max(width, height) > MAX_SIDE or width * height > MAX_PIXELS:
+                    return (
+                        f"{path}: image is {width}x{height}; at most {MAX_SIDE} px a side and {MAX_PIXELS:,} "
+                        "pixels: downscale it (the model sees it at video resolution anyway)"
+                    )
+                image.load()  # decode fully: verify() passes files whose pixel data is cut short
+    except Image.DecompressionBombError:
+        return f"{path}: image has more than {MAX_PIXELS:,} pixels: downscale it"
+    except Exception as err:  # noqa: BLE001  PIL raises assorted errors (OSError, SyntaxError, struct.error)
+        if isinstance(err, OSError) and "cannot identify image file" in str(err):
+            return not_an_image
         return f"{path} is a corrupt image ({type(err).__name__}: {err}): re-save it as PNG or JPEG"
     return None

@@ -174,16 +174,25 @@ class StoryScript(_Strict):
         """Stable hash of everything in the script that shot ``index``'s generation depends on:
         its prompt, cut flag, seed override, first-frame prompt, and the reference images.
         A renderer compares it with the stored one to find edited shots."""
-        shot = self.shots[index]
-        data = {
-            "version": FINGERPRINT_VERSION,
-            "prompt": shot.prompt,
-            "cut": shot.cut,
-            "seed": shot.seed,
-            "first_frame_prompt": shot.first_frame_prompt,
-            "references": self._reference_digests(),
-        }
-        return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
+        return _shot_fingerprint(self.shots[index], self._reference_digests())
+
+    def shot_fingerprints(self) -> list[str]:
+        """:meth:`shot_fingerprint` of every shot, building the shot list and hashing the
+        reference images once (per shot, a story of n shots would cost n^2)."""
+        references = self._reference_digests()
+        return [_shot_fingerprint(shot, references) for shot in self.shots]
+
+
+def _shot_fingerprint(shot: Shot, references: list[dict[str, str]]) -> str:
+    data = {
+        "version": FINGERPRINT_VERSION,
+        "prompt": shot.prompt,
+        "cut": shot.cut,
+        "seed": shot.seed,
+        "first_frame_prompt": shot.first_frame_prompt,
+        "references": references,
+    }
+    return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
 
 
 def _canonical(data: Any) -> str:
