@@ -15,7 +15,7 @@ import typer
 from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
-from storymem_cli.render.settings import MAX_UPSCALE  # torch-free
+from storymem_cli.render.settings import MAX_GUIDANCE, MAX_UPSCALE  # torch-free
 from storymem_cli.script.model import SEED_MAX  # torch-free
 
 MIN_SIDE = 16  # VideoConfig's floor: one latent patch of the smallest model
@@ -94,6 +94,12 @@ def check_rope_shift(value: float | None) -> None:
             f"--rope-shift {value}: must be a positive number (the spacing of memory positions)",
             hint="the paper uses --rope-shift 5",
         )
+
+
+def check_range(option: str, value: float | None, low: float, high: float, what: str) -> None:
+    """A finite number within [low, high] (typer's ranges let nan through, so this checks them all)."""
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise InvalidInputError(f"{option} {value}: must be a number from {low:g} to {high:g} ({what})")
 
 
 def check_files(lora: Path | None, style_loras: list[tuple[str, float]]) -> None:
@@ -252,6 +258,10 @@ def render(
 
     width, height = parse_size(size)
     check_rope_shift(rope_shift)
+    check_range("--guidance", guidance, 1, MAX_GUIDANCE, "1 turns guidance off; the paper uses 3.5")
+    check_range("--guidance-2", guidance_2, 1, MAX_GUIDANCE, "1 turns guidance off; the paper uses 3.5")
+    check_range("--cache-threshold", cache_threshold, 1e-6, 1, "the first-block cache's relative residual change")
+    check_range("--cache-interval", cache_interval, 2, 40, "steps between full computations")
     styles = [parse_style_lora(text) for text in style_lora]
     check_files(lora, styles)
     if output is not None:
