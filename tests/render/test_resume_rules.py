@@ -72,9 +72,10 @@ def test_settings_fingerprint_ignores_scheduling_and_hardware_only():
 def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default():
     # The hash a run rendered before --upscale and --keyframes existed recorded for its shots.
     base = settings()
-    payload = base.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "upscale"})
+    payload = base.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "upscale", "compile"})
     del payload["memory"]["selection"]
-    del payload["guidance"], payload["guidance_2"]  # added later still
+    for later in ("guidance", "guidance_2", "cache", "cache_threshold", "cache_interval", "quantize"):
+        del payload[later]  # added later still
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     assert base.fingerprint() == before
     assert settings(upscale=1, keyframes="semantic").fingerprint() == before
@@ -116,7 +117,8 @@ def test_every_option_reaches_the_settings():
                "keyframes_per_shot": 2, "keyframes": "first-frame", "aesthetic": "laion", "use_memory": False,
                "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "offload": "model",
                "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True, "attention_backend": "flash",
-               "upscale": 2, "guidance": 1.0, "guidance_2": 2.0}  # fmt: skip
+               "upscale": 2, "guidance": 1.0, "guidance_2": 2.0, "cache": "first-block", "cache_threshold": 0.1,
+               "cache_interval": 3, "compile": True, "quantize": "fp8"}  # fmt: skip
     assert set(changed) == set(RenderOptions.model_fields)
     base = settings().model_dump()
     for name, value in changed.items():
