@@ -13,6 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from storymem_cli import __version__
+from storymem_cli.cli.helptext import document_params
 from storymem_cli.errors import EXIT_FAILURE, StorymemError
 
 
@@ -25,7 +26,18 @@ def print_error(err: StorymemError) -> None:
 
 class _StorymemGroup(TyperGroup):
     """Turns our errors into a message and an exit code inside the app itself, so the
-    console script and a test runner (typer.testing.CliRunner) behave the same."""
+    console script and a test runner (typer.testing.CliRunner) behave the same; gives
+    every command's parameters documentation-like help (cli/helptext.py)."""
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[override]
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            document_params(command.get_params(ctx))  # get_params: with its --help option
+        return command
+
+    def format_help(self, ctx, formatter):  # type: ignore[override]
+        document_params(self.get_params(ctx))
+        return super().format_help(ctx, formatter)
 
     def invoke(self, ctx):  # type: ignore[override]
         try:

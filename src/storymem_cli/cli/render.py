@@ -92,21 +92,22 @@ def _echo_plan(plan: dict[str, Any]) -> None:
 @app.command()
 def render(
     scripts: list[Path] = typer.Argument(
-        ..., help="Story script(s) (JSON/JSON5). Several scripts render one after another, each into its own folder."
+        ..., metavar="SCRIPT", help="Story script(s) (JSON/JSON5). Several scripts render one after another, each into its own folder."
     ),
     output: Path | None = typer.Option(
         None,
         "--output",
         "-o",
-        help="Run folder for one script (default runs/<script name>); for several scripts or with --shard, "
-        "the folder that gets one run folder per script (default runs/).",
+        help="Run folder for one script (default: runs/ and the script's file name without .json); for several "
+        "scripts or with --shard, the folder that gets one run folder per script (default runs/).",
     ),
     model: str = typer.Option(
         "auto",
+        metavar="NAME|FOLDER",
         help=f"auto ({A14B.name} on a CUDA machine, else the built-in CPU model '{TOY.name}'), "
         f"{', '.join(PRESETS)}, or a local model folder.",
     ),
-    size: str | None = typer.Option(None, help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
+    size: str | None = typer.Option(None, metavar="WxH", help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
     frames: int | None = typer.Option(None, min=1, help="Frames per shot before trimming, 4k+1 (default: the model's)."),
     steps: int | None = typer.Option(None, min=1, help="Denoising steps per shot (default: the model's)."),
     seed: int | None = typer.Option(
@@ -114,7 +115,7 @@ def render(
     ),
     lora: Path | None = typer.Option(None, help="StoryMem LoRA file or folder (default: the model's)."),
     style_lora: list[str] = typer.Option(
-        [], "--style-lora", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
+        [], "--style-lora", metavar="PATH[:STRENGTH]", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
     ),
     rope: Rope | None = typer.Option(
         None, help="Temporal positions of memory: negative (paper) or sequential (authors' release)."
@@ -136,13 +137,13 @@ def render(
         help="GPU memory: none (all on the GPU; A14B needs ~70 GiB), model (one component on the GPU at a time), "
         "group (block by block: least memory, slowest).",
     ),
-    device: str | None = typer.Option(None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
+    device: str | None = typer.Option(None, metavar="DEVICE", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
     dtype: Dtype = typer.Option(
         Dtype.auto, help="Transformer precision; auto: the model's on a GPU (bf16 for A14B), float32 on the CPU."
     ),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."),
     attention: str | None = typer.Option(
-        None, help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)."
+        None, metavar="BACKEND", help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)."
     ),
     continuation: Continuation = typer.Option(
         Continuation.mi2v,
@@ -160,7 +161,7 @@ def render(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (mode, seed, frames per shot); load no model."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     shard: str | None = typer.Option(
-        None, help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
+        None, metavar="K/N", help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
     ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.
