@@ -167,7 +167,9 @@ def test_a14b_without_a_gpu_is_refused(story_script, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, ["render", str(story_script), "-o", str(tmp_path / "r"), "--model", "wan2.2-a14b"])
     assert result.exit_code == 1
-    assert "needs a CUDA GPU" in result.stderr and "--model tiny" in result.stderr
+    assert "needs a CUDA GPU" in result.stderr and "docs/models.md" in result.stderr
+    assert "Wan-AI/Wan2.2-I2V-A14B-Diffusers" in result.stderr  # the weights it would load
+    assert "--model toy" in result.stderr and "--model tiny" not in result.stderr  # toy draws, tiny is noise
 
 
 def test_cuda_out_of_memory_suggests_offload():

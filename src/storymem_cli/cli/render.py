@@ -174,6 +174,7 @@ def render(
     the others; the exit code is non-zero if any failed.
     """
     from storymem_cli.render.batch import batch_exit_code, plan_jobs, run_jobs
+    from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
     from storymem_cli.render.settings import RenderOptions, StyleLora
@@ -211,8 +212,11 @@ def render(
         if not scripts:
             typer.echo(f"shard {shard}: no scripts in this share", err=True)
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
+    jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run)  # before torch is imported
 
     progress = make_progress(sys.stderr)
+    for failure in early:
+        progress.note(f"error: {failure.script}: {failure.message}")
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
@@ -223,6 +227,7 @@ def render(
             results, failures = run_jobs(
                 jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}")
             )
+            failures = early + failures
         else:  # one story: its error goes straight to the app's handler (message, hint, exit code)
             results, failures = [render_one(job) for job in jobs], []
     finally:
@@ -240,5 +245,5 @@ def render(
 
     if failures:
         names = ", ".join(str(failure.script) for failure in failures)
-        typer.echo(f"error: {len(failures)} of {len(jobs)} stories failed: {names}", err=True)
+        typer.echo(f"error: {len(failures)} of {len(jobs) + len(early)} stories failed: {names}", err=True)
         raise typer.Exit(batch_exit_code(failures))

@@ -90,14 +90,11 @@ def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
     )
 
 
-def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
-    """Errors that name the bad setting, before any model loads."""
+def check_video(video: Any) -> None:
+    """A size and frame count the Wan VAE and patching can take (a VideoConfig, or one with the user's values)."""
     from storymem_cli.config import VAE_TEMPORAL_STRIDE
     from storymem_cli.pipeline.request import SIZE_MULTIPLE
 
-    if not plans:
-        raise InvalidInputError(f"{script_path}: the script has no shots")
-    video = settings.video
     if video.width % SIZE_MULTIPLE or video.height % SIZE_MULTIPLE:
         raise InvalidInputError(
             f"--size {video.width}x{video.height}: width and height must be multiples of {SIZE_MULTIPLE}",
@@ -109,6 +106,14 @@ def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[Sh
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
         )
+
+
+def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
+    """Errors that name the bad setting, before any model loads."""
+    if not plans:
+        raise InvalidInputError(f"{script_path}: the script has no shots")
+    video = settings.video
+    check_video(video)
     largest = MAX_SIDE // max(video.width, video.height)
     if settings.upscale > largest:
         raise InvalidInputError(
