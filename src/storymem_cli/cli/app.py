@@ -15,6 +15,7 @@ from typer.core import TyperGroup
 from storymem_cli import __version__
 from storymem_cli.cli.helptext import document_params
 from storymem_cli.errors import EXIT_FAILURE, StorymemError
+from storymem_cli.quiet import VERBOSE_ENV, set_verbose
 
 
 def print_error(err: StorymemError) -> None:
@@ -75,8 +76,17 @@ def _root(
     version: bool = typer.Option(
         False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        envvar=VERBOSE_ENV,
+        help="Let transformers, diffusers and huggingface_hub print their progress bars, logs and warnings "
+        "(hidden by default so that ours is the one progress display). Before the command: storymem -v render ...",
+    ),
 ) -> None:
     # No docstring: it would replace the app's help text.
+    set_verbose(verbose)  # before any command imports those libraries
     return None
 
 
