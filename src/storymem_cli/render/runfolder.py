@@ -5,6 +5,7 @@ RUN_DIR/
   run.json              format version, script sha256, settings, model, one record per finished shot
   script.json           the script as rendered (canonical JSON)
   story.mp4             all shots joined in order
+  preview.png           one frame per shot with its mode: the story at a glance
   shots/shot_001.mp4    one clip per shot (1-based global number), already trimmed
   shots/shot_001.tail.npz  the shot's last frames, lossless: the next shot continues from them
   memory/, memory.json  the memory bank (written by memory.bank.MemoryBank)
@@ -40,7 +41,8 @@ RUN_FORMAT = "storymem-run"
 RUN_FORMAT_VERSION = 1
 # What a render writes (and --restart removes). Nothing else in the folder is touched.
 LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, released on exit or kill)
-OWNED_NAMES = ("run.json", "script.json", "story.mp4", "shots", "memory", "memory.json")
+PREVIEW_NAME = "preview.png"  # one frame per shot (render/preview.py)
+OWNED_NAMES = ("run.json", "script.json", "story.mp4", PREVIEW_NAME, "shots", "memory", "memory.json")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ from storymem_cli.render.resume import (
     kept_prefix,
     shot_fingerprint,
 )
-from storymem_cli.render.runfolder import RunFolder, raise_os_error
+from storymem_cli.render.preview import write_preview
+from storymem_cli.render.runfolder import PREVIEW_NAME, RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
 from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
@@ -160,6 +161,7 @@ def summary(folder: RunFolder, record: dict[str, Any]) -> dict[str, Any]:
         "story": record["story_name"],
         "run_dir": str(folder.root),
         "video": str(folder.story_mp4),
+        "preview": str(folder.root / record["preview"]) if record.get("preview") else None,  # older runs: none
         "model": record["settings"]["model"],
         "kept_shots": record.get("kept_shots", 0),
         "shots": [_summary_shot(folder, shot) for shot in record["shots"]],
@@ -355,7 +357,13 @@ class StoryRenderer:
             join_clips(clips, self.folder.story_mp4)
         except OSError as err:
             raise_os_error(err, self.folder.story_mp4)
+        preview = self.folder.root / PREVIEW_NAME
+        try:
+            write_preview(self.folder.root, record["shots"], preview)
+        except OSError as err:
+            raise_os_error(err, preview)
         record["video"] = self.folder.relative(self.folder.story_mp4)
+        record["preview"] = PREVIEW_NAME
         record["total_frames"] = sum(shot["trimmed_frames"] for shot in record["shots"])
         record["status"] = "done"
         self._save(record)
@@ -475,8 +483,9 @@ def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids
     usable = parts.scorer.usable(scores)
     bank_embeddings = bank.active_embeddings(parts.embedder)
     chosen = select_with_record(embeddings, usable, bank_embeddings, bank.cfg)
+    recorded = None if getattr(parts.scorer, "name", None) == "none" else scores  # no filter: no score ("-", not 0)
     added = bank.add_shot_keyframes(
-        shot, frames, chosen.indices, embeddings, scores, chosen.novelty, embedder=parts.embedder.name
+        shot, frames, chosen.indices, embeddings, recorded, chosen.novelty, embedder=parts.embedder.name
     )
     bank.record_conditioning(shot, memory_ids)
     bank.save()
