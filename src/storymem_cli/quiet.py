@@ -17,6 +17,7 @@ import warnings
 VERBOSE_ENV = "STORYMEM_VERBOSE"  # set by --verbose; child processes inherit it
 QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # hub downloads; transformers reads it for its loading bars too
+    "HF_HUB_VERBOSITY": "error",  # "Retrying in 4s [Retry 3/5]" and the like
     "TRANSFORMERS_VERBOSITY": "error",
     "DIFFUSERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
