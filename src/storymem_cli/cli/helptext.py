@@ -64,8 +64,15 @@ class DocumentedArgument(TyperArgument):
         return _range_in_words(self.min, self.max)
 
 
+# Older Typer releases (pyproject allows them) have neither the type column nor these methods:
+# their help is left as it is.
+TYPE_COLUMN = hasattr(TyperOption, "display_type_rich") and hasattr(TyperArgument, "_usage_display_name")
+
+
 def document_params(params: list[Any]) -> None:
     """Switch Typer's parameters to the documented display; idempotent."""
+    if not TYPE_COLUMN:
+        return
     for param in params:
         if type(param) is TyperOption:
             param.__class__ = DocumentedOption  # same fields, only the help display differs
