@@ -1,7 +1,7 @@
 """Every script and option of a render, checked before torch is imported or anything loads.
 
-A missing or invalid script, a ``--size`` or ``--frames`` the model cannot take and a folder
-another render is writing cost a second here, not half a minute of imports and model loading
+A missing or invalid script, a ``--size`` or ``--frames`` the model cannot take and (for one
+story) a folder another render is writing cost a second here, not half a minute of imports and model loading
 first. The render checks the same things again when it runs (story.check_inputs, the folder's
 lock): this is only the early answer.
 """
@@ -37,11 +37,11 @@ def check_options(options: RenderOptions) -> None:
         check_video(SimpleNamespace(width=0, height=0, frames=options.frames))
 
 
-def check_job(job: StoryJob, settings, *, writes: bool) -> None:
+def check_job(job: StoryJob, settings, *, check_lock: bool) -> None:
     inputs, _ = load_story(job.script)  # its warnings are printed when the story renders
     if settings is not None:
         check_inputs(job.script, settings, plan_for(inputs.script, settings))
-    if writes and job.run_dir.is_dir():
+    if check_lock and job.run_dir.is_dir():
         try:
             with RunFolder(job.run_dir).locked():  # refuses now if another render holds it
                 pass
@@ -60,7 +60,8 @@ def preflight(
     failures: list[Failure] = []
     for job in jobs:
         try:
-            check_job(job, settings, writes=writes)
+            # A batch meets a busy folder when it gets there (another process may finish first).
+            check_job(job, settings, check_lock=writes and not batch)
         except StorymemError as err:
             if not batch:
                 raise
