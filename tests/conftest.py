@@ -27,6 +27,24 @@ def child_env() -> Callable[..., dict[str, str]]:
     return make
 
 
+@pytest.fixture(scope="session")
+def wait_for_line() -> Callable[..., list[str]]:
+    """Read a child process's stderr (opened with ``text=True``) line by line until a line contains
+    ``text``; returns the lines read. An event to wait on rather than a clock, so that a loaded
+    machine is only slower: a child that exits first fails the test with what it printed."""
+
+    def wait(proc, text: str) -> list[str]:
+        seen: list[str] = []
+        for line in proc.stderr:
+            seen.append(line)
+            if text in line:
+                return seen
+        proc.wait()
+        pytest.fail(f"the child exited ({proc.returncode}) before printing {text!r}:\n{''.join(seen)}")
+
+    return wait
+
+
 @pytest.fixture
 def load_benchmark():
     """A script of benchmarks/ imported as a module by name ("toy_consistency"): they are scripts, not a package."""

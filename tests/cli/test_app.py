@@ -44,3 +44,24 @@ def test_render_help_names_the_model_auto_picks_here():
     said = re.search(r"auto \((\S+) on a CUDA machine, else the built-in CPU model '(\S+)'\)", result.stdout)
     assert said is not None, result.stdout
     assert resolve_preset("auto").name in said.groups()  # this machine's choice is one of the two named
+
+
+COMMANDS = ["validate", "render", "inspect-memory", "add-reference", "eval", "train"]
+RAW_TYPE = re.compile(r"<(bool|str|int|float|path|file|directory|list\[[^\]]*\]|int range|float range)>|\[x[<>]=|<=x")
+
+
+def test_help_has_no_raw_type_hints():
+    for command in [[], *([name] for name in COMMANDS)]:
+        result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, command
+        assert not RAW_TYPE.search(result.stdout), (command, RAW_TYPE.search(result.stdout))
+
+
+def test_help_writes_values_flags_and_ranges_as_documentation():
+    out = runner.invoke(app, ["render", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "Usage: storymem render [OPTIONS] SCRIPT..." in out
+    assert re.search(r"--size\s+WxH\s", out)
+    assert re.search(r"--upscale\s+N \[1 to 16\]\s", out)
+    assert re.search(r"--rope\s+negative\|sequential\s", out)
+    assert re.search(r"--dry-run\s+Print the plan", out)  # a flag: no value hint
+    assert "runs/ and the script's file name" in out  # no <...> for the markdown formatter to swallow

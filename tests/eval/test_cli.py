@@ -189,3 +189,91 @@ def test_compare_another_run_folder_evaluated_with_the_same_models(tmp_path: Pat
     # same clips, same prompts, same models -> same score
     assert data["systems"][0]["prompt_single"] == pytest.approx(data["systems"][1]["prompt_single"])
     assert theirs.is_dir()
+
+
+OFFLINE_PROBE = """
+import sys
+from storymem_cli.cli.app import main
+try:
+    main(["eval", sys.argv[1]])
+except SystemExit as exit:
+    print("exit", exit.code, "torch" in sys.modules, "open_clip" in sys.modules)
+"""
+
+
+def test_without_weights_and_network_eval_says_so_before_importing_torch(run_dir: Path, tmp_path: Path, child_env):
+    """Issue 23, item 6: the default weights are looked for in the cache only, and with the hub
+    unreachable the missing-weights message comes at once, not after huggingface_hub's retries."""
+    import subprocess
+    import sys
+
+    empty = tmp_path / "home"
+    env = child_env(HOME=str(empty), XDG_CACHE_HOME=str(empty / ".cache"), HF_HOME=str(empty / "hf"),
+                    HF_HUB_CACHE=str(empty / "hf" / "hub"), HF_HUB_OFFLINE="1")  # fmt: skip
+    result = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, str(run_dir)],
+                            capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert result.stdout.split() == ["exit", "1", "False", "False"], (result.stdout, result.stderr)
+    assert "ViClip-InternVid-10M-FLT.pth" in result.stderr and "sa_0_4_vit_l_14_linear.pth" in result.stderr
+    assert "the Hugging Face hub cannot be reached" in result.stderr
+    assert "huggingface.co/timm/vit_large_patch14_clip_224.openai" in result.stderr  # where to get the CLIP
+    assert "Retrying" not in result.stderr
+
+
+def test_an_unreachable_hub_is_not_asked(monkeypatch, tmp_path: Path):
+    import huggingface_hub
+    import open_clip
+
+    from storymem_cli.errors import MissingWeightsError
+    from storymem_cli.scoring import clip
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(clip, "hub_reachable", lambda: False)
+    monkeypatch.setattr(open_clip, "download_pretrained", lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("tried to download"))
+    for model, tag in [("ViT-L-14-quickgelu", "openai"), ("ViT-B-32", "openai"), ("ViT-B-16", "openai")]:
+        with pytest.raises(MissingWeightsError, match="cannot be reached"):
+            clip.resolve_clip_checkpoint(model, tag, what="test")
+    with pytest.raises(MissingWeightsError, match="cannot be reached"):
+        clip.resolve_clip_checkpoint("ViT-B-32", "hf-hub:org/repo", what="test")
+
+
+def test_a_cached_checkpoint_is_found_without_the_network(monkeypatch, tmp_path: Path):
+    """The cache lookup mirrors open_clip's file naming: a snapshot holding the safetensors twin is used."""
+    import huggingface_hub
+
+    from storymem_cli.scoring import clip
+
+    snapshot = tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"x")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(clip, "hub_reachable", lambda: pytest.fail("asked the network"))
+    found = clip.resolve_clip_checkpoint("ViT-B-32", "openai", what="test")
+    assert found == snapshot / "open_clip_model.safetensors"
+
+
+def test_known_tags_are_open_clips_own():
+    import open_clip
+
+    from storymem_cli.scoring.clip import KNOWN_TAGS
+
+    for (model, tag), cfg in KNOWN_TAGS.items():
+        assert open_clip.get_pretrained_cfg(model, tag)["hf_hub"] == cfg["hf_hub"]
+
+
+def test_plot_labels_do_not_overlap():
+    """Issue 23, item 7: "consistency all pairs" and "consistency top-10" ran into each other."""
+    import matplotlib.pyplot as plt
+
+    from storymem_cli.eval.metrics import METRICS
+    from storymem_cli.eval.report import paper_rows, plot_figure
+
+    fig = plot_figure(paper_rows(), list(METRICS), tiny=False)
+    fig.canvas.draw()
+    boxes = [label.get_window_extent() for label in fig.axes[0].get_xticklabels()]
+    plt.close(fig)
+    assert len(boxes) == len(METRICS)
+    for left, right in zip(boxes, boxes[1:]):
+        assert left.x1 < right.x0, (left, right)

@@ -95,3 +95,27 @@ def test_fused_render_equals_unfused_render(lora_files):
     a = _model(lora_files, "float32", fuse=True).generate(request).astype(int)
     b = _model(lora_files, "float32", fuse=False).generate(request).astype(int)
     assert np.abs(a - b).max() <= 1  # float rounding may move a pixel by one level, nothing more
+
+
+def test_run_json_of_a_lora_render_says_loaded_and_names_the_versions(lora_files, tmp_path):
+    """Issue 23, item 13: after a render with --lora, run.json's model section says the LoRA was
+    loaded (the M2V shot loaded it) and records the library versions behind the result."""
+    import json
+    from importlib.metadata import version
+
+    from typer.testing import CliRunner
+
+    from storymem_cli.cli.app import app
+
+    script = tmp_path / "two.json"
+    script.write_text(json.dumps({"story_name": "Two", "scenes": [
+        {"scene_num": 1, "video_prompts": ["a boat on a lake", "the boat sails on"], "cut": [True, True]}]}))  # fmt: skip
+    args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--frames", "5",
+            "--device", "cpu", "--lora", str(lora_files[0])]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    model = json.loads((tmp_path / "run" / "run.json").read_text())["model"]
+    assert model["storymem_lora"]["loaded"] is True and model["storymem_lora"]["fused"] is True
+    versions = model["versions"]
+    assert versions["torch"] == version("torch") and versions["diffusers"] == version("diffusers")
+    assert versions["transformers"] == version("transformers") and versions["python"]

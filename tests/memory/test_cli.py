@@ -177,3 +177,59 @@ def test_add_reference_argument_errors(run_dir, tmp_path):
     assert runner.invoke(app, ["add-reference", str(run_dir)]).exit_code == 2
     mismatch = runner.invoke(app, ["add-reference", str(run_dir), str(img), "--name", "a", "--name", "b"])
     assert mismatch.exit_code == 2 and "--name" in mismatch.stderr
+
+
+def test_inspect_table_fits_80_columns_one_line_per_entry(run_dir):
+    for args in ([], ["--all"]):
+        result = runner.invoke(app, ["inspect-memory", str(run_dir), *args], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= 80, result.stdout
+        entries = MemoryBank.open(run_dir).entries if args else MemoryBank.open(run_dir).conditioning_entries()
+        for e in entries:
+            (line,) = [line for line in lines if e.id in line]  # the whole row on the id's line
+            assert f"{e.score:.3f}" in line if e.score is not None else line.rstrip().endswith("-")
+
+
+def test_no_score_reads_as_a_dash(tmp_path):
+    bank = MemoryBank.open(tmp_path / "run", MemoryConfig())
+    frames = np.zeros((3, 24, 40, 3), np.uint8)
+    emb = np.eye(3, 8, dtype=np.float32)
+    bank.add_shot_keyframes(0, frames, [0], emb, None)  # as a render with --aesthetic none records it
+    bank.save()
+    result = runner.invoke(app, ["inspect-memory", str(tmp_path / "run")], env={"COLUMNS": "80"})
+    row = next(line for line in result.stdout.splitlines() if "shot 1" in line)
+    assert row.split()[-1] == "-" and "0.000" not in row
+
+
+def test_a_toy_sized_keyframe_fills_its_tile(tmp_path):
+    from storymem_cli.memory.sheet import TILE, render_contact_sheet
+
+    small = np.zeros((32, 32, 3), np.uint8)
+    small[:, :16] = (250, 10, 10)  # left half red, right half black
+    sheet = render_contact_sheet([small], [["s001"]])
+    x, y = tile_origin(0, 1)
+    assert tuple(sheet[y + 2, x + 2]) == (250, 10, 10)  # scaled 6x: the tile's corner is the frame's
+    assert tuple(sheet[y + TILE - 3, x + TILE // 2 - 4]) == (250, 10, 10)
+    assert tuple(sheet[y + TILE - 3, x + TILE // 2 + 4]) == (0, 0, 0)
+
+
+def _finished_run(run_dir, shots):
+    record = {"format": "storymem-run", "format_version": 1, "story_name": "S",
+              "shots": [{"index": i, "status": "done"} for i in range(shots)]}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record))
+
+
+def test_add_reference_on_a_run_with_finished_shots_needs_force(run_dir, tmp_path):
+    _finished_run(run_dir, 3)
+    before = (run_dir / "memory.json").read_text()
+    img = write_image(tmp_path / "bob.png", seed=3)
+    refused = runner.invoke(app, ["add-reference", str(run_dir), str(img)])
+    assert refused.exit_code == 2
+    assert "3 finished shots" in refused.stderr and "renders all 3 again" in refused.stderr
+    assert "--force" in refused.stderr
+    assert (run_dir / "memory.json").read_text() == before  # nothing changed
+    forced = runner.invoke(app, ["add-reference", str(run_dir), str(img), "--force", "--json"])
+    assert forced.exit_code == 0, forced.output
+    assert "warning:" in forced.stderr and "renders all 3 again" in forced.stderr
+    assert len(json.loads(forced.stdout)["added"]) == 1

@@ -6,6 +6,7 @@ import errno
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -167,7 +168,9 @@ def test_a14b_without_a_gpu_is_refused(story_script, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, ["render", str(story_script), "-o", str(tmp_path / "r"), "--model", "wan2.2-a14b"])
     assert result.exit_code == 1
-    assert "needs a CUDA GPU" in result.stderr and "--model tiny" in result.stderr
+    assert "needs a CUDA GPU" in result.stderr and "docs/models.md" in result.stderr
+    assert "Wan-AI/Wan2.2-I2V-A14B-Diffusers" in result.stderr  # the weights it would load
+    assert "--model toy" in result.stderr and "--model tiny" not in result.stderr  # toy draws, tiny is noise
 
 
 def test_cuda_out_of_memory_suggests_offload():
@@ -188,6 +191,22 @@ def test_plain_progress_lines_on_stderr(tmp_path, generate_log):
     assert "shot 3/3 done" in result.stderr and "ETA" in result.stderr
     assert [r.mode for r, _ in generate_log] == ["t2v", "mi2v", "t2v"]
     assert all(r.memory == [] for r, _ in generate_log)
+    # preview.png: one tile per shot, each showing its clip's middle frame (issue 23, item 3)
+    from PIL import Image
+
+    from storymem_cli.memory.sheet import TILE, sheet_layout, tile_origin
+    from storymem_cli.render.preview import PREVIEW_COLUMNS
+
+    sheet = np.asarray(Image.open(tmp_path / "run" / "preview.png").convert("RGB"))
+    columns, _, width, height = sheet_layout(3, PREVIEW_COLUMNS)
+    assert sheet.shape == (height, width, 3)
+    for index in range(3):
+        clip = read_frames(tmp_path / "run" / "shots" / f"shot_{index + 1:03d}.mp4")
+        frame = clip[len(clip) // 2]  # 64x48, scaled 3x (nearest) into the 192 px tile
+        x, y = tile_origin(index, columns)
+        top = y + (TILE - 3 * frame.shape[0]) // 2
+        assert np.array_equal(sheet[top + 1, x + 1], frame[0, 0]), index  # the block of pixel (0, 0)
+        assert np.array_equal(sheet[top + 3 * 20 + 1, x + 3 * 30 + 1], frame[20, 30]), index
 
 
 def test_restart_renders_everything_again(tmp_path, generate_log):
@@ -230,7 +249,9 @@ def test_no_memory_rerender_leaves_no_stale_keyframes(tmp_path, generate_log):
     script = write_script(tmp_path, "boat.json", small_story("Boat"))
     run = tmp_path / "run"
     assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
-    assert json.loads((run / "memory.json").read_text())["entries"]
+    entries = json.loads((run / "memory.json").read_text())["entries"]
+    assert entries
+    assert all(entry["score"] is None for entry in entries)  # tiny filters with --aesthetic none: no score, not 0
     result = render(str(script), "-o", str(run), "--frames", "5", "--no-memory")
     assert result.exit_code == 0, result.output
     assert len(generate_log) == 4  # a different setting: every shot again

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -133,20 +132,22 @@ def _args(dataset: Path, out: Path, steps: int) -> list[str]:
             "--device", "cpu"]  # fmt: skip
 
 
-def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path, child_env):
+@pytest.mark.timeout(1800)  # against a hang only: the test waits on events, so a loaded machine is just slower
+def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path, child_env, wait_for_line):
     steps = 40
     killed = tmp_path / "killed"
     env = child_env(OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *_args(toy_dataset, killed, steps)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [*_args(toy_dataset, killed, steps), "--log-every", "3"]
+    proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *args],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     pointer = killed / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 240
     try:
-        while not pointer.is_file() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # Step 6's line comes after step 3's checkpoint (every 3 steps, saved after the step's line).
+        wait_for_line(proc, f"step 6/{steps} ")
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
+        proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     at_kill = json.loads(pointer.read_text())["step"]
     assert 0 < at_kill < steps
@@ -163,7 +164,8 @@ def test_resume_after_kill_is_bit_exact(toy_dataset, tmp_path, child_env):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_path, child_env):
+@pytest.mark.timeout(1800)  # against a hang only: the test waits on events, so a loaded machine is just slower
+def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_path, child_env, wait_for_line):
     """`kill` (SIGTERM) acts like Ctrl-C: the step it stopped at is checkpointed, the warm latent cache
     is saved, and the exit code is 130. A job started with `&` from a script ignores SIGINT."""
     out = tmp_path / "run"
@@ -172,13 +174,11 @@ def test_sigterm_stops_with_a_checkpoint_and_the_latent_cache(toy_dataset, tmp_p
             "--lora-alpha", "4", "--checkpoint-every", "100000", "--seed", "5"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "storymem_cli", "train", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    log = out / "log.jsonl"
-    deadline = time.monotonic() + 240
     try:
-        while not (log.is_file() and log.read_text()) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # the first progress line: steps are being taken
+        seen = wait_for_line(proc, "step 10/")  # the first progress line: steps are being taken
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        _, rest = proc.communicate()
+        err = "".join(seen) + rest
     finally:
         proc.kill()
     assert proc.returncode == 130, err

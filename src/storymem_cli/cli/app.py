@@ -13,7 +13,9 @@ import typer
 from typer.core import TyperGroup
 
 from storymem_cli import __version__
+from storymem_cli.cli.helptext import document_params
 from storymem_cli.errors import EXIT_FAILURE, StorymemError
+from storymem_cli.quiet import VERBOSE_ENV, set_verbose
 
 
 def print_error(err: StorymemError) -> None:
@@ -25,7 +27,18 @@ def print_error(err: StorymemError) -> None:
 
 class _StorymemGroup(TyperGroup):
     """Turns our errors into a message and an exit code inside the app itself, so the
-    console script and a test runner (typer.testing.CliRunner) behave the same."""
+    console script and a test runner (typer.testing.CliRunner) behave the same; gives
+    every command's parameters documentation-like help (cli/helptext.py)."""
+
+    def get_command(self, ctx, cmd_name):  # type: ignore[override]
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            document_params(command.get_params(ctx))  # get_params: with its --help option
+        return command
+
+    def format_help(self, ctx, formatter):  # type: ignore[override]
+        document_params(self.get_params(ctx))
+        return super().format_help(ctx, formatter)
 
     def invoke(self, ctx):  # type: ignore[override]
         try:
@@ -63,8 +76,17 @@ def _root(
     version: bool = typer.Option(
         False, "--version", help="Print the version and exit.", callback=_version_callback, is_eager=True
     ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        envvar=VERBOSE_ENV,
+        help="Let transformers, diffusers and huggingface_hub print their progress bars, logs and warnings "
+        "(hidden by default so that ours is the one progress display). Before the command: storymem -v render ...",
+    ),
 ) -> None:
     # No docstring: it would replace the app's help text.
+    set_verbose(verbose)  # before any command imports those libraries
     return None
 
 

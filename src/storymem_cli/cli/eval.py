@@ -52,14 +52,6 @@ def _story_inputs(path: Path) -> list[tuple[Path, list[Path], str]]:
     return out
 
 
-def _resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @app.command("eval")
 def eval_command(
     run_dirs: list[Path] = typer.Argument(
@@ -107,7 +99,7 @@ def eval_command(
     from storymem_cli.eval import report
     from storymem_cli.eval.clips import clips_in_folder
     from storymem_cli.eval.evaluate import evaluate_story
-    from storymem_cli.eval.models import load_metric_models, tiny_metric_models
+    from storymem_cli.eval.models import load_metric_models, resolve_device, tiny_metric_models
     from storymem_cli.script import load_script
 
     # 1. Check inputs.
@@ -139,13 +131,13 @@ def eval_command(
             compared_runs.append((path.resolve().name, _story_inputs(path)))
 
     # 2. Load the metric models (all missing files are named at once).
-    dev = _resolve_device(device)
     chosen = set(metrics)
     if models_kind == "tiny":
         typer.secho(f"warning: {report.TINY_WARNING}", err=True, fg="red", bold=True)
-        models = tiny_metric_models(chosen, device=dev)
-    else:
-        models = load_metric_models(chosen, viclip=viclip, clip_l=clip_l, aesthetic_head=aesthetic_head, device=dev)
+        models = tiny_metric_models(chosen, device=resolve_device(device))
+    else:  # finds every file before the device is asked for (it imports torch)
+        models = load_metric_models(chosen, viclip=viclip, clip_l=clip_l, aesthetic_head=aesthetic_head, device=device)
+    dev = models.device
 
     # 3. Evaluate every story.
     def progress(message: str) -> None:

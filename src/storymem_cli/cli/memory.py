@@ -15,6 +15,8 @@ import typer
 from storymem_cli.cli.app import app
 from storymem_cli.errors import InvalidInputError
 
+MEMORY_DIR = "memory"  # memory.bank.MEMORY_DIR, not imported: it would pull numpy into --help
+
 if TYPE_CHECKING:
     from storymem_cli.memory.bank import MemoryBank, MemoryEntry
 
@@ -32,7 +34,7 @@ def _open_existing(run_dir: Path) -> MemoryBank:
 
 def _source(entry: MemoryEntry) -> tuple[str, str]:
     if entry.source.kind == "reference":
-        return f"reference {entry.source.name!r}", "-"
+        return repr(entry.source.name), "-"  # the role column already says reference
     return f"shot {entry.source.shot + 1}", str(entry.source.frame)
 
 
@@ -51,25 +53,29 @@ def _print_table(title: str, rows: list[tuple[str, MemoryEntry | None]], show_st
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
-    for column in ("id", "role", "source", "frame", "novelty", "score", "file"):
+    from rich import box
+
+    # One line per entry at 80 columns: no file column (every image is memory/<id>.png, said in
+    # the caption), a light box, ids never wrapped (people copy them into --remove).
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=f"images: {MEMORY_DIR}/<id>.png",
+                  caption_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
+    for column in ("id", "role", "source", "frame", "novelty", "score"):
         numeric = column in ("frame", "novelty", "score")
-        # ids stay on one line (people copy them into --remove); the path folds rather than truncates.
-        table.add_column(
-            column, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric or column in ("id", "role")
-        )
+        # The source wraps first; the id folds (still copyable) only on a very narrow terminal.
+        table.add_column(column, justify="right" if numeric else "left", min_width=len(column),
+                         no_wrap=column != "source", overflow="fold")  # fmt: skip
     if show_status:
-        table.add_column("evicted by")
+        table.add_column("evicted by", min_width=6)
     for entry_id, e in rows:
         if e is None:
-            table.add_row(entry_id, "(removed)", "", "", "", "", "", *([""] if show_status else []))
+            table.add_row(entry_id, "(removed)", "", "", "", "", *([""] if show_status else []))
             continue
         source, frame = _source(e)
-        cells = [e.id, e.role, source, frame, _num(e.novelty), _num(e.score), e.file]
+        cells = [e.id, e.role, source, frame, _num(e.novelty), _num(e.score)]
         if show_status:
             cells.append("" if e.active else f"shot {e.evicted_by_shot + 1}")
         table.add_row(*cells)
-    Console(soft_wrap=True).print(table)
+    Console(highlight=False).print(table)
 
 
 @app.command("inspect-memory")
@@ -142,10 +148,15 @@ def add_reference(
     ),
     remove: list[str] | None = typer.Option(None, "--remove", help="Take the entry with this id out of memory."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON: ids added and removed."),
+    force: bool = typer.Option(
+        False, "--force", help="Change the references of a run with finished shots without asking (every shot is "
+        "conditioned on them, so the next render renders them all again)."
+    ),
 ) -> None:
     """Add reference images as pinned initial memory (MR2V): the first shot is then generated
     from memory, and references are never evicted. Images are checked first; if any is bad,
-    nothing is added."""
+    nothing is added. On a run with finished shots it asks first (or needs --force): the next
+    render renders every shot again."""
     images = images or []
     names = name or []
     remove = remove or []
@@ -162,6 +173,7 @@ def add_reference(
     check_output_path(run_dir, "RUN_DIR", folder=True)
 
     loaded = load_images_all_or_nothing(images)  # before touching the run folder
+    _confirm_invalidation(run_dir, force)
     if remove and not (run_dir / MEMORY_JSON).is_file():
         raise InvalidInputError(f"{run_dir}: no {MEMORY_JSON} here, nothing to remove")
     folder = RunFolder(run_dir)
@@ -183,3 +195,30 @@ def add_reference(
         typer.echo(f"removed {entry_id}")
     for entry_id in added:
         typer.echo(f"added {entry_id}")
+
+
+def _confirm_invalidation(run_dir: Path, force: bool) -> None:
+    """References condition every shot (they are in each shot's fingerprint): changing them on a run
+    with finished shots makes the next render discard all of them. Say so, and go on only with
+    --force or a yes on a terminal."""
+    import sys
+
+    from storymem_cli.render.runfolder import RunFolder
+
+    record = RunFolder(run_dir).read_record()
+    finished = len(record.get("shots", [])) if record else 0
+    if not finished:
+        return
+    message = (
+        f"{run_dir} has {finished} finished shot{'s' if finished != 1 else ''}: every shot is conditioned on the "
+        f"references, so the next render of this story renders all {finished} again"
+    )
+    if force:
+        typer.echo(f"warning: {message}", err=True)
+        return
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        if typer.confirm(f"{message}. Change the references?", default=False, err=True):
+            return
+        typer.echo("nothing changed", err=True)
+        raise typer.Exit(1)
+    raise InvalidInputError(message, hint="pass --force to change them anyway, or add references to a new run folder")

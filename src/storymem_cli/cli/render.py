@@ -143,21 +143,22 @@ def _echo_plan(plan: dict[str, Any]) -> None:
 @app.command()
 def render(
     scripts: list[Path] = typer.Argument(
-        ..., help="Story script(s) (JSON/JSON5). Several scripts render one after another, each into its own folder."
+        ..., metavar="SCRIPT", help="Story script(s) (JSON/JSON5). Several scripts render one after another, each into its own folder."
     ),
     output: Path | None = typer.Option(
         None,
         "--output",
         "-o",
-        help="Run folder for one script (default runs/<script name>); for several scripts or with --shard, "
-        "the folder that gets one run folder per script (default runs/).",
+        help="Run folder for one script (default: runs/ and the script's file name without .json); for several "
+        "scripts or with --shard, the folder that gets one run folder per script (default runs/).",
     ),
     model: str = typer.Option(
         "auto",
+        metavar="NAME|FOLDER",
         help=f"auto ({A14B.name} on a CUDA machine, else the built-in CPU model '{TOY.name}'), "
         f"{', '.join(PRESETS)}, or a local model folder.",
     ),
-    size: str | None = typer.Option(None, help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
+    size: str | None = typer.Option(None, metavar="WxH", help="WIDTHxHEIGHT, e.g. 832x480 (default: the model's)."),
     frames: int | None = typer.Option(None, min=1, help="Frames per shot before trimming, 4k+1 (default: the model's)."),
     steps: int | None = typer.Option(None, min=1, max=MAX_STEPS, help="Denoising steps per shot (default: the model's)."),
     seed: int | None = typer.Option(
@@ -174,7 +175,7 @@ def render(
     ),
     lora: Path | None = typer.Option(None, help="StoryMem LoRA file or folder (default: the model's)."),
     style_lora: list[str] = typer.Option(
-        [], "--style-lora", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
+        [], "--style-lora", metavar="PATH[:STRENGTH]", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
     ),
     rope: Rope | None = typer.Option(
         None, help="Temporal positions of memory: negative (paper) or sequential (authors' release)."
@@ -196,13 +197,14 @@ def render(
         help="GPU memory: none (all on the GPU; A14B needs ~70 GiB), model (one component on the GPU at a time), "
         "group (block by block: least memory, slowest).",
     ),
-    device: str | None = typer.Option(None, help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
+    device: str | None = typer.Option(None, metavar="DEVICE", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
     dtype: Dtype = typer.Option(
         Dtype.auto, help="Transformer precision; auto: the model's on a GPU (bf16 for A14B), float32 on the CPU."
     ),
     vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."),
     attention: str | None = typer.Option(
         None,
+        metavar="BACKEND",
         help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: the fastest that runs "
         "on this device (default: PyTorch SDPA). run.json records the one used.",
     ),
@@ -236,7 +238,7 @@ def render(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (mode, seed, frames per shot); load no model."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
     shard: str | None = typer.Option(
-        None, help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
+        None, metavar="K/N", help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
     ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.
@@ -248,13 +250,13 @@ def render(
     shot and keeps the shots before it. A failing story in a batch does not stop
     the others; the exit code is non-zero if any failed.
     """
+    from storymem_cli.cli.paths import check_output_path
     from storymem_cli.render.batch import batch_exit_code, plan_jobs, run_jobs
+    from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
     from storymem_cli.render.settings import RenderOptions, StyleLora
     from storymem_cli.render.shard import parse_shard, take_shard
-
-    from storymem_cli.cli.paths import check_output_path
 
     width, height = parse_size(size)
     check_rope_shift(rope_shift)
@@ -304,9 +306,12 @@ def render(
         if not scripts:
             typer.echo(f"shard {shard}: no scripts in this share", err=True)
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
+    jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run)  # before torch is imported
 
     progress = make_progress(sys.stderr)
     busy: list[Any] = []  # stories another process is rendering right now (batch only)
+    for failure in early:
+        progress.note(f"error: {failure.script}: {failure.message}")
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
@@ -322,6 +327,7 @@ def render(
             results, failures = run_jobs(
                 jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}"), on_busy
             )
+            failures = early + failures
         else:  # one story: its error goes straight to the app's handler (message, hint, exit code)
             results, failures = [render_one(job) for job in jobs], []
     finally:
@@ -340,5 +346,5 @@ def render(
 
     if failures:
         names = ", ".join(str(failure.script) for failure in failures)
-        typer.echo(f"error: {len(failures)} of {len(jobs)} stories failed: {names}", err=True)
+        typer.echo(f"error: {len(failures)} of {len(jobs) + len(early)} stories failed: {names}", err=True)
         raise typer.Exit(batch_exit_code(failures))

@@ -61,15 +61,16 @@ def find_viclip(path: str | os.PathLike[str] | None) -> Path | None:
     return next((p for p in default_viclip_paths() if p.is_file()), None)
 
 
-def _missing_clip(clip_l: str | os.PathLike[str] | None) -> list[str]:
+def _find_clip(clip_l: str | os.PathLike[str] | None) -> tuple[Path | None, list[str]]:
+    """The aesthetic CLIP checkpoint, or None and why it is missing."""
     from storymem_cli.scoring.clip import resolve_clip_checkpoint
     from storymem_cli.scoring.laion import CLIP_MODEL
 
     try:
-        resolve_clip_checkpoint(CLIP_MODEL, clip_l if clip_l is not None else "openai", what="aesthetic CLIP ViT-L/14")
+        what = "aesthetic CLIP ViT-L/14"
+        return resolve_clip_checkpoint(CLIP_MODEL, clip_l if clip_l is not None else "openai", what=what), []
     except MissingWeightsError as err:
-        return [f"{err.message}: {err.hint}" if err.hint else err.message]
-    return []
+        return None, [f"{err.message}: {err.hint}" if err.hint else err.message]
 
 
 @dataclass
@@ -135,6 +136,15 @@ def tiny_metric_models(metrics: set[str], device: str = "cpu") -> MetricModels:
     return models
 
 
+def resolve_device(device: str) -> str:
+    """``auto``: CUDA when torch sees a GPU, else the CPU; anything else as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def load_metric_models(
     metrics: set[str],
     *,
@@ -143,9 +153,8 @@ def load_metric_models(
     aesthetic_head: str | os.PathLike[str] | None = None,
     device: str = "cpu",
 ) -> MetricModels:
-    """The published metric models for `metrics`; MissingWeightsError lists every missing file."""
-    from storymem_cli.eval.viclip_loader import load_viclip
-
+    """The published metric models for `metrics`; MissingWeightsError lists every missing file.
+    Every file is found (cache first, no download without network) before torch is imported."""
     missing: list[str] = []
     viclip_path = None
     if metrics & VICLIP_METRICS:
@@ -154,18 +163,16 @@ def load_metric_models(
             where = f"{viclip} does not exist" if viclip is not None else "not in the Hugging Face cache or ~/.cache/vbench"
             missing.append(f"ViCLIP {VICLIP_FILE} ({where}): {VICLIP_HINT}")
 
-    aesthetic = None
+    head = checkpoint = None
     if "aesthetic" in metrics:
         from storymem_cli.scoring.laion import LaionAesthetic
 
         try:
-            aesthetic = LaionAesthetic.load(
-                clip_pretrained=clip_l if clip_l is not None else "openai", head=aesthetic_head, device=device
-            )
+            head = LaionAesthetic.find_head(aesthetic_head)
         except MissingWeightsError as err:
             missing.append(f"{err.message}: {err.hint}" if err.hint else err.message)
-            if "head" in err.message:  # the head is checked first: say whether the CLIP is missing too
-                missing += _missing_clip(clip_l)
+        checkpoint, clip_missing = _find_clip(clip_l)
+        missing += clip_missing
 
     if missing:
         raise MissingWeightsError(
@@ -173,6 +180,12 @@ def load_metric_models(
             hint="or pick metrics you have weights for with --metrics (e.g. --metrics aesthetic), "
             "or try the command without weights with --models tiny",
         )
+    from storymem_cli.eval.viclip_loader import load_viclip
+
+    device = resolve_device(device)
+    aesthetic = None
+    if head is not None and checkpoint is not None:
+        aesthetic = LaionAesthetic.load(clip_pretrained=checkpoint, head=head, device=device)
     models = MetricModels(kind="real", aesthetic=aesthetic, device=device)
     if aesthetic is not None:
         models.sources["aesthetic"] = f"LAION v1 head on CLIP ViT-L/14 ({clip_l or 'openai'})"

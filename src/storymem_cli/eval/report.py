@@ -143,6 +143,14 @@ def to_csv(results: list[StoryResult], summaries: list[SystemSummary]) -> str:
 
 def plot(summaries: list[SystemSummary], metrics: list[str], path: Path, tiny: bool) -> None:
     """Grouped bar chart: one group per metric, one bar per system (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(summaries, metrics, tiny)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def plot_figure(summaries: list[SystemSummary], metrics: list[str], tiny: bool):  # -> matplotlib Figure
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,10 +163,9 @@ def plot(summaries: list[SystemSummary], metrics: list[str], path: Path, tiny: b
     for k, s in enumerate(summaries):
         values = [np.nan if s.means[m] is None else s.means[m] for m in metrics]
         ax.bar(x + (k - (len(summaries) - 1) / 2) * width, values, width, label=s.system)
-    ax.set_xticks(x, [HEADERS[m].replace("\n", " ") for m in metrics])
+    ax.set_xticks(x, [HEADERS[m] for m in metrics])  # two lines each: "consistency / all pairs" side by side overlap
     ax.set_ylabel("score (higher is better)")
     ax.set_title("ST-Bench metrics" + ("  (RANDOM TINY MODELS: meaningless)" if tiny else ""), color="red" if tiny else "black")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    return fig

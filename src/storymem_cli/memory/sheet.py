@@ -40,6 +40,9 @@ def render_contact_sheet(images: list[np.ndarray], captions: list[list[str]], co
         x, y = tile_origin(i, cols)
         draw.rectangle([x, y, x + TILE - 1, y + TILE + CAPTION - 1], fill=TILE_BACKGROUND)
         thumb = Image.fromarray(image)
+        factor = min(TILE // thumb.width, TILE // thumb.height)
+        if factor > 1:  # small frames (toy: 32 px) as crisp blocks filling the tile, not a speck in it
+            thumb = thumb.resize((thumb.width * factor, thumb.height * factor), Image.Resampling.NEAREST)
         thumb.thumbnail((TILE, TILE), Image.Resampling.LANCZOS)
         sheet.paste(thumb, (x + (TILE - thumb.width) // 2, y + (TILE - thumb.height) // 2))
         for j, line in enumerate(lines[:3]):

@@ -336,7 +336,9 @@ class StoryModel:
     def describe(self) -> dict[str, Any]:
         """What run.json records about the model: sources, LoRA files and hashes, precision, device."""
         lora = self.lora_report  # the loader's report once the M2V experts are loaded
-        if lora is None and self.lora_files is not None:
+        if lora is not None:
+            lora = {**lora, "loaded": True}
+        elif self.lora_files is not None:  # named, not loaded yet: no M2V shot so far
             lora = {"files": {"transformer": str(self.lora_files[0]), "transformer_2": str(self.lora_files[1])},
                     "sha256": {"transformer": self._sha(self.lora_files[0]),
                                "transformer_2": self._sha(self.lora_files[1])},
@@ -364,4 +366,26 @@ class StoryModel:
             "compile": self.runtime.compile,
             "quantize": self.runtime.quantize,
             "rope": self.last_rope.model_dump(),
+            "versions": software_versions(),
         }
+
+
+SOFTWARE = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "numpy")  # what decides the pixels
+
+
+def software_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result depends on, for a user reporting it (None: not installed)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from storymem_cli import __version__
+
+    found: dict[str, str | None] = {"python": platform.python_version(), "storymem": __version__}
+    for name in SOFTWARE:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    if torch.cuda.is_available():  # torch is imported here anyway; the CUDA build matters on a GPU
+        found["cuda"] = torch.version.cuda
+    return found

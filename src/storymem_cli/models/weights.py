@@ -29,6 +29,26 @@ def download_command(repo_id: str, include: str | None = None) -> str:
     return f"hf download {repo_id}{extra}   (older clients: huggingface-cli download {repo_id}{extra})"
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers a TCP connection within ``timeout`` seconds (False when
+    HF_HUB_OFFLINE is set). Asked before a download, so that a machine without network hears at
+    once that the weights are missing instead of waiting through huggingface_hub's retries (~40 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:  # no route, no DNS, refused, timed out
+        return False
+
+
 def is_repo_id(source: str) -> bool:
     return source.count("/") == 1 and not Path(source).expanduser().exists() and not source.startswith((".", "/", "~"))
 

@@ -36,9 +36,13 @@ def _memory_key(settings: RenderSettings) -> tuple:
 def load_model(preset: Any, settings: RenderSettings) -> Any:
     import pickle
 
+    import diffusers  # noqa: F401  imported first so that quiet_libraries reaches its loading bars
+
     from storymem_cli.models.registry import load_story_model
+    from storymem_cli.quiet import quiet_libraries
     from storymem_cli.render.runtime import runtime_options
 
+    quiet_libraries()  # diffusers' loading bars have no environment variable, only a call
     try:
         return load_story_model(preset, runtime_options(preset, settings))
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:

@@ -46,7 +46,8 @@ class PlainProgress:
     def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int) -> None:
         self.story, self.total, self.remaining, self.elapsed = story, total_shots, total_shots - kept_shots, []
         kept = f", {kept_shots} kept from the last run" if kept_shots else ""
-        self._line(f"{story}: {total_shots} shots{kept}, {steps} steps each")
+        shots = "1 shot" if total_shots == 1 else f"{total_shots} shots"
+        self._line(f"{story}: {shots}{kept}, {steps} steps each")
 
     def shot_start(self, plan: ShotPlan) -> None:
         self._line(f"{self.story}: {_describe(plan, self.total)} ...")

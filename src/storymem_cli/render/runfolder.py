@@ -5,6 +5,7 @@ RUN_DIR/
   run.json              format version, script sha256, settings, model, one record per finished shot
   script.json           the script as rendered (canonical JSON)
   story.mp4             all shots joined in order
+  preview.png           one frame per shot with its mode: the story at a glance
   shots/shot_001.mp4    one clip per shot (1-based global number), already trimmed
   shots/shot_001.tail.npz  the shot's last frames, lossless: the next shot continues from them
   memory/, memory.json  the memory bank (written by memory.bank.MemoryBank)
@@ -43,8 +44,9 @@ RUN_FORMAT_VERSION = 1
 # What a render writes (and --restart removes), by exact name. Nothing else in the folder is
 # touched, also inside shots/ and memory/ (docs/run-folder.md, "What storymem owns").
 LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, released on exit or kill)
-OWNED_NAMES = ("run.json", "script.json", "story.mp4", "shots", "memory", "memory.json")
-ROOT_FILES = ("run.json", "script.json", "story.mp4")
+PREVIEW_NAME = "preview.png"  # one frame per shot (render/preview.py)
+OWNED_NAMES = ("run.json", "script.json", "story.mp4", PREVIEW_NAME, "shots", "memory", "memory.json")
+ROOT_FILES = ("run.json", "script.json", "story.mp4", PREVIEW_NAME)
 _SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
 
 
@@ -199,7 +201,11 @@ class RunFolder:
     def clear(self, keep: tuple[str, ...] = ()) -> None:
         """Remove what a render wrote here (--restart), except ``keep`` (names of OWNED_NAMES).
         Only files storymem names: a user's files, also inside shots/ and memory/, stay."""
-        from storymem_cli.memory.bank import MEMORY_JSON, is_bank_file, is_bank_json_temp
+        from storymem_cli.memory.bank import (
+            MEMORY_JSON,
+            is_bank_file,
+            is_bank_json_temp,
+        )
 
         for name in (*ROOT_FILES, MEMORY_JSON):
             if name not in keep:

@@ -38,7 +38,7 @@ class RenderSession:
         before any story starts."""
         import torch
 
-        from storymem_cli.models.presets import A14B
+        from storymem_cli.models.presets import A14B, TOY
 
         device = self.options.device
         if device is not None:
@@ -55,9 +55,12 @@ class RenderSession:
                 raise InvalidInputError(f"--device {device}: storymem renders on cpu or cuda", hint="e.g. --device cpu")
 
         if self.preset.name == A14B.name and not torch.cuda.is_available():
+            weights = ", ".join(filter(None, (self.preset.i2v_source, self.preset.t2v_source, self.preset.lora_source)))
             raise StorymemError(
-                f"model {self.preset.name} needs a CUDA GPU (each of its experts is ~28.6 GB) and none is available",
-                hint="run on a machine with a large NVIDIA GPU, or try the pipeline on CPU with --model tiny",
+                f"model {self.preset.name} needs a CUDA GPU (each of its experts is ~28.6 GB) and none is available; "
+                f"on a GPU machine it loads {weights} (docs/models.md: download, GPU sizes, flags)",
+                hint=f"on this machine, --model {TOY.name} renders stories written in its toy world's grammar "
+                "(examples/toy_*.json) on the CPU",
             )
 
     def describe_model(self) -> str:

@@ -28,7 +28,11 @@ from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.models.identity import weights_identity
 from storymem_cli.models.presets import TOY
 from storymem_cli.render.atomic import atomic_write_text
-from storymem_cli.render.integrity import count_frames, file_sha256, first_untrusted_shot
+from storymem_cli.render.integrity import (
+    count_frames,
+    file_sha256,
+    first_untrusted_shot,
+)
 from storymem_cli.render.plan import (
     TAIL_FRAMES,
     ShotPlan,
@@ -37,13 +41,14 @@ from storymem_cli.render.plan import (
     plan_story,
     trim_frames,
 )
+from storymem_cli.render.preview import write_preview
 from storymem_cli.render.progress import NullProgress, RenderProgress
 from storymem_cli.render.resume import (
     check_same_story,
     kept_prefix,
     shot_fingerprint,
 )
-from storymem_cli.render.runfolder import RunFolder, raise_os_error
+from storymem_cli.render.runfolder import PREVIEW_NAME, RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
 from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
@@ -91,14 +96,11 @@ def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
     )
 
 
-def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
-    """Errors that name the bad setting, before any model loads."""
+def check_video(video: Any) -> None:
+    """A size and frame count the Wan VAE and patching can take (a VideoConfig, or one with the user's values)."""
     from storymem_cli.config import VAE_TEMPORAL_STRIDE
     from storymem_cli.pipeline.request import SIZE_MULTIPLE
 
-    if not plans:
-        raise InvalidInputError(f"{script_path}: the script has no shots")
-    video = settings.video
     if video.width % SIZE_MULTIPLE or video.height % SIZE_MULTIPLE:
         raise InvalidInputError(
             f"--size {video.width}x{video.height}: width and height must be multiples of {SIZE_MULTIPLE}",
@@ -110,6 +112,14 @@ def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[Sh
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
         )
+
+
+def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
+    """Errors that name the bad setting, before any model loads."""
+    if not plans:
+        raise InvalidInputError(f"{script_path}: the script has no shots")
+    video = settings.video
+    check_video(video)
     largest = MAX_SIDE // max(video.width, video.height)
     if settings.upscale > largest:
         raise InvalidInputError(
@@ -163,6 +173,7 @@ def summary(folder: RunFolder, record: dict[str, Any]) -> dict[str, Any]:
         "story": record["story_name"],
         "run_dir": str(folder.root),
         "video": str(folder.story_mp4),
+        "preview": str(folder.root / record["preview"]) if record.get("preview") else None,  # older runs: none
         "model": record["settings"]["model"],
         "kept_shots": record.get("kept_shots", 0),
         "shots": [_summary_shot(folder, shot) for shot in record["shots"]],
@@ -390,7 +401,13 @@ class StoryRenderer:
             record["video_sha256"] = file_sha256(self.folder.story_mp4)
         except OSError as err:
             raise_os_error(err, self.folder.story_mp4)
+        preview = self.folder.root / PREVIEW_NAME
+        try:
+            write_preview(self.folder.root, record["shots"], preview)
+        except OSError as err:
+            raise_os_error(err, preview)
         record["video"] = self.folder.relative(self.folder.story_mp4)
+        record["preview"] = PREVIEW_NAME
         record["total_frames"] = total
         record["status"] = "done"
         self._save(record)
@@ -518,8 +535,9 @@ def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids
     usable = parts.scorer.usable(scores)
     bank_embeddings = bank.active_embeddings(parts.embedder)
     chosen = select_with_record(embeddings, usable, bank_embeddings, bank.cfg)
+    recorded = None if getattr(parts.scorer, "name", None) == "none" else scores  # no filter: no score ("-", not 0)
     added = bank.add_shot_keyframes(
-        shot, frames, chosen.indices, embeddings, scores, chosen.novelty, embedder=parts.embedder.name
+        shot, frames, chosen.indices, embeddings, recorded, chosen.novelty, embedder=parts.embedder.name
     )
     bank.record_conditioning(shot, memory_ids)
     bank.save()

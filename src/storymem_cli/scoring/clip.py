@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
+from storymem_cli.models.weights import hub_reachable
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +42,14 @@ _CHECKPOINT_NAMES = (
     "pytorch_model.bin",
 )
 _CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_OPEN_CLIP_HF_FILE = "open_clip_pytorch_model.bin"  # open_clip's file name when a tag's hf_hub names a repo only
+# Where open_clip gets the tags storymem uses by default (its get_pretrained_cfg, checked in
+# tests/memory/test_clip_resize.py), so that a missing checkpoint is reported without importing
+# open_clip and torch first (~5 s on a loaded machine).
+KNOWN_TAGS = {
+    ("ViT-L-14-quickgelu", "openai"): {"hf_hub": "timm/vit_large_patch14_clip_224.openai/"},  # LAION aesthetic
+    ("ViT-B-32", "openai"): {"hf_hub": "timm/vit_base_patch32_clip_224.openai/"},  # memory embedder
+}
 
 
 def clip_config(model_name: str) -> dict[str, Any]:
@@ -95,43 +104,84 @@ def resolve_clip_checkpoint(model_name: str, weights: str | os.PathLike[str], *,
     if looks_like_path:
         raise MissingWeightsError(f"{what}: weights file not found: {path}")
 
-    import open_clip
+    cfg = KNOWN_TAGS.get((model_name, text))
+    if cfg is None:
+        import open_clip
 
-    cfg = open_clip.get_pretrained_cfg(model_name, text)
-    if not cfg:
-        tags = open_clip.list_pretrained_tags_by_model(model_name)
-        raise InvalidInputError(
-            f"{what}: {text!r} is neither a file, a folder nor a pretrained tag of {model_name}",
-            hint=f"known tags: {', '.join(tags) or 'none'}; or pass a local checkpoint file or folder",
-        )
+        cfg = open_clip.get_pretrained_cfg(model_name, text)
+        if not cfg:
+            tags = open_clip.list_pretrained_tags_by_model(model_name)
+            raise InvalidInputError(
+                f"{what}: {text!r} is neither a file, a folder nor a pretrained tag of {model_name}",
+                hint=f"known tags: {', '.join(tags) or 'none'}; or pass a local checkpoint file or folder",
+            )
+    cached = _cached_pretrained(cfg)  # the cache first: no network, and for known tags no open_clip import
+    if cached is not None:
+        return cached
+
     repo = cfg.get("hf_hub", "").split("/")
     repo_id = "/".join(repo[:2]) if len(repo) >= 2 else ""
-    try:
-        return Path(open_clip.download_pretrained(cfg))
-    except Exception as err:  # huggingface_hub / urllib raise many types; all mean "not here"
+
+    def missing(reason: str) -> MissingWeightsError:
         where = f"https://huggingface.co/{repo_id}" if repo_id else cfg.get("url", "its release page")
-        raise MissingWeightsError(
-            f"{what}: weights {model_name}/{text} are not on this machine and could not be downloaded "
-            f"({type(err).__name__})",
+        return MissingWeightsError(
+            f"{what}: weights {model_name}/{text} are not on this machine and {reason}",
             hint=(
                 f"download them from {where} while online (they go to the Hugging Face cache, "
                 f"$HF_HOME/hub, ~/.cache/huggingface/hub by default), or pass a local checkpoint "
                 f"file or folder instead of the tag {text!r}"
             ),
-        ) from None
+        )
+
+    if not hub_reachable():  # say so now, not after huggingface_hub's retries (~40 s)
+        raise missing("the Hugging Face hub cannot be reached (offline, or HF_HUB_OFFLINE is set)")
+    import open_clip
+
+    try:
+        return Path(open_clip.download_pretrained(open_clip.get_pretrained_cfg(model_name, text)))
+    except Exception as err:  # huggingface_hub / urllib raise many types; all mean "not here"
+        raise missing(f"could not be downloaded ({type(err).__name__})") from None
+
+
+def _cached_pretrained(cfg: dict) -> Path | None:
+    """The file open_clip would download for ``cfg``, when the Hugging Face cache already has it.
+    Mirrors open_clip.pretrained.download_pretrained: ``hf_hub`` is ``org/repo/`` (default file
+    name) or ``org/repo/file``, and a .safetensors twin is preferred."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if "file" in cfg:
+        return Path(cfg["file"])
+    repo_id, filename = os.path.split(cfg.get("hf_hub", ""))
+    if not repo_id:
+        return None
+    filename = filename or _OPEN_CLIP_HF_FILE
+    candidates = [filename.replace(".bin", ".safetensors").replace("pytorch_model", "model"), filename]
+    for name in dict.fromkeys(candidates):
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
 
 
 def _download_from_hub(repo_id: str, *, what: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
-    last: Exception | None = None
     for name in _CHECKPOINT_NAMES[:3]:
-        try:
-            return Path(hf_hub_download(repo_id, name))
-        except Exception as err:  # try the next file name; report the last failure
-            last = err
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str):
+            return Path(hit)
+    if not hub_reachable():  # say so now, not after huggingface_hub's retries
+        reason = "the Hugging Face hub cannot be reached"
+    else:
+        last: Exception | None = None
+        for name in _CHECKPOINT_NAMES[:3]:
+            try:
+                return Path(hf_hub_download(repo_id, name))
+            except Exception as err:  # try the next file name; report the last failure
+                last = err
+        reason = type(last).__name__
     raise MissingWeightsError(
-        f"{what}: could not get an open_clip checkpoint from hf-hub:{repo_id} ({type(last).__name__})",
+        f"{what}: could not get an open_clip checkpoint from hf-hub:{repo_id} ({reason})",
         hint=f"download {_CHECKPOINT_NAMES[0]} from https://huggingface.co/{repo_id} while online, "
         "or pass a local file or folder",
     )

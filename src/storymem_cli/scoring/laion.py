@@ -74,7 +74,7 @@ class LaionAesthetic:
     ) -> LaionAesthetic:
         """Real model: ``clip_pretrained`` is an open_clip tag, a checkpoint file or a folder;
         ``head`` the path of ``sa_0_4_vit_l_14_linear.pth`` (None: look in :func:`default_head_paths`)."""
-        head_path = cls._find_head(head)
+        head_path = cls.find_head(head)
         checkpoint = resolve_clip_checkpoint(CLIP_MODEL, clip_pretrained, what="LAION aesthetic (CLIP ViT-L/14)")
         visual = build_clip_visual(CLIP_MODEL, checkpoint, device=device)
         return cls(visual, _load_head(head_path, visual.output_dim), name="laion-aesthetic-v1")
@@ -91,7 +91,7 @@ class LaionAesthetic:
         return cls(visual, head, name="laion-tiny")
 
     @staticmethod
-    def _find_head(head: str | os.PathLike[str] | None) -> Path:
+    def find_head(head: str | os.PathLike[str] | None) -> Path:
         if head is not None:
             path = Path(head).expanduser()
             if not path.is_file():
