@@ -53,6 +53,12 @@ class Quantize(str, Enum):
     fp8 = "fp8"
 
 
+class Parallel(str, Enum):
+    auto = "auto"
+    ulysses = "ulysses"
+    ring = "ring"
+
+
 class Rope(str, Enum):
     negative = "negative"
     sequential = "sequential"
@@ -238,6 +244,13 @@ def render(
     shard: str | None = typer.Option(
         None, help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
     ),
+    parallel: Parallel = typer.Option(
+        Parallel.auto,
+        help="Under torchrun (one story on N GPUs): how each transformer forward is split over the N "
+        "processes: ulysses (the head count, 40 for A14B, must divide by N), ring (needs --attention flash "
+        "or another backend that returns log-sum-exp) or auto (Ulysses as far as the heads allow, the rest "
+        "ring). Rank 0 alone writes the run folder. Ignored in a single process.",
+    ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.
 
@@ -249,6 +262,7 @@ def render(
     the others; the exit code is non-zero if any failed.
     """
     from storymem_cli.render.batch import batch_exit_code, plan_jobs, run_jobs
+    from storymem_cli.render.parallel import check_options, finish, follow, launch_from_env, start
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
     from storymem_cli.render.settings import RenderOptions, StyleLora
@@ -305,6 +319,17 @@ def render(
             typer.echo(f"shard {shard}: no scripts in this share", err=True)
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
 
+    launch = launch_from_env()
+    if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
+        check_options(launch, device, offload.value, cache.value)
+        start(launch, device, parallel.value)
+        if not launch.leader:
+            try:
+                follow()
+            finally:
+                finish(launch)
+            return
+
     progress = make_progress(sys.stderr)
     busy: list[Any] = []  # stories another process is rendering right now (batch only)
     try:
@@ -326,6 +351,8 @@ def render(
             results, failures = [render_one(job) for job in jobs], []
     finally:
         progress.close()
+        if launch is not None:
+            finish(launch)
 
     if json_output:
         failed = [failure.as_dict() for failure in failures]

@@ -37,10 +37,11 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
     import pickle
 
     from storymem_cli.models.registry import load_story_model
+    from storymem_cli.render.parallel import lead
     from storymem_cli.render.runtime import runtime_options
 
     try:
-        return load_story_model(preset, runtime_options(preset, settings))
+        return lead(load_story_model(preset, runtime_options(preset, settings)), preset, settings)
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:
         if "weights_only" not in str(err):
             raise
