@@ -67,7 +67,7 @@ def check_sequence_split(world: int, width: int, height: int) -> None:
         raise InvalidInputError(
             f"--size {width}x{height}: {tokens} tokens per latent frame do not split evenly over {world} processes",
             hint=f"pick a size whose (width/{SPATIAL_STRIDE}) x (height/{SPATIAL_STRIDE}) divides by {world}, "
-            "e.g. 832x480 (1560 tokens) for 2 to 8 processes",
+            "e.g. 832x480 (1560 tokens) for 2, 3, 4, 5, 6 or 8 processes",
         )
 
 
