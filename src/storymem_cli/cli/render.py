@@ -262,7 +262,7 @@ def render(
     the others; the exit code is non-zero if any failed.
     """
     from storymem_cli.render.batch import batch_exit_code, plan_jobs, run_jobs
-    from storymem_cli.render.parallel import check_options, finish, follow, launch_from_env, start
+    from storymem_cli.render.parallel import check_options, check_size, finish, follow, launch_from_env, start
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
     from storymem_cli.render.settings import RenderOptions, StyleLora
@@ -336,6 +336,8 @@ def render(
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
             session.check_device()
+            if launch is not None:
+                check_size(launch, session.settings())
             progress.note(f"model: {session.describe_model()}")
         render_one = session.dry_run if dry_run else session.render
 

@@ -62,6 +62,13 @@ def check_options(launch: Launch, device: str | None, offload: str, cache: str) 
                                 hint="leave --cache out, or render on one GPU")  # fmt: skip
 
 
+def check_size(launch: Launch, settings: Any) -> None:
+    """The render size splits evenly over the processes (before any model loads)."""
+    from storymem_cli.models.parallel import check_sequence_split
+
+    check_sequence_split(launch.world, settings.video.width, settings.video.height)
+
+
 def start(launch: Launch, device: str | None, mode: str) -> None:
     """Join the process group: NCCL on GPUs (rank i on cuda:LOCAL_RANK), gloo on the CPU."""
     import torch
@@ -118,9 +125,6 @@ class LeaderModel:
         self.model, self.preset, self.settings = model, preset, settings
 
     def generate(self, request: Any, progress: Any = None) -> Any:
-        from storymem_cli.models.parallel import check_sequence_split, world_size
-
-        check_sequence_split(world_size(), request.width, request.height)
         _send((self.preset, self.settings, request))
         return self.model.generate(request, progress=progress)
 
