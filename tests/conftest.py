@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +45,30 @@ def wait_for_line() -> Callable[..., list[str]]:
         pytest.fail(f"the child exited ({proc.returncode}) before printing {text!r}:\n{''.join(seen)}")
 
     return wait
+
+
+@pytest.fixture(scope="session")
+def torchrun(child_env) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m torch.distributed.run --standalone --nproc-per-node N ARGS`` as a child.
+
+    --standalone lets torchrun pick a free port; its own session lets a timeout end the workers too
+    (they outlive a killed agent and would hold the pipes open). OMP_NUM_THREADS=1 unless given.
+    """
+
+    def run(args: list[str], nproc: int = 2, timeout: float = 240, **extra: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), *args]
+        env = child_env(**{"OMP_NUM_THREADS": "1", **extra})
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            pytest.fail(f"torchrun did not finish in {timeout} s:\n{err[-3000:]}")
+        return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+    return run
 
 
 @pytest.fixture

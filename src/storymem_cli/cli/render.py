@@ -53,6 +53,12 @@ class Quantize(str, Enum):
     fp8 = "fp8"
 
 
+class Parallel(str, Enum):
+    auto = "auto"
+    ulysses = "ulysses"
+    ring = "ring"
+
+
 class Rope(str, Enum):
     negative = "negative"
     sequential = "sequential"
@@ -240,6 +246,13 @@ def render(
     shard: str | None = typer.Option(
         None, metavar="K/N", help="K/N: render only the K-th of N deterministic shares of the scripts (K from 1)."
     ),
+    parallel: Parallel = typer.Option(
+        Parallel.auto,
+        help="Under torchrun (one story on N GPUs): how each transformer forward is split over the N "
+        "processes: ulysses (the head count, 40 for A14B, must divide by N), ring (needs --attention flash "
+        "or another backend that returns log-sum-exp) or auto (Ulysses as far as the heads allow, the rest "
+        "ring). Rank 0 alone writes the run folder. Ignored in a single process.",
+    ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.
 
@@ -252,6 +265,14 @@ def render(
     """
     from storymem_cli.cli.paths import check_output_path
     from storymem_cli.render.batch import batch_exit_code, plan_jobs, run_jobs
+    from storymem_cli.render.parallel import (
+        check_options,
+        check_size,
+        finish,
+        follow,
+        launch_from_env,
+        start,
+    )
     from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
@@ -308,6 +329,17 @@ def render(
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
     jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run)  # before torch is imported
 
+    launch = launch_from_env()
+    if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
+        check_options(launch, device, offload.value, cache.value)
+        start(launch, device, parallel.value)
+        if not launch.leader:
+            try:
+                follow()
+            finally:
+                finish(launch)
+            return
+
     progress = make_progress(sys.stderr)
     busy: list[Any] = []  # stories another process is rendering right now (batch only)
     for failure in early:
@@ -316,6 +348,8 @@ def render(
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
             session.check_device()
+            if launch is not None:
+                check_size(launch, session.settings())
             progress.note(f"model: {session.describe_model()}")
         render_one = session.dry_run if dry_run else session.render
 
@@ -332,6 +366,8 @@ def render(
             results, failures = [render_one(job) for job in jobs], []
     finally:
         progress.close()
+        if launch is not None:
+            finish(launch)
 
     if json_output:
         failed = [failure.as_dict() for failure in failures]

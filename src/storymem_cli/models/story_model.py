@@ -205,6 +205,7 @@ class StoryModel:
         return pipe
 
     def _apply_runtime(self, pipe: Any, transformers: tuple[Any, Any]) -> None:
+        from storymem_cli.models.parallel import enable_context_parallel
         from storymem_cli.models.speed import apply_speed_options, resolve_attention_backend
 
         if self.attention_backend is None:  # "auto" probes the device once per process
@@ -218,6 +219,8 @@ class StoryModel:
                     transformer.set_attention_backend(backend)
                 except (ValueError, RuntimeError, ImportError) as err:
                     raise InvalidInputError(f"attention backend {backend!r} cannot be used: {err}") from None
+        for transformer in transformers:  # a no-op unless torchrun started several processes
+            enable_context_parallel(transformer)
         if self.runtime.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         elif self.runtime.offload == "group":
@@ -246,8 +249,9 @@ class StoryModel:
         }
         return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
-    def generate(self, request: ShotRequest, progress: Progress | None = None) -> np.ndarray:
-        """uint8 (F, H, W, 3): all ``request.frames`` frames of the shot, untrimmed."""
+    def generate(self, request: ShotRequest, progress: Progress | None = None, decode: bool = True) -> np.ndarray | None:
+        """uint8 (F, H, W, 3): all ``request.frames`` frames of the shot, untrimmed; None with ``decode=False``
+        (the other ranks of a context-parallel render: rank 0 decodes)."""
         self._check_mode(request)
         self._warn_if_truncated(request.prompt)
         sampling = self.sampling_for(request)
@@ -276,7 +280,7 @@ class StoryModel:
             "guidance_scale": sampling.guidance_high,
             "guidance_scale_2": sampling.guidance_low,
             "generator": generator,
-            "output_type": "np",
+            "output_type": "np" if decode else "latent",
             "callback_on_step_end": on_step,
         }
         if request.mode == "t2v":
@@ -292,7 +296,7 @@ class StoryModel:
                 rope=request.rope,
             ).frames[0]
             self.last_rope = request.rope
-        return to_uint8(video)
+        return to_uint8(video) if decode else None
 
     def _negative_embeds(self, pipe: Any, text: str) -> torch.Tensor:
         """The negative prompt (Wan's long default for every shot), encoded once: the text encoder is

@@ -40,11 +40,12 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
 
     from storymem_cli.models.registry import load_story_model
     from storymem_cli.quiet import quiet_libraries
+    from storymem_cli.render.parallel import lead
     from storymem_cli.render.runtime import runtime_options
 
     quiet_libraries()  # diffusers' loading bars have no environment variable, only a call
     try:
-        return load_story_model(preset, runtime_options(preset, settings))
+        return lead(load_story_model(preset, runtime_options(preset, settings)), preset, settings)
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:
         if "weights_only" not in str(err):
             raise

@@ -1,0 +1,86 @@
+"""``torchrun --nproc-per-node 2 -m storymem_cli render`` on the CPU (gloo) with the tiny model (issue 25).
+
+One story of 3 shots (T2V, MI2V with memory, M2V with memory). The first launch loses rank 1 when it
+is asked for shot 3; running the same command again resumes and finishes. Throughout, a guard
+(rank_guard/sitecustomize.py) ends any rank > 0 that touches the run folder. The frames equal a
+single-process render's within TOLERANCE: on this CPU they are identical, but Ulysses runs the linear
+layers on half the tokens per process, which a BLAS may sum in another order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from storymem_cli.cli.app import app
+
+from .conftest import write_script
+
+GUARD = Path(__file__).with_name("rank_guard")
+TOLERANCE = 2  # grey levels of 255, on the lossless tail frames
+STORY = {
+    "story_name": "Heron Lake",
+    "scenes": [
+        {
+            "scene_num": 1,
+            "video_prompts": ["A boat on a calm lake at dawn.", "The boat turns toward the reeds.",
+                              "A heron lands on the boat's bow."],
+            "cut": [True, False, True],
+        }
+    ],
+}  # fmt: skip
+
+
+def tails(run: Path) -> list[np.ndarray]:
+    record = json.loads((run / "run.json").read_text())
+    return [np.load(run / shot["tail"])["frames"].astype(int) for shot in record["shots"]]
+
+
+def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_video(tmp_path, torchrun, child_env):
+    import torch
+
+    script = write_script(tmp_path / "scripts", "heron.json", STORY)
+    args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--device", "cpu", "--json"]
+    run = tmp_path / "run"
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(GUARD), child_env()["PYTHONPATH"]]),
+        "STORYMEM_TEST_RUN_DIR": str(run),
+    }  # the torchrun fixture gives each worker one thread, as the reference below gets
+
+    # 1. Rank 1 dies when shot 3 is sent: rank 0's collective fails, torchrun ends the launch.
+    killed = torchrun(["-m", "storymem_cli", *args], STORYMEM_TEST_KILL_AT="3", **env)
+    assert killed.returncode != 0
+    assert "exitcode  : 43" in killed.stderr and "exitcode  : 97" not in killed.stderr, killed.stderr[-3000:]
+    partial = json.loads((run / "run.json").read_text())
+    assert partial["status"] != "done" and len(partial["shots"]) == 2
+    assert not (run / "story.mp4").exists()
+
+    # 2. The same command again: resumes at shot 3 and finishes; rank 1 never touched the folder.
+    resumed = torchrun(["-m", "storymem_cli", *args], **env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads(resumed.stdout)  # rank 0 alone prints
+    assert summary["kept_shots"] == 2 and [s["mode"] for s in summary["shots"]] == ["t2v", "mi2v", "m2v"]
+    record = json.loads((run / "run.json").read_text())
+    assert record["status"] == "done"
+    assert record["model"]["parallel"]["world_size"] == 2 and record["model"]["parallel"]["ulysses"] == 2
+
+    # 3. One process renders the same story: same plan, memory and frames (within TOLERANCE).
+    reference = tmp_path / "reference"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU float sums depend on the thread count
+    try:
+        result = CliRunner().invoke(app, [*args[:3], str(reference), *args[4:]])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    expected = json.loads((reference / "run.json").read_text())
+    for key in ("seed", "mode", "memory_ids", "keyframe_ids", "fingerprint"):
+        assert [s[key] for s in record["shots"]] == [s[key] for s in expected["shots"]], key
+    for got, want in zip(tails(run), tails(reference), strict=True):
+        assert np.abs(got - want).max() <= TOLERANCE
+    listing = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.name != ".lock")
+    assert listing == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.name != ".lock")
