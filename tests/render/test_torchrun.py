@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,8 @@ def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_vi
     # 1. Rank 1 dies when shot 3 is sent: rank 0's collective fails, torchrun ends the launch.
     killed = torchrun(["-m", "storymem_cli", *args], STORYMEM_TEST_KILL_AT="3", **env)
     assert killed.returncode != 0
-    assert "exitcode  : 43" in killed.stderr and "exitcode  : 97" not in killed.stderr, killed.stderr[-3000:]
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", killed.stderr)  # torchrun's summary of the failed ranks
+    assert "43" in codes and "97" not in codes, killed.stderr[-3000:]
     partial = json.loads((run / "run.json").read_text())
     assert partial["status"] != "done" and len(partial["shots"]) == 2
     assert not (run / "story.mp4").exists()
