@@ -36,7 +36,7 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path, child_env):
         (["render", str(script), "-o", str(tmp_path / "c"), "--frames", "10"], "4k+1"),
         # the model is known without torch here, so the checks that need its defaults run too
         (["render", str(script), "-o", str(tmp_path / "d"), "--model", "tiny", "--continuation", "mm2v", "--frames", "5"], "too few"),
-        (["render", str(script), "-o", str(busy.root), "--model", "tiny"], "another storymem render is writing"),
+        (["render", str(script), "-o", str(busy.root), "--model", "tiny"], "another storymem process (a render or add-reference) is writing"),
     ]
     with busy.locked():  # as another process's render would hold it
         result = subprocess.run(
