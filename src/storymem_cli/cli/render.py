@@ -327,9 +327,10 @@ def render(
         if not scripts:
             typer.echo(f"shard {shard}: no scripts in this share", err=True)
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []
-    jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run)  # before torch is imported
+    launch = launch_from_env()  # torchrun's environment; only rank 0 (the leader) touches the run folder
+    leads = launch is None or launch.leader
+    jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run and leads)  # before torch is imported
 
-    launch = launch_from_env()
     if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
         check_options(launch, device, offload.value, cache.value)
         start(launch, device, parallel.value)
