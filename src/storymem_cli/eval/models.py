@@ -138,11 +138,9 @@ def tiny_metric_models(metrics: set[str], device: str = "cpu") -> MetricModels:
 
 def resolve_device(device: str) -> str:
     """``auto``: CUDA when torch sees a GPU, else the CPU; anything else as given."""
-    if device != "auto":
-        return device
-    import torch
+    from storymem_cli.models.runtime import default_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return device if device != "auto" else default_device()
 
 
 def load_metric_models(

@@ -206,21 +206,22 @@ class StoryModel:
 
     def _apply_runtime(self, pipe: Any, transformers: tuple[Any, Any]) -> None:
         from storymem_cli.models.parallel import enable_context_parallel
-        from storymem_cli.models.speed import apply_speed_options, resolve_attention_backend
+        from storymem_cli.models.speed import (
+            apply_speed_options,
+            resolve_attention_backend,
+        )
 
         if self.attention_backend is None:  # "auto" probes the device once per process
             self.attention_backend = resolve_attention_backend(self.runtime.attention_backend, self.device, self.dtype)
         backend = self.attention_backend
         for transformer in transformers:
             apply_speed_options(transformer, self.runtime, self.dtype)
-        if backend:
-            for transformer in transformers:
+            if backend:
                 try:
                     transformer.set_attention_backend(backend)
                 except (ValueError, RuntimeError, ImportError) as err:
                     raise InvalidInputError(f"attention backend {backend!r} cannot be used: {err}") from None
-        for transformer in transformers:  # a no-op unless torchrun started several processes
-            enable_context_parallel(transformer)
+            enable_context_parallel(transformer)  # a no-op unless torchrun started several processes
         if self.runtime.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         elif self.runtime.offload == "group":

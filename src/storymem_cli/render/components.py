@@ -60,13 +60,12 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
 
 
 def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
-    import torch
-
     from storymem_cli.memory.embed import load_embedder
     from storymem_cli.memory.quality import load_scorer
+    from storymem_cli.models.runtime import default_device
 
     # The memory parts run beside the model: on --device when given.
-    device = settings.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = settings.device or default_device()
     embedder = load_embedder(settings.embedder, device=device)
     scorer = load_scorer(settings.memory.aesthetic, settings.memory.aesthetic_threshold, device)
     return embedder, scorer

@@ -449,6 +449,7 @@ class StoryRenderer:
         # Memory view: the entries this shot is conditioned on.
         entries = bank.conditioning_entries() if bank is not None else []
         memory = [bank.load_image(entry) for entry in entries]
+        guidance_high, guidance_low = self.settings.guidance_per_expert()
         request = ShotRequest(
             mode=plan.mode,
             prompt=plan.prompt,
@@ -460,8 +461,8 @@ class StoryRenderer:
             steps=self.settings.steps,
             seed=plan.seed,
             rope=self.settings.rope,
-            guidance_high=self.settings.guidance_per_expert()[0],
-            guidance_low=self.settings.guidance_per_expert()[1],
+            guidance_high=guidance_high,
+            guidance_low=guidance_low,
         )
         prepared = time.perf_counter()
 

@@ -60,7 +60,9 @@ class Trainee:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from storymem_cli.models.runtime import default_device
+
+    return torch.device(name or default_device())
 
 
 def _geometry(cfg: TrainConfig, video: VideoConfig) -> VideoConfig:
