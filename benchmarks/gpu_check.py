@@ -55,11 +55,17 @@ MODES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("offload none", ("--offload", "none"), True),
     ("offload group", ("--offload", "group"), True),
     ("offload model", ("--offload", "model"), True),
+    ("fp8 + offload none", ("--offload", "none", "--quantize", "fp8"), True),
+    ("fast: compile, first-block cache, attention auto", ("--offload", "none", "--compile", "--cache", "first-block",
+                                                          "--attention", "auto"), True),  # fmt: skip
+    ("fp8 + offload group", ("--offload", "group", "--quantize", "fp8"), True),
     ("offload none + VAE tiling", ("--offload", "none", "--vae-tiling"), True),
     ("mm2v, T2V first shot", ("--offload", "none", "--continuation", "mm2v"), False),
     ("offload group + VAE tiling", ("--offload", "group", "--vae-tiling"), True),
     ("offload model + VAE tiling", ("--offload", "model", "--vae-tiling"), True),
 )
+FAST_ARGS = ("--continuation", "--quantize", "--compile", "--cache")  # renders that are not a plain offload mode
+PARTS = ("forwards", "renders")  # the forwards first: they feed every projection and the fast-mode table
 
 
 @dataclass(frozen=True)
@@ -260,9 +266,12 @@ def run_cli(args: list[str]) -> int:
 def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path, out: Path, size: CheckSize) -> ModeResult:
     import torch
 
-    result = ModeResult(mode=name, args=list(extra))
-    run_dir = out / "runs" / name.replace(" ", "_").replace(",", "").replace("+", "plus")
     cuda = size.device.startswith("cuda")
+    # Compiling on the CPU takes most of a minute per render at tiny size: the rehearsal runs the rest of
+    # the mode (tests/render/test_fast_modes.py renders --compile on the CPU).
+    extra = tuple(arg for arg in extra if cuda or arg != "--compile")
+    result = ModeResult(mode=name, args=list(extra))
+    run_dir = out / "runs" / name.replace(" ", "_").replace(",", "").replace("+", "plus").replace(":", "")
     _free()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -286,78 +295,137 @@ def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path
     return result
 
 
-# -- 3. one full expert forward per attention backend --------------------------------------------------
+# -- 3. one full expert forward per attention backend and fast mode ----------------------------------
 
 
 @dataclass
 class ForwardResult:
-    backend: str
+    backend: str  # the attention backend, or the fast mode (on SDPA)
     seconds: float | None = None
     peak_gib: float | None = None
     tokens: int | None = None
     layers: int | None = None
     first_call_s: float | None = None  # the warm-up forward: compiling included
+    weights_gib: float | None = None  # GPU memory held by the expert before the first forward
+    other_length_first_s: float | None = None  # compiled: first forward with no memory frames (a recompile?)
+    other_length_s: float | None = None  # ... and the one after it
     unavailable: str | None = None
 
 
-def time_forwards(size: CheckSize, repeats: int = 1) -> list[ForwardResult]:
+# Fast modes timed on a fresh expert each (they change it in place), in order of value: (label,
+# RuntimeOptions fields, fp8 method). Compilation is timed on the GPU only (minutes on 2 CPU cores;
+# tests/render/test_fast_modes.py covers --compile there).
+FAST_FORWARDS: tuple[tuple[str, dict[str, Any], str, bool], ...] = (
+    ("compile", {"compile": True}, "layerwise", True),
+    ("fp8 torchao", {"quantize": "fp8"}, "torchao", True),
+    ("fp8 torchao + compile", {"quantize": "fp8", "compile": True}, "torchao", True),
+    ("fp8 layerwise (storage)", {"quantize": "fp8"}, "layerwise", False),
+)
+
+
+def time_forwards(size: CheckSize, repeats: int = 1, log: Path | None = None) -> list[ForwardResult]:
+    """One expert forward at the check's size per attention backend, then per fast mode; each result
+    is appended to ``log`` (JSON lines) as soon as it is measured, so a run cut short keeps them."""
     import torch
     from diffusers import WanTransformer3DModel
 
     from storymem_cli.config import RopeConfig
     from storymem_cli.models.runtime import RuntimeOptions
-    from storymem_cli.models.speed import apply_speed_options
+    from storymem_cli.models.speed import (
+        apply_speed_options,
+        fp8_method,
+        resolve_attention_backend,
+    )
     from storymem_cli.pipeline.layout import frame_positions, latent_frame_count
     from storymem_cli.pipeline.rope import rope_positions
 
     device, dtype = torch.device(size.device), getattr(torch, size.dtype)
     cuda = device.type == "cuda"
-    with torch.device(device):
-        model = WanTransformer3DModel(**{**size.transformer, "num_layers": size.forward_layers, "in_channels": 36})
-    model = model.to(dtype).eval()
-    shot = latent_frame_count(size.frames, 4)
-    frames = size.forward_memory_frames + shot
-    gen = torch.Generator(device).manual_seed(0)
-    hidden = torch.randn(1, 36, frames, size.height // 8, size.width // 8, generator=gen, device=device, dtype=dtype)
-    text = torch.randn(1, 512, model.config.text_dim, generator=gen, device=device, dtype=dtype)
-    timestep = torch.tensor([900.0], device=device)
-    tokens = frames * (size.height // 16) * (size.width // 16)
-    positions = frame_positions(size.forward_memory_frames, shot, RopeConfig())
 
-    def forward() -> None:
+    def build() -> Any:
+        torch.manual_seed(0)
+        with torch.device(device):
+            model = WanTransformer3DModel(**{**size.transformer, "num_layers": size.forward_layers, "in_channels": 36})
+        return model.to(dtype).eval()
+
+    shot = latent_frame_count(size.frames, 4)
+    gen = torch.Generator(device).manual_seed(0)
+    text = torch.randn(1, 512, size.transformer.get("text_dim", 4096), generator=gen, device=device, dtype=dtype)
+    timestep = torch.tensor([900.0], device=device)
+
+    def inputs(memory: int) -> tuple[Any, Any, int]:
+        hidden = torch.randn(1, 36, memory + shot, size.height // 8, size.width // 8, generator=gen, device=device,
+                             dtype=dtype)  # fmt: skip
+        return hidden, frame_positions(memory, shot, RopeConfig()), (memory + shot) * (size.height // 16) * (size.width // 16)
+
+    full = inputs(size.forward_memory_frames)
+    tokens = full[2]
+
+    def forward(model: Any, given: tuple[Any, Any, int] = full) -> None:
+        hidden, positions, _ = given
         with torch.no_grad(), rope_positions([model], positions):
             model(hidden_states=hidden, timestep=timestep, encoder_hidden_states=text, return_dict=False)
         if cuda:
             torch.cuda.synchronize()
 
-    def measure(label: str, setup: Any) -> ForwardResult:
+    def timed(call: Any) -> float:
+        started = time.perf_counter()
+        call()
+        return time.perf_counter() - started
+
+    results: list[ForwardResult] = []
+
+    def record(result: ForwardResult) -> None:
+        results.append(result)
+        if log is not None:
+            with log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(asdict(result)) + "\n")
+        shown = f"{result.seconds:.3f} s" if result.seconds else f"unavailable ({result.unavailable})"
+        print(f"  forward {result.backend}: {shown}", file=sys.stderr, flush=True)
+
+    def measure(label: str, model: Any, setup: Any, other_length: bool = False) -> None:
         try:
+            if cuda:
+                torch.cuda.synchronize()
             setup()
-            started = time.perf_counter()
-            forward()  # warm-up: kernels picked, memory pools filled, blocks compiled
-            first = time.perf_counter() - started
+            weights = round(torch.cuda.memory_allocated() / GIB, 2) if cuda else None
+            first = timed(lambda: forward(model))  # warm-up: kernels picked, memory pools filled, blocks compiled
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
-            started = time.perf_counter()
-            for _ in range(repeats):
-                forward()
-            seconds = (time.perf_counter() - started) / repeats
+            seconds = sum(timed(lambda: forward(model)) for _ in range(repeats)) / repeats
+            peak = round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else None
+            result = ForwardResult(label, round(seconds, 3), peak, tokens, size.forward_layers, round(first, 3), weights)
+            if other_length:  # the next shot's memory length: is it compiled again?
+                short = inputs(0)
+                result.other_length_first_s = round(timed(lambda: forward(model, short)), 3)
+                result.other_length_s = round(timed(lambda: forward(model, short)), 3)
         except Exception as err:  # noqa: BLE001  not installed, or not for this device / dtype
             first_line = (str(err).strip().splitlines() or [""])[0][:160]
-            return ForwardResult(label, unavailable=f"{type(err).__name__}: {first_line}")
-        peak = round(torch.cuda.max_memory_allocated() / GIB, 2) if cuda else None
-        return ForwardResult(label, round(seconds, 3), peak, tokens, size.forward_layers, round(first, 3))
+            result = ForwardResult(label, unavailable=f"{type(err).__name__}: {first_line}")
+        record(result)
 
-    results = [measure(backend or "sdpa (default)", lambda b=backend: model.set_attention_backend(b or "native"))
-               for backend in BACKENDS]  # fmt: skip
+    model = build()
+    for backend in BACKENDS:
+        measure(backend or "sdpa (default)", model, lambda b=backend: model.set_attention_backend(b or "native"))
     model.set_attention_backend("native")
-    # The fast modes of `storymem render`, through the same code (models/speed.py), on SDPA.
-    if cuda:  # compiling takes minutes on 2 CPU cores; tests/render/test_fast_modes.py covers --compile there
-        results.append(measure("compile (sdpa)", lambda: apply_speed_options(model, RuntimeOptions(compile=True), dtype)))
-        for block in model.blocks:  # back to eager for the next mode
-            block._compiled_call_impl = None
-    results.append(measure("fp8 storage (sdpa)", lambda: apply_speed_options(model, RuntimeOptions(quantize="fp8"), dtype)))
-    return results  # the model goes with this frame; the caller frees the memory
+    auto = resolve_attention_backend("auto", device, dtype)
+    record(ForwardResult(f"attention auto -> {auto}", unavailable="picks the backend timed above"))
+    for label, options, method, gpu_only in FAST_FORWARDS:
+        if gpu_only and not cuda:
+            record(ForwardResult(label, unavailable="timed on a GPU only"))
+            continue
+        if method == "torchao" and fp8_method(device) != "torchao":
+            record(ForwardResult(label, unavailable="torchao missing or no fp8 tensor cores here (speed.fp8_method)"))
+            continue
+        del model
+        _free()
+        model = build()
+        runtime = RuntimeOptions(**options)
+        measure(label, model, lambda m=model, r=runtime, q=method: apply_speed_options(m, r, dtype, q),
+                other_length=runtime.compile)  # fmt: skip
+    del model
+    _free()
+    return results
 
 
 # -- 4. projections to the whole A14B story ------------------------------------------------------------
@@ -380,13 +448,15 @@ def project(
     bytes_per = 2 if size.dtype in ("bfloat16", "float16") else 4
     sdpa = next((f for f in forwards if f.backend == "sdpa (default)" and f.seconds), None)
     base = next((r for r in renders if r.mode == "offload none" and r.finished), None)
-    if sdpa is None or base is None:
-        return {"note": "nothing to project from: the SDPA forward or the offload-none render is missing"}
+    if sdpa is None:
+        return {"note": "nothing to project from: the SDPA forward is missing"}
     render_layers = size.transformer["num_layers"]
     per_layer = sdpa.seconds / sdpa.layers
     forward_full = per_layer * A14B_LAYERS
-    own_forwards = size.steps * FORWARDS_PER_STEP * render_layers * per_layer  # upper bound: shots w/o memory are shorter
-    outside = max(0.0, _mean(base.shot_s) - own_forwards)
+    outside = None
+    if base is not None:
+        own_forwards = size.steps * FORWARDS_PER_STEP * render_layers * per_layer  # upper bound: shots w/o memory are shorter
+        outside = max(0.0, _mean(base.shot_s) - own_forwards)
 
     def resident(counts: dict[str, int], mode: str) -> float:
         nonblock = counts["expert"] - counts["expert_block"] * counts["expert_layers"]  # embeddings, head
@@ -397,28 +467,32 @@ def project(
         return (counts["expert_block"] + nonblock) * bytes_per
 
     rows = {}
-    for render in renders:
-        if not render.finished or "mm2v" in render.mode:
+    for render in renders:  # the plain offload modes (the fast modes' renders check that they run, at 2 layers)
+        if not render.finished or base is None or any(a in render.args for a in FAST_ARGS):
             continue
         mode = render.args[render.args.index("--offload") + 1]
         extra = max(0.0, _mean(render.shot_s) - _mean(base.shot_s)) * A14B_LAYERS / render_layers
-        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full + outside + extra
+        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full + (outside or 0.0) + extra
         row: dict[str, Any] = {"minutes_per_story": round(STORY_SHOTS * shot_s / 60, 1)}
-        if render.peak_gib is not None:
+        if render.peak_gib is not None and small:
             grown = (resident(full, mode) - resident(small, mode)) / GIB
             row["peak_gib"] = round(render.peak_gib + grown, 1)
         rows[render.mode] = row
-    fast = {
-        f.backend: round(STORY_SHOTS * (PAPER_STEPS * FORWARDS_PER_STEP * f.seconds / f.layers * A14B_LAYERS + outside) / 60, 1)
-        for f in forwards if f.seconds
-    }  # fmt: skip
+
+    def minutes(forward_s: float, steps: int = PAPER_STEPS, per_step: int = FORWARDS_PER_STEP) -> float:
+        return round(STORY_SHOTS * (steps * per_step * forward_s + (outside or 0.0)) / 60, 1)
+
+    fast = {f.backend: minutes(f.seconds / f.layers * A14B_LAYERS) for f in forwards if f.seconds}
+    # A step-distilled LoRA (Wan2.2 Lightning: 4 steps, guidance 1, so one pass per step) on SDPA.
+    fast["sdpa + --guidance 1, 4 steps (distilled LoRA)"] = minutes(forward_full, steps=4, per_step=1)
     return {
         "computed": True,
         "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, 48,360 tokens each",
         "forward_s_40_layers": round(forward_full, 2),
-        "outside_transformer_s_per_shot": round(outside, 2),
+        "outside_transformer_s_per_shot": None if outside is None else round(outside, 2),
         "per_offload_mode": rows,
         "minutes_per_story_by_forward": fast,
+        **({} if outside is not None else {"note": "no offload-none render: minutes count the transformer only"}),
     }
 
 
@@ -448,28 +522,31 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"{r['mode']:<30} {result:<10} {per_shot:>7} {peak:>9}  {' '.join(r['modes'])}")
         if r["error"] or r["skipped"]:
             lines.append(f"    {r['error'] or r['skipped']}")
-    lines += ["", f"{'forward (backend, mode)':<20} {'forward s':>10} {'peak GiB':>9}  (layers, tokens, first call s)"]
+    lines += ["", f"{'forward (backend, mode)':<26} {'forward s':>9} {'peak GiB':>9} {'weights':>8}  "
+              "(layers, tokens, first call s; compiled: no-memory first/next s)"]
     for f in report["forwards"]:
         if f["unavailable"]:
-            lines.append(f"{f['backend']:<20} {'-':>10} {'-':>9}  unavailable: {f['unavailable']}")
-        else:
-            peak = "-" if f["peak_gib"] is None else f"{f['peak_gib']:.1f}"
-            lines.append(f"{f['backend']:<20} {f['seconds']:>10.3f} {peak:>9}  ({f['layers']}, {f['tokens']:,}, "
-                         f"{f['first_call_s']:.1f})")  # fmt: skip
+            lines.append(f"{f['backend']:<26} {'-':>9} {'-':>9} {'-':>8}  {f['unavailable']}")
+            continue
+        peak, weights = (("-" if v is None else f"{v:.1f}") for v in (f["peak_gib"], f["weights_gib"]))
+        shape = "" if f["other_length_first_s"] is None else f"; {f['other_length_first_s']:.1f}/{f['other_length_s']:.1f}"
+        lines.append(f"{f['backend']:<26} {f['seconds']:>9.3f} {peak:>9} {weights:>8}  ({f['layers']}, {f['tokens']:,}, "
+                     f"{f['first_call_s']:.1f}{shape})")  # fmt: skip
     projection = report["projection"]
     lines += ["", f"projected A14B story (COMPUTED, not measured): {projection.get('story', '')}"]
     for mode, row in projection.get("per_offload_mode", {}).items():
         peak = f"{row['peak_gib']:.1f} GiB" if "peak_gib" in row else "peak n/a"
         lines.append(f"  {mode:<30} {row['minutes_per_story']:>7.1f} min  {peak}")
     for variant, minutes in projection.get("minutes_per_story_by_forward", {}).items():
-        lines.append(f"  forward {variant:<22} {minutes:>7.1f} min (offload none)")
+        lines.append(f"  {variant:<46} {minutes:>7.1f} min (offload none)")
     if "note" in projection:
         lines.append(f"  {projection['note']}")
     lines.append(f"\ntotal {report['total_s']:.0f} s")
     return "\n".join(lines)
 
 
-def run_check(size: CheckSize, out: Path) -> dict[str, Any]:
+def run_check(size: CheckSize, out: Path, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+    """The check; gpu_check.json is rewritten after each part, so a run cut short keeps what it measured."""
     import torch
 
     started = time.perf_counter()
@@ -477,45 +554,57 @@ def run_check(size: CheckSize, out: Path) -> dict[str, Any]:
     cuda = size.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: run with --tiny for the CPU rehearsal")
-    model_dir = out / "model"
-    small = build_model_folder(size, model_dir)
-    built_s = time.perf_counter() - started
-    scripts = {True: write_story(out / "story-ref", size, True), False: write_story(out / "story", size, False)}
-
-    renders: list[ModeResult] = []
-    forwards: list[ForwardResult] = []
-    for i, (name, extra, with_reference) in enumerate(MODES):
-        if i == 1:  # after the baseline render: the forwards feed every projection
-            forwards = time_forwards(size)
-            _free()
-        if time.perf_counter() - started > size.budget_s:
-            renders.append(ModeResult(name, list(extra), skipped=f"time budget of {size.budget_s:.0f} s spent"))
-            continue
-        renders.append(render_mode(name, extra, scripts[with_reference], model_dir, out, size))
-        print(f"[{time.perf_counter() - started:6.1f} s] {name}: {'ok' if renders[-1].finished else 'not finished'}",
-              file=sys.stderr, flush=True)  # fmt: skip
-    if not forwards:
-        forwards = time_forwards(size)
-    report = {
+    report: dict[str, Any] = {
         "size": "tiny (CPU rehearsal)" if not cuda else "A14B widths",
         "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "versions": {"torch": torch.__version__, **_versions("diffusers", "transformers", "peft", "accelerate")},
+        "versions": {"torch": torch.__version__, **_versions("diffusers", "transformers", "peft", "accelerate", "torchao")},
         "check": asdict(size),
-        "model_build_s": round(built_s, 1),
-        "params": {"check_model": small, "a14b": full_a14b_counts()},
-        "renders": [asdict(r) for r in renders],
-        "forwards": [asdict(f) for f in forwards],
+        "params": {"a14b": full_a14b_counts()},
+        "renders": [],
+        "forwards": [],
     }
-    report["projection"] = project(renders, forwards, size, small, report["params"]["a14b"])
-    report["total_s"] = round(time.perf_counter() - started, 1)
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    def save() -> None:
+        renders = [ModeResult(**r) for r in report["renders"]]
+        forwards = [ForwardResult(**f) for f in report["forwards"]]
+        report["projection"] = project(renders, forwards, size, report["params"].get("check_model"), report["params"]["a14b"])
+        report["total_s"] = round(time.perf_counter() - started, 1)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    if "forwards" in parts:
+        log = out / "forwards.jsonl"
+        log.unlink(missing_ok=True)
+        report["forwards"] = [asdict(f) for f in time_forwards(size, log=log)]
+        _free()
+        save()
+    if "renders" in parts:
+        built = time.perf_counter()
+        report["params"]["check_model"] = build_model_folder(size, out / "model")
+        report["model_build_s"] = round(time.perf_counter() - built, 1)
+        scripts = {True: write_story(out / "story-ref", size, True), False: write_story(out / "story", size, False)}
+        for name, extra, with_reference in MODES:
+            if time.perf_counter() - built > size.budget_s:
+                result = ModeResult(name, list(extra), skipped=f"time budget of {size.budget_s:.0f} s spent")
+            else:
+                result = render_mode(name, extra, scripts[with_reference], out / "model", out, size)
+                print(f"[{time.perf_counter() - started:6.1f} s] {name}: {'ok' if result.finished else 'not finished'}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+            report["renders"].append(asdict(result))
+            save()
+    save()
     return report
 
 
-def _versions(*names: str) -> dict[str, str]:
-    from importlib.metadata import version
+def _versions(*names: str) -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name: version(name) for name in names}
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -523,8 +612,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--tiny", action="store_true", help="tiny widths on the CPU (seconds): the rehearsal a test runs")
     ap.add_argument("--out", type=Path, default=None, help="folder for the model, runs and gpu_check.json "
                     "(default: $OUT if set, else a temporary folder)")  # fmt: skip
-    ap.add_argument("--budget-s", type=float, default=None, help="skip render modes once this much time is spent")
+    ap.add_argument("--budget-s", type=float, default=None, help="skip render modes once this much time is spent on them")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run, comma-separated (default: {','.join(PARTS)})")
     args = ap.parse_args(argv)
+    parts = tuple(part.strip() for part in args.parts.split(","))
+    if unknown := set(parts) - set(PARTS):
+        ap.error(f"--parts: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     size = tiny_size() if args.tiny else full_size()
     if args.budget_s is not None:
         size = CheckSize(**{**asdict(size), "budget_s": args.budget_s})
@@ -532,7 +625,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if out is None:
             out = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gpu_check-")))
-        report = run_check(size, out)
+        report = run_check(size, out, parts)
         print(table(report))
         print(f"\nJSON: {out / 'gpu_check.json'}", file=sys.stderr)
     return report

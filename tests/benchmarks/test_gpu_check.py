@@ -23,16 +23,22 @@ def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_p
     assert vae_tiled["model"]["storymem_lora"]["fused"] is True
 
     forwards = {f["backend"]: f for f in report["forwards"]}
-    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage",
-                              "fp8 storage (sdpa)"]  # compile only on a GPU  # fmt: skip
-    assert forwards["fp8 storage (sdpa)"]["seconds"] > 0
+    auto = next(name for name in forwards if name.startswith("attention auto -> "))
+    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage", auto,
+                              *(label for label, *_ in check.FAST_FORWARDS)]  # fmt: skip
+    assert forwards["fp8 layerwise (storage)"]["seconds"] > 0
+    for label in ("compile", "fp8 torchao", "fp8 torchao + compile"):  # GPU only, and it says so
+        assert forwards[label]["unavailable"] == "timed on a GPU only"
     assert forwards["sdpa (default)"]["seconds"] > 0 and forwards["sdpa (default)"]["tokens"] == 5 * 3 * 4
     for forward in forwards.values():  # measured, or says why not: never silently missing
         assert (forward["seconds"] is None) != (forward["unavailable"] is None)
 
     projection = report["projection"]
     assert projection["computed"] is True
-    assert set(projection["per_offload_mode"]) == {name for name, _, _ in check.MODES if "mm2v" not in name}
+    plain = {name for name, args, _ in check.MODES if not set(check.FAST_ARGS) & set(args)}
+    assert set(projection["per_offload_mode"]) == plain and "offload group + VAE tiling" in plain
+    fast = projection["minutes_per_story_by_forward"]
+    assert fast["sdpa + --guidance 1, 4 steps (distilled LoRA)"] < fast["sdpa (default)"]
     assert all(row["minutes_per_story"] > 0 for row in projection["per_offload_mode"].values())
     assert report["params"]["a14b"]["expert"] > 14e9  # the real expert, counted on the meta device
     table = capsys.readouterr().out
@@ -43,5 +49,13 @@ def test_a_spent_budget_skips_modes_and_says_so(load_benchmark, tmp_path):
     check = load_benchmark("gpu_check")
     report = check.main(["--tiny", "--out", str(tmp_path), "--budget-s", "0"])
     assert all(r["skipped"] and not r["finished"] for r in report["renders"])
-    assert report["projection"]["note"].startswith("nothing to project from")
+    assert report["projection"]["note"].startswith("no offload-none render")
     assert report["forwards"][0]["seconds"] > 0  # the forwards still run
+
+
+def test_parts_run_alone(load_benchmark, tmp_path):
+    check = load_benchmark("gpu_check")
+    report = check.main(["--tiny", "--out", str(tmp_path), "--parts", "forwards"])
+    assert report["renders"] == [] and report["forwards"]
+    logged = [json.loads(line) for line in (tmp_path / "forwards.jsonl").read_text().splitlines()]
+    assert logged == report["forwards"]  # each forward is logged as it is measured

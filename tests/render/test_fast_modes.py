@@ -120,3 +120,38 @@ def test_fingerprint_has_what_changes_pixels():
     assert fingerprint(compile=True) == base and fingerprint(attention_backend="auto") == base
     changed = [fingerprint(cache="first-block"), fingerprint(cache="taylorseer"), fingerprint(quantize="fp8")]
     assert base not in changed and len(set(changed)) == 3
+
+
+def test_fp8_runs_on_torchao_only_where_fp8_matmuls_exist(monkeypatch):
+    from storymem_cli.models import speed
+
+    assert speed.fp8_method(torch.device("cpu")) == "layerwise"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100 / H200
+    assert speed.fp8_method(torch.device("cuda")) == "torchao"
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100: no fp8 tensor cores
+    assert speed.fp8_method(torch.device("cuda")) == "layerwise"
+
+
+def test_torchao_quantises_the_block_linears_and_nothing_else():
+    """The torchao path on the CPU, with torchao's weight-only fp8 (its fp8 matmuls need a Hopper GPU;
+    benchmarks/gpu_check.py times them there): every linear layer inside a block is quantised, the
+    embeddings and the output head are not, and the output stays close."""
+    from torchao.quantization import Float8WeightOnlyConfig
+
+    from storymem_cli.models.speed import quantize_blocks_torchao
+
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu"))
+    expert = model.pipeline("m2v").transformer
+    linears = {name for name, m in expert.named_modules() if isinstance(m, torch.nn.Linear)}
+    in_blocks = {name for name in linears if name.startswith("blocks.")}
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, expert.config.in_channels, 3, 6, 8, generator=gen)
+    text = torch.randn(1, 8, expert.config.text_dim, generator=gen)
+    with torch.no_grad():
+        before = expert(hidden_states=hidden, timestep=torch.tensor([500.0]), encoder_hidden_states=text)[0]
+        assert quantize_blocks_torchao(expert, Float8WeightOnlyConfig()) == len(in_blocks) > 0
+        after = expert(hidden_states=hidden, timestep=torch.tensor([500.0]), encoder_hidden_states=text)[0]
+    quantised = {name for name in linears if type(expert.get_submodule(name).weight).__name__ != "Parameter"}
+    assert quantised == in_blocks and linears - in_blocks  # the head and embeddings stay in full precision
+    error = (after - before).abs().max() / before.abs().max()
+    assert 0 < error < 0.1  # fp8 rounding moves the output, a little

@@ -51,15 +51,62 @@ def cache_config(runtime: RuntimeOptions) -> Any:
     return TaylorSeerCacheConfig(cache_interval=runtime.cache_interval)
 
 
-def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype: torch.dtype) -> None:
-    """fp8 storage, the step cache and compilation on one expert, in that order (each is a hook or
-    a wrapper around the blocks; compilation last so it traces the others)."""
+# torchao's fp8 matmuls need Hopper/Ada tensor cores (compute capability 8.9: L4, L40, H100, H200).
+FP8_MATMUL_CAPABILITY = (8, 9)
+
+
+def fp8_method(device: torch.device) -> str:
+    """How ``--quantize fp8`` runs here: ``torchao`` (weights and activations in float8, matmuls in
+    float8 with a scale per row) on a CUDA GPU with fp8 tensor cores when torchao is installed, else
+    ``layerwise`` (diffusers' layerwise casting: weights stored in float8, computed in the model's
+    dtype; half the memory, no faster)."""
+    import torch
+
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < FP8_MATMUL_CAPABILITY:
+        return "layerwise"
+    try:
+        import torchao.quantization  # noqa: F401
+    except Exception:  # noqa: BLE001  not installed, or built for another torch: the storage-only path works anywhere
+        return "layerwise"
+    return "torchao"
+
+
+def quantize_blocks_torchao(transformer: Any, config: Any = None) -> int:
+    """Quantise the linear layers of the transformer blocks in place with torchao (default: fp8
+    dynamic activations and weights, a scale per row); returns how many. Embeddings, the time and text
+    projections and the output head stay in full precision: they are a sliver of the weights and the
+    most sensitive to rounding."""
+    import torch
+    from torchao.quantization import (
+        Float8DynamicActivationFloat8WeightConfig,
+        PerRow,
+        quantize_,
+    )
+
+    config = config or Float8DynamicActivationFloat8WeightConfig(granularity=PerRow())
+    count = [0]
+
+    def in_a_block(module: torch.nn.Module, name: str) -> bool:
+        chosen = isinstance(module, torch.nn.Linear) and name.startswith("blocks.")
+        count[0] += chosen
+        return chosen
+
+    quantize_(transformer, config, filter_fn=in_a_block)
+    return count[0]
+
+
+def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype: torch.dtype,
+                        quantize_method: str = "layerwise") -> None:  # fmt: skip
+    """fp8, the step cache and compilation on one expert, in that order (each is a hook or a
+    wrapper around the blocks; compilation last so it traces the others). ``quantize_method``: what
+    ``fp8_method`` chose for this device."""
     import torch
 
     if runtime.quantize == "fp8":
-        # Weights stored in float8 e4m3 and cast to the compute dtype layer by layer: half the memory
-        # of bf16 on any device (norms and embeddings stay in full precision).
-        transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+        if quantize_method == "torchao":
+            quantize_blocks_torchao(transformer)
+        else:  # norms and embeddings stay in full precision (diffusers' default skip list)
+            transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
     config = cache_config(runtime)
     if config is not None:
         transformer.enable_cache(config)

@@ -118,6 +118,7 @@ class StoryModel:
         self._group_offloaded: set[str] = set()
         self._negatives: dict[tuple[str, str], torch.Tensor] = {}
         self.attention_backend: str | None = None  # resolved when the first experts load
+        self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
         self._kind: Kind | None = None
         self._pipe: Any = None
 
@@ -208,14 +209,19 @@ class StoryModel:
         from storymem_cli.models.parallel import enable_context_parallel
         from storymem_cli.models.speed import (
             apply_speed_options,
+            fp8_method,
             resolve_attention_backend,
         )
 
         if self.attention_backend is None:  # "auto" probes the device once per process
             self.attention_backend = resolve_attention_backend(self.runtime.attention_backend, self.device, self.dtype)
+        if self.runtime.quantize == "fp8" and self.quantize_method is None:
+            self.quantize_method = fp8_method(self.device)
         backend = self.attention_backend
         for transformer in transformers:
-            apply_speed_options(transformer, self.runtime, self.dtype)
+            if self.quantize_method == "torchao":  # quantised where it computes: seconds there, minutes on the CPU
+                transformer.to(self.device)
+            apply_speed_options(transformer, self.runtime, self.dtype, self.quantize_method or "layerwise")
             if backend:
                 try:
                     transformer.set_attention_backend(backend)
@@ -370,6 +376,7 @@ class StoryModel:
                 include={"cache", "cache_threshold", "cache_interval"}),
             "compile": self.runtime.compile,
             "quantize": self.runtime.quantize,
+            "quantize_method": self.quantize_method,  # fp8: torchao (fp8 matmuls) or layerwise (fp8 storage)
             "rope": self.last_rope.model_dump(),
             "versions": software_versions(),
         }
