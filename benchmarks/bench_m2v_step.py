@@ -4,7 +4,10 @@ Prints two ratios:
   1. one StoryMem M2V step (M memory frames + T shot frames, negative RoPE) over one stock diffusers
      WanImageToVideoPipeline step on a video with the same number of latent frames (goal <= 1.05:
      memory conditioning should cost nothing beyond the extra frames);
-  2. an M2V step with M memory frames over one with none (the price of memory).
+  2. an M2V step with M memory frames over one with none (the price of memory);
+  3. per fast mode of `storymem render` (--cache, --compile, --quantize fp8, --guidance 1; applied by
+     models/speed.py, the render's own code), the mean step time of a whole M2V run over the default's
+     (a cache skips some steps' blocks, so whole runs are compared, not single steps).
 
 Runs on CPU with a mid-sized random transformer (the tiny preset's is so small that Python overhead
 dominates); pass --device cuda and larger sizes on a GPU. Step time = interval between step
@@ -36,6 +39,14 @@ from storymem_cli.pipeline.rope import rope_positions
 from storymem_cli.pipeline.scheduler import make_scheduler
 
 WARMUP_STEPS = 2
+# Part 3: each fast mode as RuntimeOptions fields (models/speed.py applies them) and call overrides.
+FAST_MODES: dict[str, tuple[dict, dict]] = {
+    "first-block cache": ({"cache": "first-block"}, {}),
+    "taylorseer cache": ({"cache": "taylorseer"}, {}),
+    "compile": ({"compile": True}, {}),
+    "fp8 (layerwise)": ({"quantize": "fp8"}, {}),
+    "guidance 1": ({}, {"guidance_scale": 1.0}),
+}
 
 
 def parse() -> argparse.Namespace:
@@ -50,6 +61,9 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=5, help="steps per run; the first 2 are warm-up")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--modes", default=",".join(FAST_MODES), help="fast modes to compare with the default, "
+                    "comma-separated; '' skips part 3 (choices: %(default)s)")  # fmt: skip
+    ap.add_argument("--mode-steps", type=int, default=12, help="steps per run in part 3 (a cache needs a few)")
     return ap.parse_args()
 
 
@@ -145,6 +159,51 @@ def main() -> None:
           f"stock {rope_us(stock_pipe.transformer, total_latents, args):.1f} us")  # fmt: skip
     print(f"ratio M={args.memory} memory / no memory (price of memory): {statistics.median(paired['none']):.3f} "
           f"(median of paired rounds; {best['m2v'] / best['none']:.3f} best-vs-best)")  # fmt: skip
+    if args.modes:
+        with torch.no_grad():
+            compare_modes(args, m2v_pipe, memory, common)
+
+
+def compare_modes(args: argparse.Namespace, m2v_pipe: StoryMemM2VPipeline, memory: list, common: dict) -> None:
+    """Part 3: the mean step time of a whole M2V run per fast mode over the default's, paired per round."""
+    from storymem_cli.models.runtime import RuntimeOptions
+    from storymem_cli.models.speed import apply_speed_options, reset_step_cache
+
+    names = [name for name in args.modes.split(",") if name]
+    if unknown := set(names) - set(FAST_MODES):
+        raise SystemExit(f"--modes: unknown {sorted(unknown)}; choose from {', '.join(FAST_MODES)}")
+    pipes = {"default": (m2v_pipe, {})}
+    for name in names:
+        options, call = FAST_MODES[name]
+        pipe = copy.deepcopy(m2v_pipe)
+        for expert in (pipe.transformer, pipe.transformer_2):
+            apply_speed_options(expert, RuntimeOptions(**options), torch.float32)
+        pipes[name] = (pipe, call)
+
+    def run(name: str) -> float:
+        pipe, call = pipes[name]
+        for expert in (pipe.transformer, pipe.transformer_2):
+            reset_step_cache(expert)
+        started = time.perf_counter()
+        pipe(**{**common, "num_inference_steps": args.mode_steps, **call}, memory_images=memory, num_frames=args.frames,
+             rope=RopeConfig(), generator=torch.Generator().manual_seed(0))  # fmt: skip
+        return (time.perf_counter() - started) / args.mode_steps
+
+    compile_s = {name: run(name) * args.mode_steps for name in pipes}  # warm-up run: compiling happens here
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    means: dict[str, list[float]] = {name: [] for name in pipes}
+    for _ in range(args.rounds):
+        round_means = {name: run(name) for name in pipes}
+        for name, value in round_means.items():
+            means[name].append(value)
+        for name in names:
+            ratios[name].append(round_means[name] / round_means["default"])
+    print(f"\nfast modes: mean step time over a whole {args.mode_steps}-step M2V run (M={args.memory}), "
+          f"against the default; median of {args.rounds} paired rounds")  # fmt: skip
+    print(f"  {'mode':<20} {'step ms':>9} {'ratio':>7}  first run s (compiling included)")
+    for name in pipes:
+        ratio = "1.000" if name == "default" else f"{statistics.median(ratios[name]):.3f}"
+        print(f"  {name:<20} {statistics.median(means[name]) * 1e3:>9.1f} {ratio:>7}  {compile_s[name]:.1f}")
 
 
 if __name__ == "__main__":

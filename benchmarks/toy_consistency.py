@@ -50,6 +50,18 @@ CONFIGS: tuple[Config, ...] = (
     Config("sequential-rope", "sequential RoPE", ("--rope", "sequential")),
     Config("memory", "StoryMem (memory)", ()),
 )
+# The fast modes of `storymem render` against the full method (not run by default: --configs fast).
+FAST_CONFIGS: tuple[Config, ...] = (
+    Config("fast-first-block", "memory + --cache first-block (threshold 0.05)", ("--cache", "first-block")),
+    Config("fast-first-block-0.2", "memory + --cache first-block --cache-threshold 0.2",
+           ("--cache", "first-block", "--cache-threshold", "0.2")),
+    Config("fast-taylorseer", "memory + --cache taylorseer (interval 5)", ("--cache", "taylorseer")),
+    Config("fast-fp8", "memory + --quantize fp8", ("--quantize", "fp8")),
+    Config("fast-compile", "memory + --compile", ("--compile",)),
+    Config("fast-half-steps", "memory + half the steps", ("--steps", "10")),  # the toy model's 20 halved
+    Config("fast-guidance-1", "memory + --guidance 1 (no distilled LoRA)", ("--guidance", "1")),
+)
+CONFIG_GROUPS = {"paper": CONFIGS, "fast": (*FAST_CONFIGS, CONFIGS[-1])}  # fast: beside the full method
 NO_MEMORY = "no-memory"
 TRUTH_ROW = "toy renderer (ground truth)"  # the detector's ceiling on these stories, through mp4
 # H.264 clips are yuv420: colour at half the resolution. At the toy model's 32x32 that blurs a sprite
@@ -213,8 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stories", type=int, default=20, help="number of benchmark stories (default 20)")
     parser.add_argument("--shots", type=int, default=8, help="shots per story, all hard cuts (default 8)")
     parser.add_argument("--seed", type=int, default=bench.DEFAULT_SEED, help=f"benchmark seed (default {bench.DEFAULT_SEED})")
-    parser.add_argument("--configs", default=",".join(c.key for c in CONFIGS),
-                        help="comma-separated subset of: " + ", ".join(f"{c.key} ({c.name})" for c in CONFIGS))
+    parser.add_argument("--configs", default="paper",
+                        help="'paper' (Table 2's rows, the default), 'fast' (the fast modes beside the full method), "
+                        "or a comma-separated subset of: " + ", ".join(f"{c.key} ({c.name})" for c in CONFIGS + FAST_CONFIGS))
     parser.add_argument("--jobs", type=int, default=2, help="render processes at a time, one thread each (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="storymem --steps (default: the model's)")
     parser.add_argument("--upscale", type=int, default=DEFAULT_UPSCALE,
@@ -226,12 +239,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="where toy_consistency.json and .md go (default benchmarks/results)")
     args = parser.parse_args(argv)
 
-    by_key = {c.key: c for c in CONFIGS}
-    keys = [k.strip() for k in args.configs.split(",") if k.strip()]
+    by_key = {c.key: c for c in CONFIGS + FAST_CONFIGS}
+    keys = [k.strip() for part in args.configs.split(",") for k in
+            ([c.key for c in CONFIG_GROUPS[part.strip()]] if part.strip() in CONFIG_GROUPS else [part])]  # fmt: skip
+    keys = [k.strip() for k in keys if k.strip()]
     unknown = [k for k in keys if k not in by_key]
     if unknown or not keys:
         parser.error(f"--configs {args.configs!r}: unknown {unknown}; choose from {', '.join(by_key)}")
-    configs = [c for c in CONFIGS if c.key in keys]
+    configs = [c for c in CONFIGS + FAST_CONFIGS if c.key in keys]
     if args.stories < 1 or args.shots < 1 or args.jobs < 1:
         parser.error("--stories, --shots and --jobs must be at least 1")
 

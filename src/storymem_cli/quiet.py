@@ -10,6 +10,7 @@ logging module is told directly.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -23,7 +24,10 @@ QUIET_ENV = {
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
 }
 NOISY = ("transformers", "diffusers")  # libraries with their own logging module and tqdm switch
-WARNING_MODULES = r"(transformers|diffusers|huggingface_hub|accelerate|peft|open_clip|timm)(\.|$)"
+WARNING_MODULES = r"(transformers|diffusers|huggingface_hub|accelerate|peft|open_clip|timm|torchao)(\.|$)"
+# Standard loggers of libraries without a verbosity switch: torch's pytree logs a deprecation for
+# every Enum torchao registers, on every import of torchao (diffusers imports it when installed).
+QUIET_LOGGERS = ("torch.utils._pytree", "torchao")
 
 
 def verbose() -> bool:
@@ -47,11 +51,13 @@ def quiet_libraries() -> None:
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)  # a user's own setting wins
     warnings.filterwarnings("ignore", module=WARNING_MODULES)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in NOISY:
         if name in sys.modules:
-            logging = importlib.import_module(f"{name}.utils.logging")
-            logging.set_verbosity_error()
-            logging.disable_progress_bar()
+            library_logging = importlib.import_module(f"{name}.utils.logging")
+            library_logging.set_verbosity_error()
+            library_logging.disable_progress_bar()
     if "huggingface_hub" in sys.modules:
         from huggingface_hub.utils import disable_progress_bars
 

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
 
     from storymem_cli.models.runtime import RuntimeOptions
 
-# Tried in this order by --attention auto: the fastest kernels first (FlashAttention 3 on Hopper,
-# FlashAttention 2, cuDNN, PyTorch's flash kernel), PyTorch's SDPA last. Sage attention is left
-# out: it quantises q and k, which changes the frames.
-AUTO_ATTENTION = ("_flash_3", "flash", "_native_cudnn", "_native_flash", "native")
+# Tried in this order by --attention auto: FlashAttention 3 (Hopper; a separate build), then PyTorch's
+# SDPA, which already picks the best of its own kernels. Forcing one of those kernels lost on an H200
+# (one A14B expert forward at 48,360 tokens, bf16: SDPA 5.78 s, cuDNN 6.01 s, PyTorch's flash 8.05 s;
+# benchmarks/gpu_check.py), so auto never forces them. FlashAttention 2 and Sage were not installed
+# there and stay out until measured; Sage quantises q and k, which changes the frames anyway.
+AUTO_ATTENTION = ("_flash_3", "native")
 
 
 def _attention_works(name: str, device: torch.device, dtype: torch.dtype) -> bool:
