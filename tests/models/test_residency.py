@@ -1,0 +1,71 @@
+"""The keep-both rule for the T2V and M2V expert pairs (models/residency.py), without a render."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from storymem_cli.models.residency import (
+    KEEP_MARGIN,
+    PoolMemory,
+    fits,
+    host_memory,
+    module_bytes,
+    pool_of,
+)
+
+GIB = 1 << 30
+
+
+def test_fits_leaves_the_margin():
+    assert fits(needed=53 * GIB, free=70 * GIB, margin=17 * GIB)
+    assert not fits(needed=53 * GIB, free=70 * GIB, margin=17 * GIB + 1)
+    assert fits(needed=0, free=0, margin=0) and not fits(needed=1, free=0, margin=0)
+
+
+def test_margin_is_the_measured_working_memory_plus_a_share_of_the_pool():
+    assert PoolMemory(free=0, total=100 * GIB).margin() == int(KEEP_MARGIN * 100 * GIB)
+    assert PoolMemory(free=0, total=100 * GIB, working=5 * GIB).margin() == 5 * GIB + int(KEEP_MARGIN * 100 * GIB)
+
+
+def test_the_measured_working_memory_decides_at_a14b_sizes():
+    """docs/models.md's numbers: an A14B expert is 26.6 GiB in bf16, the text encoder 10.6 GiB, an
+    H200 139.8 GiB. Beside one pair, a second fits when the shots so far needed 5 GiB of activations,
+    not when the 17 GB HPSv3 memory scorer also came onto the GPU; fp8 pairs fit beside it too."""
+    total, pair, text = int(139.8 * GIB), int(2 * 26.6 * GIB), int(10.6 * GIB)
+    for working, expected in ((5 * GIB, True), (5 * GIB + 17 * 10**9, False)):
+        gpu = PoolMemory(free=total - pair - text, total=total, working=working)
+        assert fits(pair, gpu.free, gpu.margin()) is expected
+    fp8 = pair // 2
+    gpu = PoolMemory(free=total - fp8 - text, total=total, working=5 * GIB + 17 * 10**9)
+    assert fits(fp8, gpu.free, gpu.margin())
+
+
+@pytest.mark.parametrize(
+    ("device", "offload", "pool"),
+    [("cpu", "none", "host"), ("cpu", "model", "host"), ("cuda", "none", "cuda"), ("cuda", "model", "host"),
+     ("cuda", "group", "host"), ("mps", "none", None), ("mps", "group", "host")],
+)  # fmt: skip
+def test_the_pool_is_where_the_pair_waits_between_forwards(device, offload, pool):
+    assert pool_of(device, offload) == pool
+
+
+def test_host_memory_reads_meminfo_within_a_cgroup_limit(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       32000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    assert host_memory(meminfo, cgroup) == PoolMemory(free=20000000 * 1024, total=32000000 * 1024)  # no limit files
+    (cgroup / "memory.max").write_text("max\n")
+    (cgroup / "memory.current").write_text("123\n")
+    assert host_memory(meminfo, cgroup).free == 20000000 * 1024
+    (cgroup / "memory.max").write_text(f"{8 * GIB}\n")
+    (cgroup / "memory.current").write_text(f"{6 * GIB}\n")
+    assert host_memory(meminfo, cgroup).free == 2 * GIB
+
+
+def test_module_bytes_counts_parameters_and_buffers_as_stored():
+    linear = torch.nn.Linear(4, 3)  # 12 + 3 float32
+    linear.register_buffer("table", torch.zeros(5, dtype=torch.float16))
+    assert module_bytes(linear) == 15 * 4 + 5 * 2
+    assert module_bytes(linear, torch.nn.Linear(2, 2, bias=False).to(torch.float8_e4m3fn)) == 70 + 4
