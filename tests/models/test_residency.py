@@ -5,6 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from storymem_cli.models import residency
+from storymem_cli.models.registry import (
+    RuntimeOptions,
+    load_story_model,
+    resolve_preset,
+)
 from storymem_cli.models.residency import (
     KEEP_MARGIN,
     PoolMemory,
@@ -69,3 +75,19 @@ def test_module_bytes_counts_parameters_and_buffers_as_stored():
     linear.register_buffer("table", torch.zeros(5, dtype=torch.float16))
     assert module_bytes(linear) == 15 * 4 + 5 * 2
     assert module_bytes(linear, torch.nn.Linear(2, 2, bias=False).to(torch.float8_e4m3fn)) == 70 + 4
+
+
+def test_model_offload_hooks_the_shared_parts_to_the_pipeline_that_runs(monkeypatch, tiny_request):
+    """After each call diffusers re-hooks the pipeline that ran, the shared VAE too: switching back to
+    the kept T2V pair must chain the VAE to the T2V low-noise expert, or the decode would run with the
+    M2V one still on the GPU."""
+    monkeypatch.setattr(residency, "host_memory", lambda: PoolMemory(free=1 << 50, total=1 << 50))
+    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", offload="model"))
+    model.generate(tiny_request(mode="t2v"))
+    model.generate(tiny_request(mode="m2v"))
+    vae = model.shared["vae"]
+    assert vae._hf_hook.prev_module_hook.model is model.pipeline("m2v").transformer_2
+    t2v = model.pipeline("t2v")
+    assert model.pair_loads == 2
+    assert vae._hf_hook.prev_module_hook.model is t2v.transformer_2
+    assert t2v.transformer._hf_hook.prev_module_hook.model is model.shared["text_encoder"]
