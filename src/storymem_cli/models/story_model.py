@@ -1,7 +1,9 @@
-"""The loaded story model: shared text encoder + VAE, and one pair of experts on the device at a time.
+"""The loaded story model: shared text encoder + VAE, and the T2V and M2V pairs of experts.
 
-The T2V pair (first shot) and the M2V pair (every other shot) are loaded on demand and the other
-pair is released, so a story needs memory for two experts, not four.
+The T2V pair (first shot, and every cut with --no-memory) and the M2V pair (the other shots) are
+loaded on demand. Both stay loaded when the second fits beside the first (models/residency.py);
+otherwise the held pair is released before the other loads, so a story needs memory for two
+experts, not four.
 """
 
 from __future__ import annotations
@@ -119,8 +121,9 @@ class StoryModel:
         self._negatives: dict[tuple[str, str], torch.Tensor] = {}
         self.attention_backend: str | None = None  # resolved when the first experts load
         self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
-        self._kind: Kind | None = None
-        self._pipe: Any = None
+        self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
+        self._kind: Kind | None = None  # the pipeline the last shot ran
+        self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
 
     @classmethod
     def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
@@ -161,21 +164,53 @@ class StoryModel:
         )  # type: ignore[return-value]
 
     def _release(self) -> None:
-        if self._pipe is None:
+        """Drop every held pair: the one way to free memory before the other pair loads."""
+        if not self._pipes:
             return
         if self.runtime.offload == "model":
-            self._pipe.remove_all_hooks()
-        self._pipe = self._kind = None
+            for pipe in self._pipes.values():
+                pipe.remove_all_hooks()
+        self._pipes.clear()
+        self._kind = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _room_for_other_pair(self) -> bool:
+        from storymem_cli.models.residency import module_bytes, room_for_pair
+
+        held = self._pipes[self._kind]  # type: ignore[index]
+        # The other pair has this one's shapes but for the patch embedding's input channels (16 for
+        # T2V, 36 for I2V at A14B) and any unfused LoRA adapters: the margin covers the difference.
+        return room_for_pair(module_bytes(held.transformer, held.transformer_2), self.device, self.runtime.offload)
+
+    def _activate(self, kind: Kind) -> Any:
+        """Run the next shot on a pair already held."""
+        pipe = self._pipes[kind]
+        if self.runtime.offload == "model":
+            # After each call diffusers hooks the pipeline's components anew, the shared text encoder
+            # and VAE included: hook them to this pipeline's experts, so that the VAE decode moves this
+            # pipeline's low-noise expert off the GPU.
+            pipe.enable_model_cpu_offload(device=self.device)
+        self._kind = kind
+        return pipe
+
     def pipeline(self, kind: Kind) -> Any:
-        """The T2V (``WanPipeline``) or M2V (``StoryMemM2VPipeline``) pipeline, loading its experts on demand."""
+        """The T2V (``WanPipeline``) or M2V (``StoryMemM2VPipeline``) pipeline, loading its experts on demand
+        beside the other pair when it fits, else in its place."""
         if self._kind == kind:
-            return self._pipe
-        self._release()
+            return self._pipes[kind]
+        if kind in self._pipes:
+            return self._activate(kind)
+        if self._pipes and not self._room_for_other_pair():
+            self._release()
+        pipe = self._build(kind)
+        self._pipes[kind], self._kind = pipe, kind
+        return pipe
+
+    def _build(self, kind: Kind) -> Any:
         high, low = self._load_pair(kind)
+        self.pair_loads += 1
         if kind == "t2v":
             from storymem_cli.pipeline.t2v import make_t2v_pipeline
 
@@ -202,7 +237,6 @@ class StoryModel:
                 _lora_api().fuse_active_adapters(transformer)
         self._apply_runtime(pipe, (high, low))
         pipe.set_progress_bar_config(disable=True)
-        self._pipe, self._kind = pipe, kind
         return pipe
 
     def _apply_runtime(self, pipe: Any, transformers: tuple[Any, Any]) -> None:
@@ -369,6 +403,9 @@ class StoryModel:
             "vae_dtype": "float32",
             "device": str(self.device),
             "offload": self.runtime.offload,
+            # Pairs held now and loaded so far (by this process: a batch's stories share the model):
+            # both held means a switch between T2V and M2V shots loads nothing (models/residency.py).
+            "expert_pairs": {"held": sorted(self._pipes), "loads": self.pair_loads},
             "vae_tiling": self.runtime.vae_tiling,
             "attention_backend": self.attention_backend or self.runtime.attention_backend,
             "attention_backend_requested": self.runtime.attention_backend,
