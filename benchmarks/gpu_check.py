@@ -607,6 +607,36 @@ def _versions(*names: str) -> dict[str, str | None]:
     return found
 
 
+def merge_reports(paths: list[Path], out: Path | None) -> dict[str, Any]:
+    """One report from several runs' parts (gpu_check.json files, or a forwards.jsonl left by a run cut
+    short): the renders and forwards of each, in the order given."""
+    def read(path: Path) -> dict[str, Any]:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".jsonl":  # the forwards log of a run cut short before its gpu_check.json
+            return {"renders": [], "forwards": [json.loads(line) for line in text.splitlines() if line], "params": {},
+                    "total_s": 0.0}  # fmt: skip
+        return json.loads(text)
+
+    reports = [read(path) for path in paths]
+    full = [rep for rep in reports if "check" in rep]
+    if not full:
+        raise SystemExit("--merge needs at least one gpu_check.json (a forwards.jsonl alone has no check size)")
+    report = {**full[0], "merged_from": [str(path) for path in paths]}
+    report["renders"] = [r for rep in reports for r in rep["renders"]]
+    report["forwards"] = [f for rep in reports for f in rep["forwards"]]
+    report["params"] = {k: v for rep in reports for k, v in rep["params"].items()}
+    report["total_s"] = sum(rep["total_s"] for rep in reports)
+    size = CheckSize(**report["check"])
+    report["projection"] = project([ModeResult(**r) for r in report["renders"]],
+                                   [ForwardResult(**f) for f in report["forwards"]], size,
+                                   report["params"].get("check_model"), report["params"]["a14b"])  # fmt: skip
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(table(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="tiny widths on the CPU (seconds): the rehearsal a test runs")
@@ -614,7 +644,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "(default: $OUT if set, else a temporary folder)")  # fmt: skip
     ap.add_argument("--budget-s", type=float, default=None, help="skip render modes once this much time is spent on them")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run, comma-separated (default: {','.join(PARTS)})")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                    help="no check: join the parts of earlier runs' gpu_check.json files (e.g. forwards from one device "
+                    "call, renders from another), project, print the table and write the joined report to --out")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.merge:
+        return merge_reports(args.merge, args.out)
     parts = tuple(part.strip() for part in args.parts.split(","))
     if unknown := set(parts) - set(PARTS):
         ap.error(f"--parts: unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")

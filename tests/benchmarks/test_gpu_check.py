@@ -59,3 +59,9 @@ def test_parts_run_alone(load_benchmark, tmp_path):
     assert report["renders"] == [] and report["forwards"]
     logged = [json.loads(line) for line in (tmp_path / "forwards.jsonl").read_text().splitlines()]
     assert logged == report["forwards"]  # each forward is logged as it is measured
+    # a forwards log joined with another run's report: both parts in one table and projection
+    merged = check.main(["--merge", str(tmp_path / "gpu_check.json"), str(tmp_path / "forwards.jsonl"),
+                         "--out", str(tmp_path / "merged")])  # fmt: skip
+    assert merged["forwards"] == report["forwards"] * 2
+    assert merged["projection"]["forward_s_40_layers"] > 0
+    assert json.loads((tmp_path / "merged" / "gpu_check.json").read_text()) == json.loads(json.dumps(merged))
