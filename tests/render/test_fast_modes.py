@@ -128,6 +128,7 @@ def test_fp8_runs_on_torchao_only_where_fp8_matmuls_exist(monkeypatch):
     assert speed.fp8_method(torch.device("cpu")) == "layerwise"
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100 / H200
     assert speed.fp8_method(torch.device("cuda")) == "torchao"
+    assert speed.fp8_method(torch.device("cuda"), offload="group") == "layerwise"  # param.data swaps: see fp8_method
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100: no fp8 tensor cores
     assert speed.fp8_method(torch.device("cuda")) == "layerwise"
 

@@ -57,14 +57,17 @@ def cache_config(runtime: RuntimeOptions) -> Any:
 FP8_MATMUL_CAPABILITY = (8, 9)
 
 
-def fp8_method(device: torch.device) -> str:
+def fp8_method(device: torch.device, offload: str = "none") -> str:
     """How ``--quantize fp8`` runs here: ``torchao`` (weights and activations in float8, matmuls in
     float8 with a scale per row) on a CUDA GPU with fp8 tensor cores when torchao is installed, else
     ``layerwise`` (diffusers' layerwise casting: weights stored in float8, computed in the model's
-    dtype; half the memory, no faster)."""
+    dtype; half the memory, no faster). With ``--offload group`` always layerwise: diffusers moves
+    group-offloaded weights by reassigning ``param.data``, which torchao's tensor subclasses only
+    survive in recent diffusers (huggingface/diffusers#13276), and a block streamed in fp8 is half the
+    bytes either way."""
     import torch
 
-    if device.type != "cuda" or torch.cuda.get_device_capability(device) < FP8_MATMUL_CAPABILITY:
+    if offload == "group" or device.type != "cuda" or torch.cuda.get_device_capability(device) < FP8_MATMUL_CAPABILITY:
         return "layerwise"
     try:
         import torchao.quantization  # noqa: F401

@@ -250,7 +250,7 @@ class StoryModel:
         if self.attention_backend is None:  # "auto" probes the device once per process
             self.attention_backend = resolve_attention_backend(self.runtime.attention_backend, self.device, self.dtype)
         if self.runtime.quantize == "fp8" and self.quantize_method is None:
-            self.quantize_method = fp8_method(self.device)
+            self.quantize_method = fp8_method(self.device, self.runtime.offload)
         backend = self.attention_backend
         for transformer in transformers:
             if self.quantize_method == "torchao":  # quantised where it computes: seconds there, minutes on the CPU
