@@ -276,6 +276,7 @@ def render(
     from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
+    from storymem_cli.models.runtime import RuntimeOptions
     from storymem_cli.render.settings import RenderOptions, StyleLora
     from storymem_cli.render.shard import parse_shard, take_shard
 
@@ -289,6 +290,18 @@ def render(
     check_files(lora, styles)
     if output is not None:
         check_output_path(output, "-o", folder=True)
+    runtime = RuntimeOptions(
+        device=device,
+        dtype=dtype.value,
+        offload=offload.value,
+        vae_tiling=vae_tiling,
+        attention_backend=attention,
+        cache=cache.value,
+        cache_threshold=cache_threshold,
+        cache_interval=cache_interval,
+        compile=compile_,
+        quantize=quantize.value,
+    )
     options = RenderOptions(
         model=model,
         width=width,
@@ -309,16 +322,7 @@ def render(
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
         style_loras=tuple(StyleLora(path=p, strength=s) for p, s in styles),
-        offload=offload.value,
-        device=device,
-        dtype=dtype.value,
-        vae_tiling=vae_tiling,
-        attention_backend=attention,
-        cache=cache.value,
-        cache_threshold=cache_threshold,
-        cache_interval=cache_interval,
-        compile=compile_,
-        quantize=quantize.value,
+        runtime=runtime,
         upscale=upscale,
     )
     batch = len(scripts) > 1 or shard is not None
@@ -332,7 +336,7 @@ def render(
     jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run and leads)  # before torch is imported
 
     if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
-        check_options(launch, device, offload.value, cache.value)
+        check_options(launch, runtime.device, runtime.offload, runtime.cache)
         start(launch, device, parallel.value)
         if not launch.leader:
             try:
