@@ -19,10 +19,11 @@ class RuntimeOptions(BaseModel):
     """How the model runs on this machine: device, precision, memory and the fast modes.
 
     One model from the command line (``RenderOptions.runtime``) through run.json
-    (``settings.runtime``) to the loaded model: a new option is one field here and one flag in
-    ``cli/render.py``. Its place in the shots' fingerprint is one entry in ``render/settings.py``:
-    NOT_IN_FINGERPRINT, or ADDED_LATER with its default (else every finished shot of every earlier
-    run would render again; tests/render/test_fingerprint_pinned.py fails first).
+    (``settings.runtime``) to the loaded model: a new option is one field here and one flag of the
+    same name in ``cli/render.py``, whose default, choices and bounds are read from the field. Its
+    place in the shots' fingerprint is one entry in ``render/settings.py``: NOT_IN_FINGERPRINT, or
+    ADDED_LATER with its default (else every finished shot of every earlier run would render again;
+    tests/render/test_fingerprint_pinned.py fails first).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -37,8 +38,10 @@ class RuntimeOptions(BaseModel):
     fuse_lora: bool = True
     # Fast modes (models/speed.py), all off by default.
     cache: CacheMode = "none"  # step caching on both experts: first-block (residual threshold) or taylorseer
-    cache_threshold: float = Field(0.05, gt=0, le=1)  # first-block: diffusers' default
-    cache_interval: int = Field(5, ge=2, le=40)  # taylorseer: full computation every N steps (diffusers' default)
+    # first-block: a step recomputes when the first block's residual changes more than this (diffusers' default)
+    cache_threshold: float = Field(0.05, gt=0, le=1, description="the first-block cache's relative residual change")
+    # taylorseer: full computation every N steps, extrapolated between (diffusers' default)
+    cache_interval: int = Field(5, ge=2, le=40, description="steps between full computations")
     compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)
     quantize: QuantizeMode = "none"  # fp8: weights stored in float8, computed in the model's dtype
 

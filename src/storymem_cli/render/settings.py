@@ -46,6 +46,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("fuse_lora",): True,
 }  # fmt: skip
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
+GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
 
 
@@ -67,8 +68,8 @@ class RenderOptions(BaseModel):
     frames: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)
     seed: int | None = Field(None, ge=0)
-    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # both experts; None: the preset's (paper 3.5)
-    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # the low-noise expert; None: as guidance
+    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # both; None: the preset's
+    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # low-noise; None: as guidance
     continuation: ContinuationMode = "mi2v"  # the paper's setting for its results (SPEC 6)
     rope: RopeMode | None = None
     rope_shift: float | None = None
