@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from storymem_cli.models.lora_keys import LoraKey
 from storymem_cli.models.presets import TINY
 from storymem_cli.models.registry import load_story_model, resolve_preset
-from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.models.runtime import ModelOptions, RuntimeOptions
 from storymem_cli.pipeline.request import ShotRequest
 
 from .conftest import synthetic_lora
@@ -42,7 +42,7 @@ def lora_files(tmp_path_factory) -> tuple[Path, Path]:
 
 def _model(lora_files, dtype: str, fuse: bool):
     storymem, style = lora_files
-    runtime = RuntimeOptions(device="cpu", dtype=dtype, lora=storymem, style_loras=[(style, 0.8)], fuse_lora=fuse)
+    runtime = ModelOptions(device="cpu", dtype=dtype, lora=storymem, style_loras=[(style, 0.8)], fuse_lora=fuse)
     return load_story_model(resolve_preset("tiny"), runtime)
 
 

@@ -11,6 +11,7 @@ import pytest
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
 from storymem_cli.models.presets import A14B, TINY, TOY, WAN_I2V_REPO
 from storymem_cli.models.registry import (
+    ModelOptions,
     RuntimeOptions,
     load_story_model,
     resolve_preset,
@@ -112,5 +113,5 @@ def test_missing_storymem_lora_says_what_to_download(tmp_path, monkeypatch):
         (tmp_path / sub).symlink_to(tiny_model_dir() / sub)
     preset = resolve_preset(str(tmp_path))
     with pytest.raises(MissingWeightsError, match="Kevin-thu/StoryMem") as err:
-        load_story_model(preset, RuntimeOptions(device="cpu", continuation="mm2v"))
+        load_story_model(preset, ModelOptions(device="cpu", continuation="mm2v"))
     assert "hf download Kevin-thu/StoryMem" in str(err.value)

@@ -273,6 +273,35 @@ def test_device_and_memory_options_reach_the_model(tmp_path):
     assert (model["device"], model["dtype"]) == ("cpu", "float32")
 
 
+def test_every_runtime_option_is_a_flag_with_its_fields_default_and_reaches_the_settings(tmp_path):
+    """The flags are read into RuntimeOptions by name (cli/fields.py): each field has one, with the
+    field's default, and a dry run records every value in settings.runtime."""
+    import typer.main
+
+    from storymem_cli.models.runtime import RuntimeOptions
+
+    params = {param.name: param for param in typer.main.get_command(app).commands["render"].params}
+    for name, field in RuntimeOptions.model_fields.items():
+        if name == "fuse_lora":  # no flag: always on (measured faster), off only through the Python API
+            assert name not in params
+            continue
+        default = params[name].default
+        assert getattr(default, "value", default) == field.default, name
+    flags = {"device": ["--device", "cpu"], "dtype": ["--dtype", "bfloat16"], "offload": ["--offload", "model"],
+             "vae_tiling": ["--vae-tiling"], "attention_backend": ["--attention", "flash"],
+             "cache": ["--cache", "first-block"], "cache_threshold": ["--cache-threshold", "0.2"],
+             "cache_interval": ["--cache-interval", "3"], "compile": ["--compile"], "quantize": ["--quantize", "fp8"]}  # fmt: skip
+    assert set(flags) == set(RuntimeOptions.model_fields) - {"fuse_lora"}
+    script = write_script(tmp_path, "one.json", small_story("One", shots=1))
+    result = render(str(script), "-o", str(tmp_path / "run"), "--dry-run", "--json", *sum(flags.values(), []))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["runtime"] == {
+        "device": "cpu", "dtype": "bfloat16", "offload": "model", "vae_tiling": True, "attention_backend": "flash",
+        "fuse_lora": True, "cache": "first-block", "cache_threshold": 0.2, "cache_interval": 3, "compile": True,
+        "quantize": "fp8",
+    }  # fmt: skip
+
+
 def test_unknown_offload_mode_is_invalid_input(tmp_path):
     script = write_script(tmp_path, "one.json", small_story("One", shots=1))
     result = render(str(script), "--offload", "sometimes", "--dry-run")

@@ -25,9 +25,9 @@ from .conftest import small_story, write_script
 MODES = {
     "attention auto": (["--attention", "auto"], lambda m, s: m["attention_backend"] not in (None, "auto")),
     "first-block cache": (["--cache", "first-block", "--cache-threshold", "0.5"],
-                          lambda m, s: m["cache"]["cache"] == "first-block" and s["cache_threshold"] == 0.5),
+                          lambda m, s: m["cache"]["cache"] == "first-block" and s["runtime"]["cache_threshold"] == 0.5),
     "taylorseer cache": (["--cache", "taylorseer", "--cache-interval", "2"],
-                         lambda m, s: m["cache"]["cache"] == "taylorseer" and s["cache_interval"] == 2),
+                         lambda m, s: m["cache"]["cache"] == "taylorseer" and s["runtime"]["cache_interval"] == 2),
     "fp8 storage": (["--quantize", "fp8"], lambda m, s: m["quantize"] == "fp8"),
     "guidance 1": (["--guidance", "1"], lambda m, s: s["guidance"] == 1.0),
 }  # fmt: skip
@@ -113,7 +113,7 @@ def test_first_block_cache_skips_blocks_with_memory_frames_in_the_sequence():
 
 def test_fingerprint_has_what_changes_pixels():
     def fingerprint(**options):
-        return resolve_settings(RenderOptions(**options), model_name="tiny", video=VideoConfig(), steps=2,
+        return resolve_settings(RenderOptions(runtime=RuntimeOptions(**options)), model_name="tiny", video=VideoConfig(), steps=2,
                                 memory=MemoryConfig(aesthetic="none"), embedder="tiny").fingerprint()  # fmt: skip
 
     base = fingerprint()

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from storymem_cli.config import MemoryConfig, VideoConfig
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.render.plan import ShotPlan
 from storymem_cli.render.resume import check_same_story, kept_prefix, shot_fingerprint
 from storymem_cli.render.settings import RenderOptions, resolve_settings
@@ -62,19 +63,20 @@ def test_settings_fingerprint_ignores_scheduling_and_hardware_only():
     base = settings()
     for change in [{"offload": "model"}, {"offload": "group"}, {"device": "cuda:1"}, {"attention_backend": "flash"},
                    {"vae_tiling": True}]:
-        assert settings(**change).fingerprint() == base.fingerprint(), change
+        assert settings(runtime=change).fingerprint() == base.fingerprint(), change
     for change in [{"seed": 1}, {"steps": 3}, {"width": 128}, {"rope": "sequential"}, {"memory_size": 4},
                    {"continuation": "mm2v"}, {"use_memory": False}, {"lora": "x.safetensors"},
-                   {"dtype": "bfloat16"}, {"upscale": 2}, {"keyframes": "first-frame"}]:
+                   {"runtime": {"dtype": "bfloat16"}}, {"upscale": 2}, {"keyframes": "first-frame"}]:
         assert settings(**change).fingerprint() != base.fingerprint(), change
 
 
 def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default():
     # The hash a run rendered before --upscale and --keyframes existed recorded for its shots.
     base = settings()
-    payload = base.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "upscale", "compile"})
+    payload = base.model_dump(mode="json", exclude={"upscale", "runtime"})  # flat, as run.json format 1 had it
+    payload.update(base.runtime.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "compile"}))
     del payload["memory"]["selection"]
-    for later in ("guidance", "guidance_2", "cache", "cache_threshold", "cache_interval", "quantize"):
+    for later in ("guidance", "guidance_2", "cache", "cache_threshold", "cache_interval", "quantize", "fuse_lora"):
         del payload[later]  # added later still
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     assert base.fingerprint() == before
@@ -85,15 +87,15 @@ def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default()
 def test_a_dtype_equal_to_what_auto_picks_is_auto():
     def resolved(dtype, auto_dtype):
         return resolve_settings(
-            RenderOptions(dtype=dtype), model_name="tiny", video=VideoConfig(width=64, height=32, frames=9), steps=2,
+            RenderOptions(runtime=RuntimeOptions(dtype=dtype)), model_name="tiny", video=VideoConfig(width=64, height=32, frames=9), steps=2,
             memory=MemoryConfig(aesthetic="none"), embedder="tiny", auto_dtype=auto_dtype,
         )  # fmt: skip
 
-    assert resolved("float32", "float32").dtype == "auto"
+    assert resolved("float32", "float32").runtime.dtype == "auto"
     assert resolved("float32", "float32").fingerprint() == resolved("auto", "float32").fingerprint()
-    assert resolved("bfloat16", "float32").dtype == "bfloat16"  # not what auto picks here
+    assert resolved("bfloat16", "float32").runtime.dtype == "bfloat16"  # not what auto picks here
     assert resolved("bfloat16", "bfloat16").fingerprint() == resolved("auto", "bfloat16").fingerprint()
-    assert resolved("float32", None).dtype == "float32"  # nothing known about auto: as given
+    assert resolved("float32", None).runtime.dtype == "float32"  # nothing known about auto: as given
 
 
 def test_upscale_and_keyframes_options_are_validated():
@@ -115,16 +117,20 @@ def test_every_option_reaches_the_settings():
     changed = {"model": "toy", "width": 128, "height": 64, "frames": 17, "steps": 3, "seed": 1,
                "continuation": "mm2v", "rope": "sequential", "rope_shift": 2.0, "memory_size": 4, "sink_size": 1,
                "keyframes_per_shot": 2, "keyframes": "first-frame", "aesthetic": "laion", "use_memory": False,
-               "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "offload": "model",
-               "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True, "attention_backend": "flash",
-               "upscale": 2, "guidance": 1.0, "guidance_2": 2.0, "cache": "first-block", "cache_threshold": 0.1,
+               "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "upscale": 2, "guidance": 1.0,
+               "guidance_2": 2.0}  # fmt: skip
+    runtime = {"offload": "model", "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True,
+               "attention_backend": "flash", "fuse_lora": False, "cache": "first-block", "cache_threshold": 0.1,
                "cache_interval": 3, "compile": True, "quantize": "fp8"}  # fmt: skip
-    assert set(changed) == set(RenderOptions.model_fields)
+    assert set(changed) | {"runtime"} == set(RenderOptions.model_fields)
+    assert set(runtime) == set(RuntimeOptions.model_fields)
     base = settings().model_dump()
     for name, value in changed.items():
         if name == "model":  # the user's name for it; resolve_settings records the resolved model_name
             continue
         assert settings(**{name: value}).model_dump() != base, name
+    for name, value in runtime.items():
+        assert settings(runtime={name: value}).model_dump() != base, name
 
 
 def test_other_story_is_refused():

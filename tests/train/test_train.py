@@ -48,7 +48,7 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
     """Issue 7 acceptance: same transformer outputs before saving and after loading with our loader."""
     from storymem_cli.models.lora import load_storymem_lora
     from storymem_cli.models.registry import load_story_model, resolve_preset
-    from storymem_cli.models.runtime import RuntimeOptions
+    from storymem_cli.models.runtime import ModelOptions
 
     cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=6, lr=1e-2, **small_lora)
     trainer = Trainer(cfg)
@@ -67,7 +67,7 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
         assert torch.allclose(out, _forward(before_save), atol=1e-6, rtol=1e-5)
         assert not torch.allclose(out, untouched, atol=1e-4)  # the LoRA learned something
 
-    model = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", lora=tmp_path / "run" / "lora"))
+    model = load_story_model(resolve_preset("tiny"), ModelOptions(device="cpu", lora=tmp_path / "run" / "lora"))
     frames = model.generate(tiny_request(memory=[np.zeros((48, 64, 3), np.uint8)]))
     assert frames.shape == (9, 48, 64, 3) and model.describe()["storymem_lora"]["rank"] == 4
 
@@ -76,13 +76,13 @@ def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path, tiny_re
     """`train --model toy` (the LoRA help names every preset) gives a LoRA that `render --lora` loads on toy."""
     from storymem_cli.models.presets import TOY
     from storymem_cli.models.registry import load_story_model, resolve_preset
-    from storymem_cli.models.runtime import RuntimeOptions
+    from storymem_cli.models.runtime import ModelOptions
 
     out = tmp_path / "toy-lora"
     result = runner.invoke(app, ["train", str(toy_dataset), "--out", str(out), "--model", "toy", "--max-steps", "2",
                                  "--lora-rank", "4", "--lora-alpha", "4", "--warmup-steps", "0", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    model = load_story_model(resolve_preset("toy"), RuntimeOptions(device="cpu", lora=out / "lora"))
+    model = load_story_model(resolve_preset("toy"), ModelOptions(device="cpu", lora=out / "lora"))
     video = TOY.video
     frames = model.generate(tiny_request(width=video.width, height=video.height, frames=video.frames,
                                          memory=[np.zeros((video.height, video.width, 3), np.uint8)]))  # fmt: skip

@@ -13,9 +13,11 @@ from typing import Any
 import typer
 
 from storymem_cli.cli.app import app
+from storymem_cli.cli.fields import check_field, choices, field_option, from_params
 from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
-from storymem_cli.render.settings import MAX_GUIDANCE, MAX_UPSCALE  # torch-free
+from storymem_cli.models.runtime import RuntimeOptions  # torch-free
+from storymem_cli.render.settings import MAX_UPSCALE, RenderOptions  # torch-free
 from storymem_cli.script.model import SEED_MAX  # torch-free
 
 MIN_SIDE = 16  # VideoConfig's floor: one latent patch of the smallest model
@@ -23,57 +25,21 @@ MAX_SIDE = 16384  # H.264's limit (render.video.MAX_SIDE, not imported: it would
 MAX_STEPS = 1000  # the schedulers have 1000 training timesteps: more steps only repeat them
 
 
-class Continuation(str, Enum):
-    mi2v = "mi2v"
-    mm2v = "mm2v"
-    none = "none"
-
-
-class Offload(str, Enum):
-    none = "none"
-    model = "model"
-    group = "group"
-
-
-class Dtype(str, Enum):
-    auto = "auto"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
-    float32 = "float32"
-
-
-class Cache(str, Enum):
-    none = "none"
-    first_block = "first-block"
-    taylorseer = "taylorseer"
-
-
-class Quantize(str, Enum):
-    none = "none"
-    fp8 = "fp8"
+# The choices of each option are those of the field it fills.
+Continuation = choices("Continuation", RenderOptions, "continuation")
+Rope = choices("Rope", RenderOptions, "rope")
+Keyframes = choices("Keyframes", RenderOptions, "keyframes")
+Aesthetic = choices("Aesthetic", RenderOptions, "aesthetic")
+Offload = choices("Offload", RuntimeOptions, "offload")
+Dtype = choices("Dtype", RuntimeOptions, "dtype")
+Cache = choices("Cache", RuntimeOptions, "cache")
+Quantize = choices("Quantize", RuntimeOptions, "quantize")
 
 
 class Parallel(str, Enum):
     auto = "auto"
     ulysses = "ulysses"
     ring = "ring"
-
-
-class Rope(str, Enum):
-    negative = "negative"
-    sequential = "sequential"
-
-
-class Keyframes(str, Enum):
-    semantic = "semantic"
-    release = "release"
-    first_frame = "first-frame"
-
-
-class Aesthetic(str, Enum):
-    hpsv3 = "hpsv3"
-    laion = "laion"
-    none = "none"
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -100,12 +66,6 @@ def check_rope_shift(value: float | None) -> None:
             f"--rope-shift {value}: must be a positive number (the spacing of memory positions)",
             hint="the paper uses --rope-shift 5",
         )
-
-
-def check_range(option: str, value: float | None, low: float, high: float, what: str) -> None:
-    """A finite number within [low, high] (typer's ranges let nan through, so this checks them all)."""
-    if value is not None and not (math.isfinite(value) and low <= value <= high):
-        raise InvalidInputError(f"{option} {value}: must be a number from {low:g} to {high:g} ({what})")
 
 
 def check_files(lora: Path | None, style_loras: list[tuple[str, float]]) -> None:
@@ -148,6 +108,7 @@ def _echo_plan(plan: dict[str, Any]) -> None:
 
 @app.command()
 def render(
+    ctx: typer.Context,
     scripts: list[Path] = typer.Argument(
         ..., metavar="SCRIPT", help="Story script(s) (JSON/JSON5). Several scripts render one after another, each into its own folder."
     ),
@@ -198,38 +159,49 @@ def render(
     ),
     aesthetic: Aesthetic | None = typer.Option(None, help="Keyframe quality filter: hpsv3 (paper), laion or none."),
     no_memory: bool = typer.Option(False, "--no-memory", help="Ablation: every shot without memory (cuts are T2V)."),
-    offload: Offload = typer.Option(
-        Offload.none,
+    # How the model runs: each parameter is named as the RuntimeOptions field it fills (from_params).
+    offload: Offload = field_option(
+        RuntimeOptions, "offload", choice=Offload,
         help="GPU memory: none (all on the GPU; A14B needs ~70 GiB), model (one component on the GPU at a time), "
         "group (block by block: least memory, slowest).",
     ),
-    device: str | None = typer.Option(None, metavar="DEVICE", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."),
-    dtype: Dtype = typer.Option(
-        Dtype.auto, help="Transformer precision; auto: the model's on a GPU (bf16 for A14B), float32 on the CPU."
+    device: str | None = field_option(
+        RuntimeOptions, "device", metavar="DEVICE", help="torch device, e.g. cuda, cuda:1, cpu (default: cuda if present)."
     ),
-    vae_tiling: bool = typer.Option(False, "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."),
-    attention: str | None = typer.Option(
-        None,
-        metavar="BACKEND",
+    dtype: Dtype = field_option(
+        RuntimeOptions, "dtype", choice=Dtype,
+        help="Transformer precision; auto: the model's on a GPU (bf16 for A14B), float32 on the CPU.",
+    ),
+    vae_tiling: bool = field_option(
+        RuntimeOptions, "vae_tiling", "--vae-tiling", help="Decode in tiles: less GPU memory at large sizes."
+    ),
+    attention_backend: str | None = field_option(
+        RuntimeOptions, "attention_backend", "--attention", metavar="BACKEND",
         help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: the fastest that runs "
         "on this device (default: PyTorch SDPA). run.json records the one used.",
     ),
-    cache: Cache = typer.Option(
-        Cache.none,
+    cache: Cache = field_option(
+        RuntimeOptions, "cache", choice=Cache,
         help="Step caching on both experts (diffusers' hooks): first-block (reuse the last step's output "
         "while the first block's residual changes less than --cache-threshold) or taylorseer (compute "
         "every --cache-interval steps, extrapolate between). Faster, slightly different frames.",
     ),
-    cache_threshold: float = typer.Option(0.05, help="first-block cache: relative residual change that recomputes."),
-    cache_interval: int = typer.Option(5, help="taylorseer cache: full computation every N steps."),
-    compile_: bool = typer.Option(
-        False, "--compile", help="torch.compile the transformer blocks (minutes of compiling, then faster steps)."
+    cache_threshold: float = field_option(
+        RuntimeOptions, "cache_threshold", help="first-block cache: relative residual change that recomputes."
     ),
-    quantize: Quantize = typer.Option(
-        Quantize.none, help="fp8: store the experts' weights in float8 (half the GPU memory; slightly different frames)."
+    cache_interval: int = field_option(
+        RuntimeOptions, "cache_interval", help="taylorseer cache: full computation every N steps."
     ),
-    continuation: Continuation = typer.Option(
-        Continuation.mi2v,
+    compile: bool = field_option(  # noqa: A002  named as the field it fills
+        RuntimeOptions, "compile", "--compile",
+        help="torch.compile the transformer blocks (minutes of compiling, then faster steps).",
+    ),
+    quantize: Quantize = field_option(
+        RuntimeOptions, "quantize", choice=Quantize,
+        help="fp8: store the experts' weights in float8 (half the GPU memory; slightly different frames).",
+    ),
+    continuation: Continuation = field_option(
+        RenderOptions, "continuation", choice=Continuation,
         help="How a shot with cut:false continues the previous one: mi2v (its last frame, paper), "
         "mm2v (its last 5 frames) or none (treat as a cut).",
     ),
@@ -276,15 +248,14 @@ def render(
     from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
-    from storymem_cli.render.settings import RenderOptions, StyleLora
+    from storymem_cli.render.settings import StyleLora
     from storymem_cli.render.shard import parse_shard, take_shard
 
     width, height = parse_size(size)
     check_rope_shift(rope_shift)
-    check_range("--guidance", guidance, 1, MAX_GUIDANCE, "1 turns guidance off; the paper uses 3.5")
-    check_range("--guidance-2", guidance_2, 1, MAX_GUIDANCE, "1 turns guidance off; the paper uses 3.5")
-    check_range("--cache-threshold", cache_threshold, 1e-6, 1, "the first-block cache's relative residual change")
-    check_range("--cache-interval", cache_interval, 2, 40, "steps between full computations")
+    check_field("--guidance", guidance, RenderOptions.model_fields["guidance"])
+    check_field("--guidance-2", guidance_2, RenderOptions.model_fields["guidance_2"])
+    runtime = from_params(RuntimeOptions, ctx)
     styles = [parse_style_lora(text) for text in style_lora]
     check_files(lora, styles)
     if output is not None:
@@ -309,16 +280,7 @@ def render(
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
         style_loras=tuple(StyleLora(path=p, strength=s) for p, s in styles),
-        offload=offload.value,
-        device=device,
-        dtype=dtype.value,
-        vae_tiling=vae_tiling,
-        attention_backend=attention,
-        cache=cache.value,
-        cache_threshold=cache_threshold,
-        cache_interval=cache_interval,
-        compile=compile_,
-        quantize=quantize.value,
+        runtime=runtime,
         upscale=upscale,
     )
     batch = len(scripts) > 1 or shard is not None
@@ -332,8 +294,8 @@ def render(
     jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run and leads)  # before torch is imported
 
     if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
-        check_options(launch, device, offload.value, cache.value)
-        start(launch, device, parallel.value)
+        check_options(launch, runtime.device, runtime.offload, runtime.cache)
+        start(launch, runtime.device, parallel.value)
         if not launch.leader:
             try:
                 follow()

@@ -17,13 +17,13 @@ from storymem_cli.models.presets import (
     TOY,
     ModelPreset,
 )
-from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.models.runtime import ModelOptions, RuntimeOptions
 from storymem_cli.models.tiny import MODEL_FILE
 
 if TYPE_CHECKING:
     from storymem_cli.models.story_model import StoryModel
 
-__all__ = ["ModelPreset", "RuntimeOptions", "load_story_model", "preset_names", "resolve_preset"]
+__all__ = ["ModelOptions", "ModelPreset", "RuntimeOptions", "load_story_model", "preset_names", "resolve_preset"]
 
 
 
@@ -84,7 +84,8 @@ def _preset_from_folder(folder: Path) -> ModelPreset:
 
 
 def load_story_model(preset: ModelPreset, runtime: RuntimeOptions | None = None) -> StoryModel:
-    """Locate every weight file (failing early with what to download), then load the shared parts."""
+    """Locate every weight file (failing early with what to download), then load the shared parts.
+    ``runtime``: how to run it; a ``ModelOptions`` also chooses the LoRAs (else the preset's)."""
     from storymem_cli.models.story_model import StoryModel
 
-    return StoryModel.load(preset, runtime or RuntimeOptions())
+    return StoryModel.load(preset, ModelOptions.of(runtime))

@@ -1,4 +1,4 @@
-"""How to run a model on this machine: device, precision, offloading (torch-free)."""
+"""How to run a model on this machine: device, precision, offloading, fast modes (torch-free)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,15 @@ QuantizeMode = Literal["none", "fp8"]
 
 
 class RuntimeOptions(BaseModel):
-    """Device and memory options, passed through to diffusers."""
+    """How the model runs on this machine: device, precision, memory and the fast modes.
+
+    One model from the command line (``RenderOptions.runtime``) through run.json
+    (``settings.runtime``) to the loaded model: a new option is one field here and one flag of the
+    same name in ``cli/render.py``, whose default, choices and bounds are read from the field. Its
+    place in the shots' fingerprint is one entry in ``render/settings.py``: NOT_IN_FINGERPRINT, or
+    ADDED_LATER with its default (else every finished shot of every earlier run would render again;
+    tests/render/test_fingerprint_pinned.py fails first).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -25,18 +33,32 @@ class RuntimeOptions(BaseModel):
     offload: OffloadMode = "none"  # model: one component on the device at a time; group: block by block
     vae_tiling: bool = False  # decode in tiles: less memory at large sizes
     attention_backend: str | None = None  # a diffusers backend name (e.g. "flash"), or "auto": the fastest that runs
-    continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
-    lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
-    style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
     # Merge every LoRA into its expert's weights at load: a fused A14B expert forward measured 5.5% faster
     # on an H200 (5.84 s against 6.16 s at 48,360 tokens); peft can still unmerge it.
     fuse_lora: bool = True
     # Fast modes (models/speed.py), all off by default.
     cache: CacheMode = "none"  # step caching on both experts: first-block (residual threshold) or taylorseer
-    cache_threshold: float = Field(0.05, gt=0, le=1)  # first-block: diffusers' default
-    cache_interval: int = Field(5, ge=2, le=40)  # taylorseer: full computation every N steps (diffusers' default)
+    # first-block: a step recomputes when the first block's residual changes more than this (diffusers' default)
+    cache_threshold: float = Field(0.05, gt=0, le=1, description="the first-block cache's relative residual change")
+    # taylorseer: full computation every N steps, extrapolated between (diffusers' default)
+    cache_interval: int = Field(5, ge=2, le=40, description="steps between full computations")
     compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)
     quantize: QuantizeMode = "none"  # fp8: weights stored in float8, computed in the model's dtype
+
+
+class ModelOptions(RuntimeOptions):
+    """What ``StoryModel.load`` takes besides the preset: how to run it, and which LoRAs to load."""
+
+    continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
+    lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
+    style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
+
+    @classmethod
+    def of(cls, runtime: RuntimeOptions | None) -> ModelOptions:
+        """``runtime`` as it is when it names LoRAs already; else with the preset's LoRAs."""
+        if isinstance(runtime, ModelOptions):
+            return runtime
+        return cls(**(runtime or RuntimeOptions()).model_dump())
 
 
 def default_device() -> str:

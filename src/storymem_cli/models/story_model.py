@@ -25,7 +25,7 @@ from storymem_cli.config import (
 )
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, TINY, TOY, ModelPreset
-from storymem_cli.models.runtime import RuntimeOptions, auto_dtype, default_device
+from storymem_cli.models.runtime import ModelOptions, RuntimeOptions, auto_dtype, default_device
 from storymem_cli.models.tiny import tiny_model_dir
 from storymem_cli.models.weights import (
     I2V_COMPONENTS,
@@ -92,7 +92,7 @@ class StoryModel:
     def __init__(
         self,
         preset: ModelPreset,
-        runtime: RuntimeOptions,
+        runtime: ModelOptions,
         folders: dict[str, Path],
         repos: dict[str, str | None],
         lora_files: tuple[Path, Path] | None,
@@ -126,7 +126,7 @@ class StoryModel:
         self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
 
     @classmethod
-    def load(cls, preset: ModelPreset, runtime: RuntimeOptions) -> StoryModel:
+    def load(cls, preset: ModelPreset, runtime: ModelOptions) -> StoryModel:
         check_attention_backend(runtime.attention_backend)
         base = builtin_model_dir(preset) if preset.builtin else None
         i2v, i2v_repo = locate_source(preset.i2v_source, base)
@@ -137,7 +137,7 @@ class StoryModel:
         return cls(preset, runtime, {"i2v": i2v, "t2v": t2v}, {"i2v": i2v_repo, "t2v": t2v_repo}, lora_files)
 
     @staticmethod
-    def _find_lora(preset: ModelPreset, runtime: RuntimeOptions) -> tuple[Path, Path] | None:
+    def _find_lora(preset: ModelPreset, runtime: ModelOptions) -> tuple[Path, Path] | None:
         source = preset.lora_for(runtime.lora)
         if source is None:
             return None

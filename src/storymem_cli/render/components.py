@@ -24,13 +24,13 @@ class Components:
 
 def _model_key(preset: Any, settings: RenderSettings) -> tuple:
     """What the loaded model depends on: the model and everything passed to the registry."""
-    from storymem_cli.render.runtime import runtime_options
+    from storymem_cli.render.runtime import model_options
 
-    return (settings.model, runtime_options(preset, settings).model_dump_json())
+    return (settings.model, model_options(settings).model_dump_json())
 
 
 def _memory_key(settings: RenderSettings) -> tuple:
-    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold, settings.device)
+    return (settings.embedder, settings.memory.aesthetic, settings.memory.aesthetic_threshold, settings.runtime.device)
 
 
 def load_model(preset: Any, settings: RenderSettings) -> Any:
@@ -41,11 +41,11 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
     from storymem_cli.models.registry import load_story_model
     from storymem_cli.quiet import quiet_libraries
     from storymem_cli.render.parallel import lead
-    from storymem_cli.render.runtime import runtime_options
+    from storymem_cli.render.runtime import model_options
 
     quiet_libraries()  # diffusers' loading bars have no environment variable, only a call
     try:
-        return lead(load_story_model(preset, runtime_options(preset, settings)), preset, settings)
+        return lead(load_story_model(preset, model_options(settings)), preset, settings)
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:
         if "weights_only" not in str(err):
             raise
@@ -65,7 +65,7 @@ def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:
     from storymem_cli.models.runtime import default_device
 
     # The memory parts run beside the model: on --device when given.
-    device = settings.device or default_device()
+    device = settings.runtime.device or default_device()
     embedder = load_embedder(settings.embedder, device=device)
     scorer = load_scorer(settings.memory.aesthetic, settings.memory.aesthetic_threshold, device)
     return embedder, scorer

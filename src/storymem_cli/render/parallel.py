@@ -148,7 +148,7 @@ def lead(model: Any, preset: Any, settings: Any) -> Any:
 def follow() -> int:
     """Ranks 1..N-1: generate every shot rank 0 sends, undecoded, until it says stop; returns the shot count."""
     from storymem_cli.models.registry import load_story_model
-    from storymem_cli.render.runtime import runtime_options
+    from storymem_cli.render.runtime import model_options
 
     loaded: tuple[Any, Any] | None = None
     shots = 0
@@ -157,7 +157,7 @@ def follow() -> int:
         key = (preset.model_dump_json(), settings.model_dump_json())
         if loaded is None or loaded[0] != key:
             loaded = None  # free the old model before loading the next one
-            loaded = (key, load_story_model(preset, runtime_options(preset, settings)))
+            loaded = (key, load_story_model(preset, model_options(settings)))
         loaded[1].generate(request, decode=False)
         shots += 1
     return shots

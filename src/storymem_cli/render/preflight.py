@@ -24,7 +24,7 @@ def _settings_without_torch(options: RenderOptions):  # -> RenderSettings | None
     whether there is a GPU) and for an explicit ``--dtype`` without ``--device`` (likewise)."""
     from storymem_cli.render.runtime import resolve_model, settings_for
 
-    if options.model == "auto" or (options.dtype != "auto" and options.device is None):
+    if options.model == "auto" or (options.runtime.dtype != "auto" and options.runtime.device is None):
         return None
     return settings_for(resolve_model(options.model), options)
 

@@ -13,7 +13,9 @@ RUN_DIR/
 
 run.json is rewritten atomically after every shot. A shot counts as finished
 only when its record says ``"status": "done"``; the record is written after the
-clip, the tail frames and the memory update are on disk.
+clip, the tail frames and the memory update are on disk. A run.json of an older
+format version is read in the current layout (``upgrade_record``) and written in
+it by the next render, so old run folders resume with their finished shots.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ from storymem_cli.render.atomic import (
 )
 
 RUN_FORMAT = "storymem-run"
-RUN_FORMAT_VERSION = 1
+RUN_FORMAT_VERSION = 2  # 2: the settings' runtime options nested under "runtime" (1: flat beside the others)
+OLDEST_READABLE = 1
+# Format 1's settings keys that format 2 keeps under settings["runtime"] (models.runtime.RuntimeOptions).
+FORMAT_1_RUNTIME_KEYS = ("offload", "device", "dtype", "vae_tiling", "attention_backend", "cache", "cache_threshold",
+                         "cache_interval", "compile", "quantize")  # fmt: skip
 # What a render writes (and --restart removes), by exact name. Nothing else in the folder is
 # touched, also inside shots/ and memory/ (docs/run-folder.md, "What storymem owns").
 LOCK_NAME = ".storymem.lock"  # held while a render writes the folder (flock, released on exit or kill)
@@ -52,6 +58,19 @@ _SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
 
 class FolderBusyError(StorymemError):
     """Another storymem process holds the run folder's lock (it is rendering that story now)."""
+
+
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A run.json record of format version 1 or later in the current layout; an upgraded one says
+    ``upgraded_from`` (the version on disk), so that a render writes it again in this format."""
+    if record.get("format_version") != 1:
+        return record
+    upgraded = {**record, "format_version": RUN_FORMAT_VERSION, "upgraded_from": 1}
+    if isinstance(record.get("settings"), dict):
+        settings = dict(record["settings"])
+        settings["runtime"] = {key: settings.pop(key) for key in FORMAT_1_RUNTIME_KEYS if key in settings}
+        upgraded["settings"] = settings
+    return upgraded
 
 
 def is_root_file(name: str) -> bool:
@@ -109,7 +128,8 @@ class RunFolder:
     # --- run.json ---------------------------------------------------------------------------
 
     def read_record(self) -> dict[str, Any] | None:
-        """The saved run.json, or None when the folder holds no run yet."""
+        """The saved run.json in the current layout (``upgrade_record``), or None when the folder holds
+        no run yet."""
         if not self.run_json.exists():
             return None
         try:
@@ -124,13 +144,14 @@ class RunFolder:
                 f"{self.run_json} is not a storymem run file",
                 hint="choose another output folder with -o",
             )
-        if record.get("format_version") != RUN_FORMAT_VERSION:
+        version = record.get("format_version")
+        if not (type(version) is int and OLDEST_READABLE <= version <= RUN_FORMAT_VERSION):
             raise InvalidInputError(
-                f"{self.run_json} has run format version {record.get('format_version')}; "
-                f"this storymem reads version {RUN_FORMAT_VERSION}",
+                f"{self.run_json} has run format version {version}; "
+                f"this storymem reads versions {OLDEST_READABLE} to {RUN_FORMAT_VERSION}",
                 hint="pass --restart to render it again with this version, or use another -o",
             )
-        return record
+        return upgrade_record(record)
 
     def write_record(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_json, {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, **record})

@@ -1,4 +1,4 @@
-"""From the user's options to the model registry's inputs: preset, settings, runtime options."""
+"""From the user's options to the model registry's inputs: preset, settings, model options."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
     from storymem_cli.models.runtime import auto_dtype, default_device
 
     auto = None
-    if options.dtype != "auto":  # only then is the device asked for (it imports torch)
-        device = options.device or default_device()
+    if options.runtime.dtype != "auto":  # only then is the device asked for (it imports torch)
+        device = options.runtime.device or default_device()
         if preset.text_encoder_dtype == preset.transformer_dtype:  # auto sets both; one name equals it only then
             auto = auto_dtype(preset.transformer_dtype, device)
 
@@ -38,15 +38,17 @@ def settings_for(preset: Any, options: RenderOptions) -> RenderSettings:
     )
 
 
-def runtime_options(preset: Any, settings: RenderSettings) -> Any:
-    from storymem_cli.models.runtime import RuntimeOptions
+def model_options(settings: RenderSettings) -> Any:
+    """What the model registry loads for ``settings``: how it runs (``settings.runtime`` as it is) and
+    which LoRAs."""
+    from storymem_cli.models.runtime import ModelOptions
 
-    # Every runtime option that is a setting of the same name is passed as it is; a new one needs no line here.
-    same = {name: getattr(settings, name) for name in RuntimeOptions.model_fields if name in type(settings).model_fields}
-    return RuntimeOptions(
-        **{**same, "lora": Path(settings.lora) if settings.lora else None,
-           "style_loras": [(Path(style.path), style.strength) for style in settings.style_loras]},
-    )  # fmt: skip
+    return ModelOptions(
+        **settings.runtime.model_dump(),
+        continuation=settings.continuation,
+        lora=Path(settings.lora) if settings.lora else None,
+        style_loras=[(Path(style.path), style.strength) for style in settings.style_loras],
+    )
 
 
 def describe_preset(preset: Any) -> str:

@@ -40,7 +40,7 @@ class RenderSession:
 
         from storymem_cli.models.presets import A14B, TOY
 
-        device = self.options.device
+        device = self.options.runtime.device
         if device is not None:
             try:
                 parsed = torch.device(device)

@@ -6,6 +6,11 @@ work is scheduled and on which hardware (device, offload, attention backend,
 VAE tiling) is not: resuming on another machine, or with less GPU memory,
 keeps the finished shots. A dtype that equals what ``auto`` picks on this
 machine is recorded as ``auto``, so naming it changes nothing.
+
+How the model runs (device, precision, the fast modes) is one nested model,
+``models.runtime.RuntimeOptions``, taken from the options as it is; the
+fingerprint hashes it in run.json format 1's flat layout, so finished shots of
+earlier runs keep matching.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from storymem_cli.config import (
     RopeMode,
     VideoConfig,
 )
-from storymem_cli.models.runtime import CacheMode, DtypeName, OffloadMode, QuantizeMode
+from storymem_cli.models.runtime import RuntimeOptions
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
 # in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
+# Names of settings and of RuntimeOptions fields alike (the fingerprint hashes both in one flat layer).
 NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile"}
 # Settings that left the fingerprint later: hashed with the value every earlier run had (the
 # default), whatever it is now, so the finished shots of runs rendered before keep matching.
@@ -37,8 +43,10 @@ LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
+    ("fuse_lora",): True,
 }  # fmt: skip
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
+GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
 
 
@@ -60,8 +68,8 @@ class RenderOptions(BaseModel):
     frames: int | None = Field(None, ge=1)
     steps: int | None = Field(None, ge=1)
     seed: int | None = Field(None, ge=0)
-    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # both experts; None: the preset's (paper 3.5)
-    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE)  # the low-noise expert; None: as guidance
+    guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # both; None: the preset's
+    guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # low-noise; None: as guidance
     continuation: ContinuationMode = "mi2v"  # the paper's setting for its results (SPEC 6)
     rope: RopeMode | None = None
     rope_shift: float | None = None
@@ -73,16 +81,7 @@ class RenderOptions(BaseModel):
     use_memory: bool = True
     lora: str | None = None
     style_loras: tuple[StyleLora, ...] = ()
-    offload: OffloadMode = "none"
-    device: str | None = None  # None: cuda when available, else cpu
-    dtype: DtypeName = "auto"  # auto: the model's precision on a GPU (bf16 for A14B), float32 on the CPU
-    vae_tiling: bool = False
-    attention_backend: str | None = None
-    cache: CacheMode = "none"
-    cache_threshold: float = Field(0.05, gt=0, le=1)
-    cache_interval: int = Field(5, ge=2, le=40)
-    compile: bool = False
-    quantize: QuantizeMode = "none"
+    runtime: RuntimeOptions = RuntimeOptions()  # device, precision, fast modes: the settings take it as it is
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
 
 
@@ -105,17 +104,9 @@ class RenderSettings(BaseModel):
     use_memory: bool
     lora: str | None
     style_loras: tuple[StyleLora, ...]
-    offload: OffloadMode
-    device: str | None
-    dtype: DtypeName
-    vae_tiling: bool  # decoding in tiles changes pixels slightly at tile seams (not in the fingerprint)
-    attention_backend: str | None
-    # Fast modes (models/speed.py): the step cache and fp8 storage change pixels, compilation does not.
-    cache: CacheMode = "none"
-    cache_threshold: float = Field(0.05, gt=0, le=1)
-    cache_interval: int = Field(5, ge=2, le=40)
-    compile: bool = False
-    quantize: QuantizeMode = "none"
+    # How the model runs. In the fingerprint: dtype, the step cache and fp8 storage (they change pixels),
+    # fuse_lora when off; not: device, offload, attention backend, VAE tiling (seams only), compilation.
+    runtime: RuntimeOptions
     # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
     # tail frames and everything the embedder and scorer see stay at the model's size.
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
@@ -126,7 +117,9 @@ class RenderSettings(BaseModel):
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the frames or the files written."""
-        payload = {**self.model_dump(mode="json", exclude=NOT_IN_FINGERPRINT), **LEFT_LATER}
+        payload = self.model_dump(mode="json")
+        payload.update(payload.pop("runtime"))  # format 1's flat layout, which every finished shot was hashed in
+        payload = {**{key: value for key, value in payload.items() if key not in NOT_IN_FINGERPRINT}, **LEFT_LATER}
         for path, default in ADDED_LATER.items():
             *parents, key = path
             holder = payload
@@ -187,8 +180,8 @@ def resolve_settings(
         key: value for key, value in {"mode": options.rope, "shift": options.rope_shift}.items() if value is not None
     }
     as_given = {name: getattr(options, name) for name in type(options).model_fields if name not in RESOLVED_OPTIONS}
-    if as_given["dtype"] == auto_dtype:
-        as_given["dtype"] = "auto"
+    if options.runtime.dtype == auto_dtype:
+        as_given["runtime"] = _override(options.runtime, {"dtype": "auto"})
     # model_validate, not model_copy(update=...): the overrides must pass the config's own checks.
     return RenderSettings(
         **as_given,

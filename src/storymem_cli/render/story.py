@@ -354,6 +354,7 @@ class StoryRenderer:
             and kept == len(plans)
             and previous.get("status") == "done"
             and previous.get("script_sha256") == self.script.sha256  # else refresh script.json + run.json
+            and "upgraded_from" not in previous  # an older run.json format: written again in this one
             and self._video_intact(previous)
         )
         if finished:
