@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -146,6 +147,40 @@ def render_all(tasks: list[tuple[Config, list[str]]], out: Path, jobs: int, plan
     return records
 
 
+def time_configs(configs: list[Config], script: Path, passthrough: list[str], out: Path, rounds: int) -> dict[str, dict]:
+    """Speed per configuration in paired rounds: each round renders ``script`` once under every
+    configuration back to back (one process each, one thread), so load from other processes that
+    drifts over minutes hits every configuration alike; per round, each configuration's mean
+    seconds per shot in the model's generate call over the full method's (or the first's)."""
+    base = next((c for c in configs if c.key == "memory"), configs[0])
+    per_round: dict[str, list[float]] = {c.key: [] for c in configs}
+    for k in range(rounds):
+        for config in configs:
+            run_dir = out / "speed" / config.key
+            args = render_args([script], run_dir, config, passthrough) + ["--restart"]
+            done = subprocess.run([*storymem(), *args], env=child_env(), capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"speed round {k + 1}, {config.name}: exit {done.returncode}: {done.stderr[-500:]}")
+            shots = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["shots"]
+            per_round[config.key].append(sum(s["timings"]["generate_s"] for s in shots) / len(shots))
+        print(f"[speed] round {k + 1}/{rounds} done", file=sys.stderr, flush=True)
+    result = {}
+    for config in configs:
+        ratios = [a / b for a, b in zip(per_round[config.key], per_round[base.key])]
+        result[config.key] = {"generate_s_per_shot": round(statistics.median(per_round[config.key]), 3),
+                              "ratio": round(statistics.median(ratios), 3), "against": base.key,
+                              "rounds": per_round[config.key]}  # fmt: skip
+    return result
+
+
+def format_speed(configs: list[Config], speed: dict[str, dict]) -> str:
+    lines = ["| configuration | s per shot (generate) | ratio |", "|---|---:|---:|"]
+    for config in configs:
+        row = speed[config.key]
+        lines.append(f"| {config.name} | {row['generate_s_per_shot']:.3f} | {row['ratio']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def rendered_shots(runs: Path) -> int:
     """Finished shots in every run folder under ``runs`` (run.json lists only finished ones)."""
     count = 0
@@ -235,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default=None, help="storymem --size WxH (default: the model's; the detector needs square frames)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "toy_consistency",
                         help="stories, run folders and logs; keep it to resume (default runs/toy_consistency)")
+    parser.add_argument("--speed-rounds", type=int, default=0,
+                        help="also time every configuration on the first story in this many paired rounds (default 0: no)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                         help="where toy_consistency.json and .md go (default benchmarks/results)")
     args = parser.parse_args(argv)
@@ -310,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = bench.format_table(rows, chance_row=by_key[NO_MEMORY].name)
     mix_table = bench.format_shape_mix(mixes)
+    speed = time_configs(configs, paths[0], passthrough, args.out, args.speed_rounds) if args.speed_rounds else None
     report = {
         "benchmark": "toy_consistency",
         "model": args.model,
@@ -327,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         "configs": results,
         "table": table,
         "shape_mix_table": mix_table,
+        "speed": speed,
     }
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "toy_consistency.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -336,9 +375,16 @@ def main(argv: list[str] | None = None) -> int:
     mix_heading = ("\nShapes: does memory carry them, or does the model draw one shape for everyone? Shape "
                    "agreement by chance is what drawing each shot's shape at random from the configuration's own "
                    "mix of shapes would score.\n\n")
-    (args.results / "toy_consistency.md").write_text(heading + table + mix_heading + mix_table, encoding="utf-8")
+    speed_section = ""
+    if speed:
+        speed_section = (f"\nSpeed: seconds per shot in the model's generate call, story 1 rendered under every "
+                         f"configuration back to back in {args.speed_rounds} paired rounds (one thread each); ratio: "
+                         f"median over rounds of each configuration over the full method in the same round.\n\n"
+                         + format_speed(configs, speed))  # fmt: skip
+    (args.results / "toy_consistency.md").write_text(heading + table + mix_heading + mix_table + speed_section,
+                                                     encoding="utf-8")  # fmt: skip
     print(table, end="")
-    print(mix_heading.lstrip("\n") + mix_table, end="")
+    print(mix_heading.lstrip("\n") + mix_table + speed_section, end="")
     print(f"wrote {args.results / 'toy_consistency.json'} and .md", file=sys.stderr)
     return 1 if failed else 0
 

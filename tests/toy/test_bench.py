@@ -268,3 +268,23 @@ def test_runner_end_to_end_on_tiny(load_benchmark, tmp_path):
     assert all(set(s["detection"]) >= {"colour", "shape", "setting"} for s in story["shots"])
     assert config["counts"]["shots"] == 2 and config["counts"]["later_shots"] == 1
     assert "| StoryMem (memory) |" in (results / "toy_consistency.md").read_text()
+
+
+def test_every_fast_configuration_passes_the_preflight(load_benchmark, tmp_path):
+    """`--configs fast`: each fast mode's flags are ones this storymem accepts (a dry run each)."""
+    runner = load_benchmark("toy_consistency")
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(bench_stories(1, 2)[0]), encoding="utf-8")
+    assert {c.key for c in runner.CONFIG_GROUPS["fast"]} >= {"memory", "fast-compile", "fast-fp8", "fast-first-block"}
+    runner.preflight(list(runner.CONFIG_GROUPS["fast"]), script, ["--model", "toy"], tmp_path / "pre")
+
+
+def test_speed_rounds_time_each_configuration_against_the_full_method(load_benchmark, tmp_path):
+    runner = load_benchmark("toy_consistency")
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(bench_stories(1, 2)[0]), encoding="utf-8")
+    configs = [runner.CONFIGS[-1], runner.Config("g1", "guidance 1", ("--guidance", "1"))]
+    speed = runner.time_configs(configs, script, ["--model", "tiny", "--device", "cpu", "--steps", "2"], tmp_path, 2)
+    assert speed["memory"]["ratio"] == 1.0 and speed["g1"]["against"] == "memory"
+    assert all(len(row["rounds"]) == 2 and row["generate_s_per_shot"] > 0 for row in speed.values())
+    assert runner.format_speed(configs, speed).splitlines()[2].startswith("| StoryMem (memory) | ")
