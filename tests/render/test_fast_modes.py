@@ -88,27 +88,31 @@ def test_options_off_install_nothing_and_change_no_pixel(monkeypatch):
     assert np.array_equal(frames, untouched.generate(_request()))
 
 
-def test_first_block_cache_skips_blocks_with_memory_frames_in_the_sequence():
-    """The first-block cache compares the first block's residual over all M + T frames; with a high
-    threshold it skips the other blocks on most steps, and the shot still comes out whole."""
+@pytest.mark.parametrize("cache", [{"cache": "first-block", "cache_threshold": 1.0},
+                                   {"cache": "taylorseer", "cache_interval": 2}], ids=["first-block", "taylorseer"])
+def test_step_cache_skips_work_with_memory_frames_in_the_sequence(cache):
+    """Each cache answers some of the last block's feed-forward calls with M + T frames in the
+    sequence, and the shot still comes out whole. (first-block compares the first block's residual
+    over all M + T frames; TaylorSeer predicts attention and feed-forward outputs between full steps,
+    and on Wan's module names it used to hook nothing at all.)"""
 
-    def block_calls(runtime: RuntimeOptions) -> tuple[int, np.ndarray]:
+    def ffn_calls(runtime: RuntimeOptions) -> tuple[int, np.ndarray]:
         model = load_story_model(resolve_preset("tiny"), runtime)
         pipe = model.pipeline("m2v")
         calls = [0]
-        # inside the last block: a hook on the block itself would also count the calls the cache answers
-        hooks = [t.blocks[-1].ffn.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+        # inside the feed-forward: a hook on a module a cache answers for would count its answers too
+        hooks = [t.blocks[-1].ffn.net[0].register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
                  for t in (pipe.transformer, pipe.transformer_2)]  # fmt: skip
         frames = model.generate(_request(memory=[np.full((48, 64, 3), v, np.uint8) for v in (40, 90, 200)]))
         for hook in hooks:
             hook.remove()
         return calls[0], frames
 
-    plain, plain_frames = block_calls(RuntimeOptions(device="cpu"))
-    cached, cached_frames = block_calls(RuntimeOptions(device="cpu", cache="first-block", cache_threshold=1.0))
+    plain, plain_frames = ffn_calls(RuntimeOptions(device="cpu"))
+    cached, cached_frames = ffn_calls(RuntimeOptions(device="cpu", **cache))
     assert plain == 6 * 2  # 6 steps, guidance on: two passes each
     assert 0 < cached < plain
-    assert cached_frames.shape == plain_frames.shape
+    assert cached_frames.shape == plain_frames.shape and not np.array_equal(cached_frames, plain_frames)
 
 
 def test_fingerprint_has_what_changes_pixels():

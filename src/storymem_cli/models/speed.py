@@ -40,6 +40,10 @@ def resolve_attention_backend(name: str | None, device: torch.device, dtype: tor
     return next(backend for backend in AUTO_ATTENTION if backend == "native" or _attention_works(backend, device, dtype))
 
 
+# Wan's self-attention, cross-attention and feed-forward in every block: nearly all of a forward's work.
+TAYLORSEER_MODULES = (r"blocks\.\d+\.attn1", r"blocks\.\d+\.attn2", r"blocks\.\d+\.ffn")
+
+
 def cache_config(runtime: RuntimeOptions) -> Any:
     """The diffusers cache config for ``--cache`` (None: off)."""
     if runtime.cache == "none":
@@ -50,7 +54,9 @@ def cache_config(runtime: RuntimeOptions) -> Any:
         return FirstBlockCacheConfig(threshold=runtime.cache_threshold)
     from diffusers import TaylorSeerCacheConfig
 
-    return TaylorSeerCacheConfig(cache_interval=runtime.cache_interval)
+    # diffusers' default patterns ("^blocks.*attn", matched whole) miss Wan's attn1 / attn2, which left
+    # the cache a silent no-op on Wan: name the modules whose outputs are predicted between full steps.
+    return TaylorSeerCacheConfig(cache_interval=runtime.cache_interval, cache_identifiers=list(TAYLORSEER_MODULES))
 
 
 # torchao's fp8 matmuls need Hopper/Ada tensor cores (compute capability 8.9: L4, L40, H100, H200).
