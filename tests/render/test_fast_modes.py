@@ -28,7 +28,7 @@ MODES = {
                           lambda m, s: m["cache"]["cache"] == "first-block" and s["runtime"]["cache_threshold"] == 0.5),
     "taylorseer cache": (["--cache", "taylorseer", "--cache-interval", "2"],
                          lambda m, s: m["cache"]["cache"] == "taylorseer" and s["runtime"]["cache_interval"] == 2),
-    "fp8 storage": (["--quantize", "fp8"], lambda m, s: m["quantize"] == "fp8"),
+    "fp8 storage": (["--quantize", "fp8"], lambda m, s: m["quantize"] == "fp8" and m["quantize_method"] == "layerwise"),
     "guidance 1": (["--guidance", "1"], lambda m, s: s["guidance"] == 1.0),
 }  # fmt: skip
 
@@ -52,9 +52,10 @@ def test_each_fast_mode_renders_and_is_recorded(tmp_path, model, mode):
     assert recorded(record["model"], record["settings"])
 
 
-def test_compile_renders_through_the_cli(tmp_path):
+@pytest.mark.parametrize("model", ["tiny", "toy"])
+def test_compile_renders_through_the_cli(tmp_path, model):
     script = write_script(tmp_path, "story.json", small_story("Compiled", shots=1))
-    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny",
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "run"), "--model", model,
                                       "--device", "cpu", "--steps", "1", "--compile"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "run.json").read_text())["model"]["compile"] is True
