@@ -177,8 +177,8 @@ def render(
     ),
     attention_backend: str | None = field_option(
         RuntimeOptions, "attention_backend", "--attention", metavar="BACKEND",
-        help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: the fastest that runs "
-        "on this device (default: PyTorch SDPA). run.json records the one used.",
+        help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: FlashAttention 3 where it "
+        "runs, else PyTorch SDPA (the default). run.json records the one used.",
     ),
     cache: Cache = field_option(
         RuntimeOptions, "cache", choice=Cache,
@@ -198,7 +198,8 @@ def render(
     ),
     quantize: Quantize = field_option(
         RuntimeOptions, "quantize", choice=Quantize,
-        help="fp8: store the experts' weights in float8 (half the GPU memory; slightly different frames).",
+        help="fp8: the experts in float8, half the GPU memory, slightly different frames (fp8 matmuls through "
+        "torchao on H100/H200/L40-class GPUs, storage only elsewhere; pip install \"storymem[fp8]\").",
     ),
     continuation: Continuation = field_option(
         RenderOptions, "continuation", choice=Continuation,
