@@ -119,3 +119,34 @@ def test_run_json_of_a_lora_render_says_loaded_and_names_the_versions(lora_files
     versions = model["versions"]
     assert versions["torch"] == version("torch") and versions["diffusers"] == version("diffusers")
     assert versions["transformers"] == version("transformers") and versions["python"]
+
+
+def test_a_style_lora_per_expert_through_the_cli(lora_files, tmp_path):
+    """`--style-lora high=A --style-lora low=B` (Wan2.2 LoRAs shipped one file per expert, such as
+    Lightning's): each file changes its own expert only, and run.json says which."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from storymem_cli.cli.app import app
+    from storymem_cli.cli.render import parse_style_lora
+
+    _, style = lora_files
+    assert parse_style_lora("high=a/b.safetensors:0.5") == ("a/b.safetensors", 0.5, "high")
+    assert parse_style_lora("C:/x=y.safetensors") == ("C:/x=y.safetensors", 1.0, "both")  # '=' in a path
+    plain = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu")).pipeline("m2v")
+    high_only = load_story_model(resolve_preset("tiny"), ModelOptions(device="cpu", style_loras=[(style, 0.8, "high")]))
+    pipe = high_only.pipeline("m2v")
+    assert not torch.equal(_forward(pipe.transformer), _forward(plain.transformer))
+    assert torch.equal(_forward(pipe.transformer_2), _forward(plain.transformer_2))
+
+    script = tmp_path / "story.json"
+    script.write_text(json.dumps({"story_name": "Split", "story_overview": "x", "scenes": [
+        {"scene_num": 1, "video_prompts": ["a lighthouse at dusk"], "cut": [True]}]}))  # fmt: skip
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--device", "cpu",
+                                      "--steps", "2", "--style-lora", f"high={style}:0.8", "--style-lora", f"low={style}"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "run.json").read_text())
+    assert [(s["experts"], s["strength"]) for s in record["model"]["style_loras"]] == [("high", 0.8), ("low", 1.0)]
+    assert [s["expert"] for s in record["settings"]["style_loras"]] == ["high", "low"]

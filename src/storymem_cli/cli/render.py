@@ -68,11 +68,11 @@ def check_rope_shift(value: float | None) -> None:
         )
 
 
-def check_files(lora: Path | None, style_loras: list[tuple[str, float]]) -> None:
+def check_files(lora: Path | None, style_loras: list[tuple[str, float, str]]) -> None:
     """LoRA paths exist (a file or a folder of LoRA files) before any model loads."""
     if lora is not None and not lora.exists():
         raise InvalidInputError(f"--lora {lora}: no such file or folder", hint="check the path")
-    for path, _ in style_loras:
+    for path, *_ in style_loras:
         target = Path(path)
         if not target.exists():
             raise InvalidInputError(f"--style-lora {path}: no such file or folder", hint="check the path")
@@ -82,15 +82,19 @@ def check_files(lora: Path | None, style_loras: list[tuple[str, float]]) -> None
             )
 
 
-def parse_style_lora(text: str) -> tuple[str, float]:
-    """``PATH[:STRENGTH]``; a colon that is not followed by a number belongs to the path."""
-    path, sep, strength = text.rpartition(":")
+def parse_style_lora(text: str) -> tuple[str, float, str]:
+    """``[high=|low=]PATH[:STRENGTH]``: the expert (both when not named), the path and the strength;
+    a colon that is not followed by a number belongs to the path."""
+    expert, sep, rest = text.partition("=")
+    if not sep or expert not in ("high", "low"):
+        expert, rest = "both", text
+    path, sep, strength = rest.rpartition(":")
     if sep:
         try:
-            return path, float(strength)
+            return path, float(strength), expert
         except ValueError:
             pass
-    return text, 1.0
+    return rest, 1.0, expert
 
 
 def _echo_json(payload: Any) -> None:
@@ -142,7 +146,9 @@ def render(
     ),
     lora: Path | None = typer.Option(None, help="StoryMem LoRA file or folder (default: the model's)."),
     style_lora: list[str] = typer.Option(
-        [], "--style-lora", metavar="PATH[:STRENGTH]", help="Extra style LoRA as PATH[:STRENGTH]; repeat for several."
+        [], "--style-lora", metavar="[high=|low=]PATH[:STRENGTH]",
+        help="Extra style LoRA as PATH[:STRENGTH] on both experts, or high=PATH / low=PATH on one (Wan2.2 LoRAs "
+        "shipped per expert, e.g. Lightning's high_noise_model and low_noise_model); repeat for several."
     ),
     rope: Rope | None = typer.Option(
         None, help="Temporal positions of memory: negative (paper) or sequential (authors' release)."
@@ -280,7 +286,7 @@ def render(
         aesthetic=aesthetic.value if aesthetic else None,
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
-        style_loras=tuple(StyleLora(path=p, strength=s) for p, s in styles),
+        style_loras=tuple(StyleLora(path=p, strength=s, expert=e) for p, s, e in styles),
         runtime=runtime,
         upscale=upscale,
     )

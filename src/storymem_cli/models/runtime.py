@@ -51,7 +51,8 @@ class ModelOptions(RuntimeOptions):
 
     continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
     lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
-    style_loras: list[tuple[Path, float]] = Field(default_factory=list)  # diffusers-format Wan LoRAs + strength
+    # diffusers-format Wan LoRAs: (path, strength) on both experts, or (path, strength, "high" / "low") on one
+    style_loras: list[tuple[Path, float] | tuple[Path, float, Literal["both", "high", "low"]]] = Field(default_factory=list)
 
     @classmethod
     def of(cls, runtime: RuntimeOptions | None) -> ModelOptions:

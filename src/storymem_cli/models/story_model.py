@@ -230,8 +230,8 @@ class StoryModel:
                 transformer_2=low,
                 boundary_ratio=self.preset.m2v.boundary_ratio,
             )
-        for path, strength in self.runtime.style_loras:
-            _lora_api().load_style_lora(pipe, path, strength)
+        for path, strength, *expert in self.runtime.style_loras:
+            _lora_api().load_style_lora(pipe, path, strength, experts=expert[0] if expert else "both")
         if self.runtime.fuse_lora:  # style LoRAs on the T2V pair, where no StoryMem LoRA was fused first
             for transformer in (high, low):
                 _lora_api().fuse_active_adapters(transformer)
@@ -396,8 +396,9 @@ class StoryModel:
             "storymem_lora": lora,
             "continuation": self.runtime.continuation,
             "style_loras": [
-                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "fused": self.runtime.fuse_lora}
-                for p, s in self.runtime.style_loras
+                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "experts": e[0] if e else "both",
+                 "fused": self.runtime.fuse_lora}
+                for p, s, *e in self.runtime.style_loras
             ],
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": "float32",

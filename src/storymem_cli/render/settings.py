@@ -55,6 +55,8 @@ class StyleLora(BaseModel):
 
     path: str
     strength: float = 1.0  # diffusers' default adapter weight
+    # Wan2.2 LoRAs that ship one file per expert (Lightning's high_noise_model / low_noise_model)
+    expert: Literal["both", "high", "low"] = "both"
 
 
 class RenderOptions(BaseModel):
@@ -127,6 +129,9 @@ class RenderSettings(BaseModel):
                 holder = holder[parent]
             if holder.get(key) == default:
                 del holder[key]
+        for style in payload["style_loras"]:  # per-expert style LoRAs came later: both experts hashes as before
+            if style.get("expert") == "both":
+                del style["expert"]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
