@@ -549,6 +549,8 @@ def run_check(size: CheckSize, out: Path, parts: tuple[str, ...] = PARTS) -> dic
     """The check; gpu_check.json is rewritten after each part, so a run cut short keeps what it measured."""
     import torch
 
+    from storymem_cli.models.story_model import installed_versions
+
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     cuda = size.device.startswith("cuda")
@@ -557,7 +559,8 @@ def run_check(size: CheckSize, out: Path, parts: tuple[str, ...] = PARTS) -> dic
     report: dict[str, Any] = {
         "size": "tiny (CPU rehearsal)" if not cuda else "A14B widths",
         "device_name": torch.cuda.get_device_name(0) if cuda else "cpu",
-        "versions": {"torch": torch.__version__, **_versions("diffusers", "transformers", "peft", "accelerate", "torchao")},
+        "versions": {"torch": torch.__version__,
+                     **installed_versions("diffusers", "transformers", "peft", "accelerate", "torchao")},
         "check": asdict(size),
         "params": {"a14b": full_a14b_counts()},
         "renders": [],
@@ -593,18 +596,6 @@ def run_check(size: CheckSize, out: Path, parts: tuple[str, ...] = PARTS) -> dic
             save()
     save()
     return report
-
-
-def _versions(*names: str) -> dict[str, str | None]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, str | None] = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    return found
 
 
 def merge_reports(paths: list[Path], out: Path | None) -> dict[str, Any]:

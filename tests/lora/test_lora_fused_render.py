@@ -148,5 +148,5 @@ def test_a_style_lora_per_expert_through_the_cli(lora_files, tmp_path):
                                       "--steps", "2", "--style-lora", f"high={style}:0.8", "--style-lora", f"low={style}"])  # fmt: skip
     assert result.exit_code == 0, result.output
     record = json.loads((run / "run.json").read_text())
-    assert [(s["experts"], s["strength"]) for s in record["model"]["style_loras"]] == [("high", 0.8), ("low", 1.0)]
+    assert [(s["expert"], s["strength"]) for s in record["model"]["style_loras"]] == [("high", 0.8), ("low", 1.0)]
     assert [s["expert"] for s in record["settings"]["style_loras"]] == ["high", "low"]

@@ -56,3 +56,10 @@ def test_the_fingerprint_of_the_same_options_never_changes(name):
 def test_runtime_options_and_settings_share_no_name():
     # The fingerprint hashes both in one flat layer (run.json format 1's): a shared name would hide one.
     assert set(RuntimeOptions.model_fields).isdisjoint(RenderSettings.model_fields)
+
+
+def test_a_style_lora_on_one_expert_is_another_fingerprint():
+    both = settings(style_loras=(StyleLora(path="s.safetensors", strength=0.8),)).fingerprint()
+    high = settings(style_loras=(StyleLora(path="s.safetensors", strength=0.8, expert="high"),)).fingerprint()
+    low = settings(style_loras=(StyleLora(path="s.safetensors", strength=0.8, expert="low"),)).fingerprint()
+    assert len({both, high, low}) == 3

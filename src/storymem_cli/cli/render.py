@@ -168,7 +168,7 @@ def render(
     # How the model runs: each parameter is named as the RuntimeOptions field it fills (from_params).
     offload: Offload = field_option(
         RuntimeOptions, "offload", choice=Offload,
-        help="GPU memory: none (all on the GPU; A14B needs ~70 GiB), model (one component on the GPU at a time), "
+        help="GPU memory: none (all on the GPU; A14B needs ~74 GiB), model (one component on the GPU at a time), "
         "group (block by block: least memory, slowest).",
     ),
     device: str | None = field_option(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from storymem_cli.models import lora_adapters as adapters
+from storymem_cli.models.runtime import StyleExperts
 from storymem_cli.models.lora_files import LoraError, quote_keys, read_lora_file
 from storymem_cli.models.lora_keys import parse_key
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 
 ExpertName = Literal["transformer", "transformer_2"]
-StyleExperts = Literal["both", "high", "low"]
 
 
 def load_style_lora(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from storymem_cli.config import ContinuationMode
 
@@ -13,6 +13,7 @@ OffloadMode = Literal["none", "model", "group"]
 DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
 CacheMode = Literal["none", "first-block", "taylorseer"]
 QuantizeMode = Literal["none", "fp8"]
+StyleExperts = Literal["both", "high", "low"]  # a style LoRA's experts (Wan2.2 LoRAs may ship one file per expert)
 
 
 class RuntimeOptions(BaseModel):
@@ -43,7 +44,7 @@ class RuntimeOptions(BaseModel):
     # taylorseer: full computation every N steps, extrapolated between (diffusers' default)
     cache_interval: int = Field(5, ge=2, le=40, description="steps between full computations")
     compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)
-    quantize: QuantizeMode = "none"  # fp8: weights stored in float8, computed in the model's dtype
+    quantize: QuantizeMode = "none"  # fp8: half the experts' memory (speed.fp8_method: torchao matmuls or storage)
 
 
 class ModelOptions(RuntimeOptions):
@@ -51,8 +52,13 @@ class ModelOptions(RuntimeOptions):
 
     continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
     lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
-    # diffusers-format Wan LoRAs: (path, strength) on both experts, or (path, strength, "high" / "low") on one
-    style_loras: list[tuple[Path, float] | tuple[Path, float, Literal["both", "high", "low"]]] = Field(default_factory=list)
+    # diffusers-format Wan LoRAs as (path, strength, experts); (path, strength) means both experts
+    style_loras: list[tuple[Path, float, StyleExperts]] = Field(default_factory=list)
+
+    @field_validator("style_loras", mode="before")
+    @classmethod
+    def _both_experts_by_default(cls, value: Any) -> Any:
+        return [(*style, "both") if len(style) == 2 else style for style in value]
 
     @classmethod
     def of(cls, runtime: RuntimeOptions | None) -> ModelOptions:

@@ -1,5 +1,5 @@
-"""Fast modes on the experts, each diffusers' own machinery: attention backend, step caching,
-compilation, fp8 weight storage. ``StoryModel`` applies them after the LoRAs are fused and before
+"""Fast modes on the experts, each diffusers' (or torchao's) own machinery: attention backend, step
+caching, compilation, fp8. ``StoryModel`` applies them after the LoRAs are fused and before
 offloading; every one is off by default, and then nothing here runs.
 """
 

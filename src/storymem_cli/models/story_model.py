@@ -230,8 +230,8 @@ class StoryModel:
                 transformer_2=low,
                 boundary_ratio=self.preset.m2v.boundary_ratio,
             )
-        for path, strength, *expert in self.runtime.style_loras:
-            _lora_api().load_style_lora(pipe, path, strength, experts=expert[0] if expert else "both")
+        for path, strength, experts in self.runtime.style_loras:
+            _lora_api().load_style_lora(pipe, path, strength, experts=experts)
         if self.runtime.fuse_lora:  # style LoRAs on the T2V pair, where no StoryMem LoRA was fused first
             for transformer in (high, low):
                 _lora_api().fuse_active_adapters(transformer)
@@ -396,9 +396,8 @@ class StoryModel:
             "storymem_lora": lora,
             "continuation": self.runtime.continuation,
             "style_loras": [
-                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "experts": e[0] if e else "both",
-                 "fused": self.runtime.fuse_lora}
-                for p, s, *e in self.runtime.style_loras
+                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "expert": e, "fused": self.runtime.fuse_lora}
+                for p, s, e in self.runtime.style_loras
             ],
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": "float32",
@@ -423,19 +422,26 @@ class StoryModel:
 SOFTWARE = ("torch", "diffusers", "transformers", "peft", "accelerate", "safetensors", "numpy")  # what decides the pixels
 
 
-def software_versions() -> dict[str, str | None]:
-    """Installed versions of the libraries a result depends on, for a user reporting it (None: not installed)."""
-    import platform
+def installed_versions(*names: str) -> dict[str, str | None]:
+    """Each distribution's installed version (None: not installed), read without importing it."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from storymem_cli import __version__
-
-    found: dict[str, str | None] = {"python": platform.python_version(), "storymem": __version__}
-    for name in SOFTWARE:
+    found: dict[str, str | None] = {}
+    for name in names:
         try:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = None
+    return found
+
+
+def software_versions() -> dict[str, str | None]:
+    """Installed versions of the libraries a result depends on, for a user reporting it (None: not installed)."""
+    import platform
+
+    from storymem_cli import __version__
+
+    found = {"python": platform.python_version(), "storymem": __version__, **installed_versions(*SOFTWARE)}
     if torch.cuda.is_available():  # torch is imported here anyway; the CUDA build matters on a GPU
         found["cuda"] = torch.version.cuda
     return found

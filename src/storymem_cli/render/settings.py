@@ -28,7 +28,7 @@ from storymem_cli.config import (
     RopeMode,
     VideoConfig,
 )
-from storymem_cli.models.runtime import RuntimeOptions
+from storymem_cli.models.runtime import RuntimeOptions, StyleExperts
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
@@ -43,8 +43,8 @@ LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
-    ("fuse_lora",): True,
-}  # fmt: skip
+    ("fuse_lora",): True, ("style_loras", "*", "expert"): "both",
+}  # fmt: skip  # "*": every item of a list
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
@@ -56,7 +56,7 @@ class StyleLora(BaseModel):
     path: str
     strength: float = 1.0  # diffusers' default adapter weight
     # Wan2.2 LoRAs that ship one file per expert (Lightning's high_noise_model / low_noise_model)
-    expert: Literal["both", "high", "low"] = "both"
+    expert: StyleExperts = "both"
 
 
 class RenderOptions(BaseModel):
@@ -123,16 +123,19 @@ class RenderSettings(BaseModel):
         payload.update(payload.pop("runtime"))  # format 1's flat layout, which every finished shot was hashed in
         payload = {**{key: value for key, value in payload.items() if key not in NOT_IN_FINGERPRINT}, **LEFT_LATER}
         for path, default in ADDED_LATER.items():
-            *parents, key = path
-            holder = payload
-            for parent in parents:
-                holder = holder[parent]
-            if holder.get(key) == default:
-                del holder[key]
-        for style in payload["style_loras"]:  # per-expert style LoRAs came later: both experts hashes as before
-            if style.get("expert") == "both":
-                del style["expert"]
+            _drop_default(payload, path, default)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _drop_default(holder: Any, path: tuple[str, ...], default: Any) -> None:
+    """Delete the key at ``path`` under ``holder`` where it holds ``default`` ("*": every list item)."""
+    first, *rest = path
+    if not rest:
+        if holder.get(first) == default:
+            del holder[first]
+        return
+    for child in holder if first == "*" else [holder[first]]:
+        _drop_default(child, tuple(rest), default)
 
 
 _Config = TypeVar("_Config", bound=BaseModel)
