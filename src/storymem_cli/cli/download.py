@@ -129,7 +129,12 @@ def download(
     if online:
         from storymem_cli.models.downloads import RepoDownload
 
-        plan = [resolve_online(d) if isinstance(d, RepoDownload) else d for d in plan]
+        try:
+            plan = [resolve_online(d) if isinstance(d, RepoDownload) else d for d in plan]
+        except Exception as err:  # huggingface_hub's HTTP, auth and gating errors: the offline figures still hold
+            typer.echo(f"warning: the hub's file list could not be read ({type(err).__name__}: {err}); "
+                       "showing the offline sizes", err=True)  # fmt: skip
+            online = False
     elif not dry_run:
         raise MissingWeightsError(
             "the Hugging Face hub cannot be reached (offline, or HF_HUB_OFFLINE is set): nothing can be downloaded",
