@@ -46,7 +46,7 @@ def test_render_help_names_the_model_auto_picks_here():
     assert resolve_preset("auto").name in said.groups()  # this machine's choice is one of the two named
 
 
-COMMANDS = ["validate", "render", "inspect-memory", "add-reference", "eval", "train"]
+COMMANDS = ["validate", "render", "inspect-memory", "add-reference", "eval", "train", "download", "doctor"]
 RAW_TYPE = re.compile(r"<(bool|str|int|float|path|file|directory|list\[[^\]]*\]|int range|float range)>|\[x[<>]=|<=x")
 
 

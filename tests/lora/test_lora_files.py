@@ -59,7 +59,7 @@ def test_nothing_found_says_where_it_looked_and_how_to_download(tmp_path):
     message = str(info.value)
     assert str(tmp_path / "Wan2.2-MM2V-A14B") in message
     assert "backbone_high_noise" in message
-    assert "hf download Kevin-thu/StoryMem --include 'Wan2.2-MM2V-A14B/*'" in message
+    assert 'hf download Kevin-thu/StoryMem --include "Wan2.2-MM2V-A14B/*"' in message and "storymem download --continuation mm2v" in message
 
 
 def test_bad_variant_and_bad_path(tmp_path):

@@ -62,7 +62,8 @@ def test_missing_hub_weights_say_what_to_download(tmp_path, monkeypatch):
     with pytest.raises(MissingWeightsError) as err:
         load_story_model(A14B, RuntimeOptions(device="cpu"))
     text = str(err.value)
-    assert WAN_I2V_REPO in text and f"hf download {WAN_I2V_REPO}" in text and "huggingface-cli download" in text
+    assert WAN_I2V_REPO in text and f"hf download {WAN_I2V_REPO}" in text and "storymem download" in text
+    assert "huggingface-cli" not in text  # gone with huggingface_hub 1.x
 
 
 def test_missing_shard_in_a_local_folder_is_named(tmp_path):
@@ -76,7 +77,7 @@ def test_missing_shard_in_a_local_folder_is_named(tmp_path):
 
 
 def test_index_shards_are_checked(tmp_path):
-    from storymem_cli.models.weights import check_components
+    from storymem_cli.models.weights import Component, check_components
 
     sub = tmp_path / "transformer"
     sub.mkdir()
@@ -86,7 +87,7 @@ def test_index_shards_are_checked(tmp_path):
                             "b": "diffusion_pytorch_model-00002-of-00002.safetensors"}}  # fmt: skip
     (sub / "diffusion_pytorch_model.safetensors.index.json").write_text(json.dumps(index))
     with pytest.raises(MissingWeightsError, match="00002-of-00002") as err:
-        check_components(tmp_path, {"transformer": "config.json"}, "org/repo")
+        check_components(tmp_path, (Component("transformer", "config.json"),), "org/repo")
     assert 'hf download org/repo --include "transformer/*"' in str(err.value)
 
 

@@ -98,6 +98,8 @@ def _register_commands() -> None:
     from storymem_cli.cli import memory  # noqa: F401  inspect-memory, add-reference
     from storymem_cli.cli import eval as _eval  # noqa: F401
     from storymem_cli.cli import train  # noqa: F401
+    from storymem_cli.cli import download  # noqa: F401
+    from storymem_cli.cli import doctor  # noqa: F401
     return None
 
 

@@ -205,7 +205,7 @@ def render(
     quantize: Quantize = field_option(
         RuntimeOptions, "quantize", choice=Quantize,
         help="fp8: the experts in float8, half the GPU memory, slightly different frames (fp8 matmuls through "
-        "torchao on H100/H200/L40-class GPUs, storage only elsewhere; pip install \"storymem[fp8]\").",
+        "torchao on H100/H200/L40-class GPUs, storage only elsewhere; pip install \"storymem-cli[fp8]\").",
     ),
     continuation: Continuation = field_option(
         RenderOptions, "continuation", choice=Continuation,

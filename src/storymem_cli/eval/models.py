@@ -29,7 +29,7 @@ VICLIP_FILE = "ViClip-InternVid-10M-FLT.pth"
 VICLIP_REPOS = ("OpenGVLab/ViCLIP", "OpenGVLab/VBench_Used_Models")
 VICLIP_HINT = (
     f"get {VICLIP_FILE} (1.7 GB) from Hugging Face OpenGVLab/ViCLIP (gated: accept the licence, then "
-    f"`huggingface-cli download OpenGVLab/ViCLIP {VICLIP_FILE}`) or its mirror OpenGVLab/VBench_Used_Models, "
+    f"`hf download OpenGVLab/ViCLIP {VICLIP_FILE}`) or its mirror OpenGVLab/VBench_Used_Models, "
     "and pass --viclip PATH"
 )
 TINY_SEED = 0

@@ -24,6 +24,18 @@ _SUFFIXES = (".safetensors", ".pth")  # preference order: safetensors cannot run
 MAX_LISTED = 5  # how many offending keys an error message quotes
 
 
+def lora_variant(continuation: str) -> str:
+    """The StoryMem LoRA variant a continuation mode loads: ``none`` (memory only) uses the MI2V one."""
+    return "mm2v" if continuation == "mm2v" else "mi2v"
+
+
+def storymem_hub_files(variant: str) -> tuple[str, str]:
+    """The variant's two files as the hub repo holds them (high-noise expert first): what
+    `storymem download` fetches and the loader opens (``.safetensors``, the preferred suffix)."""
+    folder = STORYMEM_VARIANT_DIRS[variant]
+    return tuple(f"{folder}/{stem}{_SUFFIXES[0]}" for stem in EXPERT_FILE_STEMS.values())  # type: ignore[return-value]
+
+
 class LoraError(InvalidInputError):
     """A LoRA file that cannot be used as asked: which file, which key, what is wrong."""
 
@@ -88,10 +100,11 @@ def _pick_file(folder: Path, stem: str) -> Path | None:
 
 
 def _download_hint(variant: str) -> str:
-    sub = STORYMEM_VARIANT_DIRS.get(variant, "Wan2.2-MI2V-A14B")
+    sub = STORYMEM_VARIANT_DIRS.get(variant, STORYMEM_VARIANT_DIRS["mi2v"])
     return (
-        f"download it with: hf download {STORYMEM_HUB_REPO} --include '{sub}/*' --local-dir DIR, "
-        "then pass --lora DIR (or drop --lora to use the Hugging Face cache)"
+        f"download it with: storymem download --continuation {variant if variant in STORYMEM_VARIANT_DIRS else 'mi2v'} "
+        "(the Hugging Face cache, where a render without --lora looks), or "
+        f"hf download {STORYMEM_HUB_REPO} --include \"{sub}/*\" --local-dir DIR and pass --lora DIR"
     )
 
 

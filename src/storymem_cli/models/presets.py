@@ -65,7 +65,7 @@ A14B = ModelPreset(
     i2v_source=WAN_I2V_REPO,
     t2v_source=WAN_T2V_REPO,
     lora_source=STORYMEM_LORA_REPO,
-    transformer_dtype="bfloat16",  # the released weights are bf16; each expert is ~28.6 GB
+    transformer_dtype="bfloat16",  # loaded in bf16: ~28.6 GB per expert in memory (the hub files are fp32, ~57 GB each)
     text_encoder_dtype="bfloat16",
 )
 

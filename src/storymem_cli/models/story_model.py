@@ -24,6 +24,7 @@ from storymem_cli.config import (
     SamplingConfig,
 )
 from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
+from storymem_cli.models.lora_files import lora_variant, storymem_hub_files
 from storymem_cli.models.presets import LORA_VARIANT_DIRS, TINY, TOY, ModelPreset
 from storymem_cli.models.runtime import ModelOptions, RuntimeOptions, auto_dtype, default_device
 from storymem_cli.models.tiny import tiny_model_dir
@@ -141,13 +142,13 @@ class StoryModel:
         source = preset.lora_for(runtime.lora)
         if source is None:
             return None
-        variant = "mm2v" if runtime.continuation == "mm2v" else "mi2v"  # "none": the MI2V variant does M2V
+        variant = lora_variant(runtime.continuation)
         folder, repo = locate_source(source)
         if repo is not None and not (folder / LORA_VARIANT_DIRS[variant]).is_dir():
-            include = f"{LORA_VARIANT_DIRS[variant]}/*"
             raise MissingWeightsError(
                 f"the StoryMem LoRA {repo}/{LORA_VARIANT_DIRS[variant]} ({variant}) is not in the Hugging Face cache",
-                hint=f"download it with: {download_command(repo, include)}",
+                hint=f"download it with: storymem download --continuation {variant} "
+                f"(this part alone: {download_command(repo, storymem_hub_files(variant))})",
             )
         high, low = _lora_api().find_storymem_lora_files(folder, variant)
         return Path(high), Path(low)

@@ -48,7 +48,8 @@ _OPEN_CLIP_HF_FILE = "open_clip_pytorch_model.bin"  # open_clip's file name when
 # open_clip and torch first (~5 s on a loaded machine).
 KNOWN_TAGS = {
     ("ViT-L-14-quickgelu", "openai"): {"hf_hub": "timm/vit_large_patch14_clip_224.openai/"},  # LAION aesthetic
-    ("ViT-B-32", "openai"): {"hf_hub": "timm/vit_base_patch32_clip_224.openai/"},  # memory embedder
+    ("ViT-B-32", "openai"): {"hf_hub": "timm/vit_base_patch32_clip_224.openai/"},
+    ("ViT-B-32-quickgelu", "openai"): {"hf_hub": "timm/vit_base_patch32_clip_224.openai/"},  # memory embedder
 }
 
 
@@ -151,16 +152,26 @@ def _cached_pretrained(cfg: dict) -> Path | None:
 
     if "file" in cfg:
         return Path(cfg["file"])
-    repo_id, filename = os.path.split(cfg.get("hf_hub", ""))
+    repo_id, candidates = open_clip_hub_files(cfg)
     if not repo_id:
         return None
-    filename = filename or _OPEN_CLIP_HF_FILE
-    candidates = [filename.replace(".bin", ".safetensors").replace("pytorch_model", "model"), filename]
-    for name in dict.fromkeys(candidates):
+    for name in candidates:
         hit = try_to_load_from_cache(repo_id, name)
         if isinstance(hit, str):
             return Path(hit)
     return None
+
+
+def open_clip_hub_files(cfg: dict) -> tuple[str, tuple[str, ...]]:
+    """(repo id, file names in open_clip's order of preference) of a pretrained config's ``hf_hub``:
+    ``org/repo/`` (open_clip's default name) or ``org/repo/file``, its .safetensors twin first.
+    `storymem download` fetches the first; ``("", ())`` when the config names no hub repo."""
+    repo_id, filename = os.path.split(cfg.get("hf_hub", ""))
+    if not repo_id:
+        return "", ()
+    filename = filename or _OPEN_CLIP_HF_FILE
+    twin = filename.replace(".bin", ".safetensors").replace("pytorch_model", "model")
+    return repo_id, tuple(dict.fromkeys((twin, filename)))
 
 
 def _download_from_hub(repo_id: str, *, what: str) -> Path:
