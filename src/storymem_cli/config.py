@@ -27,6 +27,9 @@ MOTION_FRAMES_MM2V = 5  # MM2V conditions on the previous shot's last 5 frames (
 RopeMode = Literal["negative", "sequential"]
 ContinuationMode = Literal["mi2v", "mm2v", "none"]
 ShotMode = Literal["t2v", "m2v", "mi2v", "mm2v"]
+# unipc: the paper's and the release's sampler; euler: what step-distilled LoRAs such as Wan2.2
+# Lightning were distilled for (4 steps at flow shift 5: sigmas 1, .938, .833, .625)
+SchedulerName = Literal["unipc", "euler"]
 
 
 class _Frozen(BaseModel):
@@ -42,6 +45,7 @@ class SamplingConfig(_Frozen):
     flow_shift: float = 4.0  # I2V/M2V: 4.0; T2V first shot: 12.0
     boundary_ratio: float = Field(0.9, gt=0, lt=1)  # t >= ratio*1000 runs the high-noise expert; T2V: 0.875
     release_sigmas: bool = True  # linspace(1-1/1000, 0, N+1)[:-1], shifted: matches the release within 1e-6
+    scheduler: SchedulerName = "unipc"  # euler spaces sigmas linspace(1, 0, N+1)[:-1] before the shift
 
 
 M2V_SAMPLING = SamplingConfig()

@@ -129,11 +129,12 @@ def test_a_style_lora_per_expert_through_the_cli(lora_files, tmp_path):
     from typer.testing import CliRunner
 
     from storymem_cli.cli.app import app
-    from storymem_cli.cli.render import parse_style_lora
+    from storymem_cli.render.settings import StyleLora
+    from storymem_cli.render.style_args import parse_style_lora
 
     _, style = lora_files
-    assert parse_style_lora("high=a/b.safetensors:0.5") == ("a/b.safetensors", 0.5, "high")
-    assert parse_style_lora("C:/x=y.safetensors") == ("C:/x=y.safetensors", 1.0, "both")  # '=' in a path
+    assert parse_style_lora("high=a/b.safetensors:0.5") == StyleLora(path="a/b.safetensors", strength=0.5, expert="high")
+    assert parse_style_lora("C:/x=y.safetensors") == StyleLora(path="C:/x=y.safetensors")  # '=' and ':' in a path
     plain = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu")).pipeline("m2v")
     high_only = load_story_model(resolve_preset("tiny"), ModelOptions(device="cpu", style_loras=[(style, 0.8, "high")]))
     pipe = high_only.pipeline("m2v")

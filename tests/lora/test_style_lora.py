@@ -105,8 +105,9 @@ def test_storymem_layout_file_is_not_a_style_lora(tmp_path, experts, make_lora):
     high, low = experts
     path = tmp_path / "backbone_high_noise.safetensors"
     save_file(make_lora(high), str(path))
-    with pytest.raises(LoraError, match="StoryMem-layout LoRA"):
+    with pytest.raises(LoraError, match="is a StoryMem LoRA") as err:
         load_style_lora(_pipe(high, low), path, 1.0)
+    assert "--lora" in err.value.hint
 
 
 def test_a_file_diffusers_cannot_place_is_an_error(tmp_path, experts, forward):

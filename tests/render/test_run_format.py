@@ -27,11 +27,12 @@ FORMAT_1_SETTINGS = {
     "use_memory", "lora", "style_loras", "offload", "device", "dtype", "vae_tiling", "attention_backend", "cache",
     "cache_threshold", "cache_interval", "compile", "quantize", "upscale",
 }  # fmt: skip
+ADDED_AFTER_FORMAT_1 = {"scheduler", "flow_shift_t2v", "flow_shift_m2v"}  # settings added to format 2 since
 
 
 def as_format_1(record: dict) -> dict:
     """A format-2 record written back as format 1 wrote it: runtime flat, no fuse_lora (not a setting then)."""
-    settings = dict(record["settings"])
+    settings = {key: value for key, value in record["settings"].items() if key not in ADDED_AFTER_FORMAT_1}
     runtime = {key: value for key, value in settings.pop("runtime").items() if key != "fuse_lora"}
     return {**record, "format_version": 1, "settings": {**settings, **runtime}}
 

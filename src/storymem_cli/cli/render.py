@@ -18,6 +18,7 @@ from storymem_cli.errors import InvalidInputError
 from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
 from storymem_cli.models.runtime import RuntimeOptions  # torch-free
 from storymem_cli.render.settings import MAX_UPSCALE, RenderOptions  # torch-free
+from storymem_cli.render.style_args import STYLE_LORA_METAVAR  # torch-free
 from storymem_cli.script.model import SEED_MAX  # torch-free
 
 MIN_SIDE = 16  # VideoConfig's floor: one latent patch of the smallest model
@@ -34,6 +35,7 @@ Offload = choices("Offload", RuntimeOptions, "offload")
 Dtype = choices("Dtype", RuntimeOptions, "dtype")
 Cache = choices("Cache", RuntimeOptions, "cache")
 Quantize = choices("Quantize", RuntimeOptions, "quantize")
+Scheduler = choices("Scheduler", RenderOptions, "scheduler")
 
 
 class Parallel(str, Enum):
@@ -68,33 +70,11 @@ def check_rope_shift(value: float | None) -> None:
         )
 
 
-def check_files(lora: Path | None, style_loras: list[tuple[str, float, str]]) -> None:
-    """LoRA paths exist (a file or a folder of LoRA files) before any model loads."""
+def check_files(lora: Path | None) -> None:
+    """The StoryMem LoRA path exists (a file or a folder of LoRA files) before any model loads; style
+    LoRA files are checked in full by the preflight (render/style_args.py)."""
     if lora is not None and not lora.exists():
         raise InvalidInputError(f"--lora {lora}: no such file or folder", hint="check the path")
-    for path, *_ in style_loras:
-        target = Path(path)
-        if not target.exists():
-            raise InvalidInputError(f"--style-lora {path}: no such file or folder", hint="check the path")
-        if target.is_file() and target.suffix not in (".safetensors", ".pth"):
-            raise InvalidInputError(
-                f"--style-lora {path}: not a LoRA file (.safetensors or .pth)", hint="give a .safetensors file"
-            )
-
-
-def parse_style_lora(text: str) -> tuple[str, float, str]:
-    """``[high=|low=]PATH[:STRENGTH]``: the expert (both when not named), the path and the strength;
-    a colon that is not followed by a number belongs to the path."""
-    expert, sep, rest = text.partition("=")
-    if not sep or expert not in ("high", "low"):
-        expert, rest = "both", text
-    path, sep, strength = rest.rpartition(":")
-    if sep:
-        try:
-            return path, float(strength), expert
-        except ValueError:
-            pass
-    return rest, 1.0, expert
 
 
 def _echo_json(payload: Any) -> None:
@@ -146,9 +126,20 @@ def render(
     ),
     lora: Path | None = typer.Option(None, help="StoryMem LoRA file or folder (default: the model's)."),
     style_lora: list[str] = typer.Option(
-        [], "--style-lora", metavar="[high=|low=]PATH[:STRENGTH]",
-        help="Extra style LoRA as PATH[:STRENGTH] on both experts, or high=PATH / low=PATH on one (Wan2.2 LoRAs "
-        "shipped per expert, e.g. Lightning's high_noise_model and low_noise_model); repeat for several."
+        [], "--style-lora", metavar=STYLE_LORA_METAVAR,
+        help="Extra Wan LoRA (diffusers, ComfyUI/diffusion-pipe/ai-toolkit, kohya/musubi or lightx2v layout, "
+        "docs/lora.md) as PATH[:STRENGTH], on both pairs and both experts; in front, t2v= or m2v= puts it on "
+        "one pair (t2v: the first shot's T2V experts, m2v: the memory shots' I2V experts), high= or low= on one "
+        "expert, t2v:high= etc. on one of each (Lightning ships four files). Repeat for several.",
+    ),
+    scheduler: Scheduler = field_option(
+        RenderOptions, "scheduler", choice=Scheduler,
+        help="Sampler: unipc (paper) or euler (what step-distilled LoRAs such as Lightning were distilled for).",
+    ),
+    flow_shift: list[str] = typer.Option(
+        [], "--flow-shift", metavar="[t2v=|m2v=]SHIFT",
+        help="Flow-matching shift of both pairs, or of one with t2v= / m2v= (default: the model's; paper: 12 "
+        "for the first shot, 4 for the others; Lightning: 5).",
     ),
     rope: Rope | None = typer.Option(
         None, help="Temporal positions of memory: negative (paper) or sequential (authors' release)."
@@ -255,16 +246,17 @@ def render(
     from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
-    from storymem_cli.render.settings import StyleLora
     from storymem_cli.render.shard import parse_shard, take_shard
+    from storymem_cli.render.style_args import parse_flow_shifts, parse_style_lora
 
     width, height = parse_size(size)
     check_rope_shift(rope_shift)
     check_field("--guidance", guidance, RenderOptions.model_fields["guidance"])
     check_field("--guidance-2", guidance_2, RenderOptions.model_fields["guidance_2"])
     runtime = from_params(RuntimeOptions, ctx)
-    styles = [parse_style_lora(text) for text in style_lora]
-    check_files(lora, styles)
+    styles = tuple(parse_style_lora(text) for text in style_lora)
+    flow_shift_t2v, flow_shift_m2v = parse_flow_shifts(flow_shift)
+    check_files(lora)
     if output is not None:
         check_output_path(output, "-o", folder=True)
     options = RenderOptions(
@@ -286,7 +278,10 @@ def render(
         aesthetic=aesthetic.value if aesthetic else None,
         use_memory=not no_memory,
         lora=str(lora) if lora else None,
-        style_loras=tuple(StyleLora(path=p, strength=s, expert=e) for p, s, e in styles),
+        style_loras=styles,
+        scheduler=scheduler.value,
+        flow_shift_t2v=flow_shift_t2v,
+        flow_shift_m2v=flow_shift_m2v,
         runtime=runtime,
         upscale=upscale,
     )

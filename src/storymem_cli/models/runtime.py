@@ -14,6 +14,9 @@ DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
 CacheMode = Literal["none", "first-block", "taylorseer"]
 QuantizeMode = Literal["none", "fp8"]
 StyleExperts = Literal["both", "high", "low"]  # a style LoRA's experts (Wan2.2 LoRAs may ship one file per expert)
+# a style LoRA's pair: t2v (the first shot's T2V experts), m2v (the memory shots' I2V experts) or both
+# (Lightning ships different files for T2V-A14B and I2V-A14B)
+StylePair = Literal["both", "t2v", "m2v"]
 
 
 class RuntimeOptions(BaseModel):
@@ -52,13 +55,13 @@ class ModelOptions(RuntimeOptions):
 
     continuation: ContinuationMode = "mi2v"  # picks the StoryMem LoRA variant (none: the MI2V one, M2V only)
     lora: Path | None = None  # StoryMem LoRA folder or repo snapshot; None: the preset's source
-    # diffusers-format Wan LoRAs as (path, strength, experts); (path, strength) means both experts
-    style_loras: list[tuple[Path, float, StyleExperts]] = Field(default_factory=list)
+    # style LoRAs as (path, strength, experts, pair); a shorter tuple means both experts / both pairs
+    style_loras: list[tuple[Path, float, StyleExperts, StylePair]] = Field(default_factory=list)
 
     @field_validator("style_loras", mode="before")
     @classmethod
-    def _both_experts_by_default(cls, value: Any) -> Any:
-        return [(*style, "both") if len(style) == 2 else style for style in value]
+    def _both_by_default(cls, value: Any) -> Any:
+        return [(*style, *("both", "both")[len(style) - 2 :]) for style in value]
 
     @classmethod
     def of(cls, runtime: RuntimeOptions | None) -> ModelOptions:

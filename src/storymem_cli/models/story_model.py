@@ -108,6 +108,7 @@ class StoryModel:
         self.lora_files = lora_files
         self.lora_report: dict | None = None
         self.last_rope = RopeConfig()
+        self.sampling_used: dict[str, dict[str, Any]] = {}  # pair -> the sampler and shift its last shot ran
 
         i2v = folders["i2v"]
         self.shared: dict[str, Any] = {
@@ -125,10 +126,15 @@ class StoryModel:
         self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
         self._kind: Kind | None = None  # the pipeline the last shot ran
         self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
+        self.style_reports: dict[int, dict[str, Any]] = {}  # style LoRA index -> pair -> what was applied
 
     @classmethod
     def load(cls, preset: ModelPreset, runtime: ModelOptions) -> StoryModel:
         check_attention_backend(runtime.attention_backend)
+        from storymem_cli.models.lora_style import inspect_style_lora
+
+        for path, *_ in runtime.style_loras:  # a bad file fails now, not after the experts load
+            inspect_style_lora(path)
         base = builtin_model_dir(preset) if preset.builtin else None
         i2v, i2v_repo = locate_source(preset.i2v_source, base)
         t2v, t2v_repo = locate_source(preset.t2v_source, base)
@@ -220,10 +226,8 @@ class StoryModel:
             from storymem_cli.pipeline.m2v import StoryMemM2VPipeline
             from storymem_cli.pipeline.scheduler import make_scheduler
 
-            if self.lora_files is not None:
-                self.lora_report = _lora_api().load_storymem_lora(
-                    high, low, *self.lora_files, fuse=self.runtime.fuse_lora
-                )
+            if self.lora_files is not None:  # unfused: every LoRA of the pair is fused once, below
+                self.lora_report = _lora_api().load_storymem_lora(high, low, *self.lora_files, fuse=False)
             pipe = StoryMemM2VPipeline(
                 **self.shared,
                 scheduler=make_scheduler(self.scheduler_config, self.preset.m2v.flow_shift),
@@ -231,11 +235,15 @@ class StoryModel:
                 transformer_2=low,
                 boundary_ratio=self.preset.m2v.boundary_ratio,
             )
-        for path, strength, experts in self.runtime.style_loras:
-            _lora_api().load_style_lora(pipe, path, strength, experts=experts)
-        if self.runtime.fuse_lora:  # style LoRAs on the T2V pair, where no StoryMem LoRA was fused first
+        for index, (path, strength, experts, pair) in enumerate(self.runtime.style_loras):
+            if pair in ("both", kind):
+                report = _lora_api().load_style_lora(pipe, path, strength, experts=experts)
+                self.style_reports[index] = {**self.style_reports.get(index, {}), kind: report}
+        if self.runtime.fuse_lora:  # once, after every LoRA is on: a merge per LoRA would round each time
             for transformer in (high, low):
                 _lora_api().fuse_active_adapters(transformer)
+        if kind == "m2v" and self.lora_report is not None:
+            self.lora_report["fused"] = self.runtime.fuse_lora
         self._apply_runtime(pipe, (high, low))
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -288,6 +296,7 @@ class StoryModel:
             "guidance_low": request.guidance_low,
             "flow_shift": request.flow_shift,
             "boundary_ratio": request.boundary_ratio,
+            "scheduler": request.scheduler,
         }
         return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
 
@@ -308,8 +317,12 @@ class StoryModel:
         from storymem_cli.models.speed import reset_step_cache
         from storymem_cli.pipeline.scheduler import make_scheduler
 
-        pipe = self.pipeline("t2v" if request.mode == "t2v" else "m2v")
-        pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
+        kind: Kind = "t2v" if request.mode == "t2v" else "m2v"
+        pipe = self.pipeline(kind)
+        self.sampling_used[kind] = sampling.model_dump(include={"scheduler", "flow_shift", "steps"})
+        pipe.scheduler = make_scheduler(
+            self.scheduler_config, sampling.flow_shift, sampling.release_sigmas, sampling.scheduler
+        )
         for transformer in (pipe.transformer, pipe.transformer_2):
             reset_step_cache(transformer)
         common = {
@@ -334,7 +347,7 @@ class StoryModel:
                 memory_images=request.memory,
                 first_frames=request.first_frames,
                 boundary_ratio=sampling.boundary_ratio,
-                sigmas=base_sigmas(sampling.steps, sampling.release_sigmas),
+                sigmas=base_sigmas(sampling.steps, sampling.release_sigmas, scheduler=sampling.scheduler),
                 rope=request.rope,
             ).frames[0]
             self.last_rope = request.rope
@@ -397,9 +410,10 @@ class StoryModel:
             "storymem_lora": lora,
             "continuation": self.runtime.continuation,
             "style_loras": [
-                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "expert": e, "fused": self.runtime.fuse_lora}
-                for p, s, e in self.runtime.style_loras
-            ],
+                {"path": str(p), "sha256": self._sha(Path(p)), "strength": s, "expert": e, "pair": pair,
+                 "fused": self.runtime.fuse_lora, "loaded": self.style_reports.get(i, {})}
+                for i, (p, s, e, pair) in enumerate(self.runtime.style_loras)
+            ],  # fmt: skip
             "dtype": str(self.dtype).removeprefix("torch."),
             "vae_dtype": "float32",
             "device": str(self.device),
@@ -416,6 +430,7 @@ class StoryModel:
             "quantize": self.runtime.quantize,
             "quantize_method": self.quantize_method,  # fp8: torchao (fp8 matmuls) or layerwise (fp8 storage)
             "rope": self.last_rope.model_dump(),
+            "sampling": self.sampling_used,
             "versions": software_versions(),
         }
 

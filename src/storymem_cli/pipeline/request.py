@@ -15,6 +15,7 @@ from storymem_cli.config import (
     VAE_SPATIAL_STRIDE,
     VAE_TEMPORAL_STRIDE,
     RopeConfig,
+    SchedulerName,
     ShotMode,
 )
 
@@ -56,6 +57,7 @@ class ShotRequest(BaseModel):
     guidance_low: float | None = None
     flow_shift: float | None = Field(default=None, gt=0)
     boundary_ratio: float | None = Field(default=None, gt=0, lt=1)
+    scheduler: SchedulerName | None = None
 
     @field_validator("memory", "first_frames")
     @classmethod

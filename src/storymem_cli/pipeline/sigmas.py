@@ -31,8 +31,19 @@ def diffusers_base_sigmas(steps: int, num_train_timesteps: int = NUM_TRAIN_TIMES
     return np.linspace(1.0, 1.0 / num_train_timesteps, steps + 1)[:-1]
 
 
-def base_sigmas(steps: int, release: bool, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS) -> np.ndarray:
-    """Unshifted sigmas: the release's spacing, or diffusers' default."""
+def euler_base_sigmas(steps: int) -> np.ndarray:
+    """Unshifted sigmas of the Euler sampler step-distilled Wan LoRAs were trained for: from exactly 1."""
+    if steps < 1:
+        raise ValueError(f"`steps` must be >= 1, got {steps}")
+    return np.linspace(1.0, 0.0, steps + 1)[:-1]
+
+
+def base_sigmas(
+    steps: int, release: bool, num_train_timesteps: int = NUM_TRAIN_TIMESTEPS, scheduler: str = "unipc"
+) -> np.ndarray:
+    """Unshifted sigmas: Euler's, else the release's spacing, or diffusers' default."""
+    if scheduler == "euler":
+        return euler_base_sigmas(steps)
     spacing = release_base_sigmas if release else diffusers_base_sigmas
     return spacing(steps, num_train_timesteps)
 

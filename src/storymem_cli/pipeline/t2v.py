@@ -39,7 +39,7 @@ def make_t2v_pipeline(
         tokenizer=shared["tokenizer"],
         text_encoder=shared["text_encoder"],
         vae=shared["vae"],
-        scheduler=make_scheduler(scheduler_config, sampling.flow_shift, sampling.release_sigmas),
+        scheduler=make_scheduler(scheduler_config, sampling.flow_shift, sampling.release_sigmas, sampling.scheduler),
         transformer=transformer,
         transformer_2=transformer_2,
         boundary_ratio=sampling.boundary_ratio,

@@ -16,6 +16,7 @@ from storymem_cli.render.batch import Failure, StoryJob
 from storymem_cli.render.runfolder import RunFolder
 from storymem_cli.render.session import load_story
 from storymem_cli.render.settings import RenderOptions
+from storymem_cli.render.style_args import check_style_lora_file
 from storymem_cli.render.story import check_inputs, check_video, plan_for
 
 
@@ -55,6 +56,8 @@ def preflight(
     """Check everything before anything heavy. One story: its error is raised. A batch: the stories
     that fail are returned as failures and the rest go on, as when a story fails while rendering."""
     check_options(options)
+    for style in options.style_loras:  # before any script: the same files for every story
+        check_style_lora_file(style)
     settings = _settings_without_torch(options)
     good: list[StoryJob] = []
     failures: list[Failure] = []

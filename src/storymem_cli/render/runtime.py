@@ -47,7 +47,7 @@ def model_options(settings: RenderSettings) -> Any:
         **settings.runtime.model_dump(),
         continuation=settings.continuation,
         lora=Path(settings.lora) if settings.lora else None,
-        style_loras=[(Path(style.path), style.strength, style.expert) for style in settings.style_loras],
+        style_loras=[(Path(s.path), s.strength, s.expert, s.pair) for s in settings.style_loras],
     )
 
 

@@ -26,9 +26,10 @@ from storymem_cli.config import (
     MemoryConfig,
     RopeConfig,
     RopeMode,
+    SchedulerName,
     VideoConfig,
 )
-from storymem_cli.models.runtime import RuntimeOptions, StyleExperts
+from storymem_cli.models.runtime import RuntimeOptions, StyleExperts, StylePair
 from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
@@ -43,10 +44,12 @@ LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
-    ("fuse_lora",): True, ("style_loras", "*", "expert"): "both",
+    ("fuse_lora",): True, ("style_loras", "*", "expert"): "both", ("style_loras", "*", "pair"): "both",
+    ("scheduler",): "unipc", ("flow_shift_t2v",): None, ("flow_shift_m2v",): None,
 }  # fmt: skip  # "*": every item of a list
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
+MAX_FLOW_SHIFT = 100.0  # shift 100 puts every step above sigma 0.99 already; beyond is a typo
 MAX_UPSCALE = 16  # 64x64 toy clips become 1024x1024; beyond that only the files grow
 
 
@@ -57,6 +60,8 @@ class StyleLora(BaseModel):
     strength: float = 1.0  # diffusers' default adapter weight
     # Wan2.2 LoRAs that ship one file per expert (Lightning's high_noise_model / low_noise_model)
     expert: StyleExperts = "both"
+    # Lightning ships different files for the T2V experts (first shot) and the I2V experts (memory shots)
+    pair: StylePair = "both"
 
 
 class RenderOptions(BaseModel):
@@ -72,6 +77,9 @@ class RenderOptions(BaseModel):
     seed: int | None = Field(None, ge=0)
     guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # both; None: the preset's
     guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE, description=GUIDANCE)  # low-noise; None: as guidance
+    scheduler: SchedulerName = "unipc"  # the paper's; euler for step-distilled LoRAs
+    flow_shift_t2v: float | None = Field(None, gt=0, le=MAX_FLOW_SHIFT, allow_inf_nan=False)  # None: the preset's
+    flow_shift_m2v: float | None = Field(None, gt=0, le=MAX_FLOW_SHIFT, allow_inf_nan=False)  # None: the preset's
     continuation: ContinuationMode = "mi2v"  # the paper's setting for its results (SPEC 6)
     rope: RopeMode | None = None
     rope_shift: float | None = None
@@ -99,6 +107,11 @@ class RenderSettings(BaseModel):
     # Guidance overrides: None keeps the preset's per-expert values; 1 skips the unconditional pass.
     guidance: float | None = Field(None, ge=1, le=MAX_GUIDANCE)
     guidance_2: float | None = Field(None, ge=1, le=MAX_GUIDANCE)
+    # The sampler and the flow shift of the first shot's T2V pair and of the memory shots' M2V pair;
+    # None: the preset's (paper: UniPC, shift 12 for T2V and 4 for M2V).
+    scheduler: SchedulerName = "unipc"
+    flow_shift_t2v: float | None = Field(None, gt=0, le=MAX_FLOW_SHIFT, allow_inf_nan=False)
+    flow_shift_m2v: float | None = Field(None, gt=0, le=MAX_FLOW_SHIFT, allow_inf_nan=False)
     continuation: ContinuationMode
     rope: RopeConfig
     memory: MemoryConfig
@@ -116,6 +129,10 @@ class RenderSettings(BaseModel):
     def guidance_per_expert(self) -> tuple[float | None, float | None]:
         """(high-noise, low-noise) guidance overrides for each shot; None: the preset's."""
         return self.guidance, self.guidance_2 if self.guidance_2 is not None else self.guidance
+
+    def flow_shift_for(self, mode: str) -> float | None:
+        """The flow shift override of a shot's pair (t2v: the T2V experts; any other mode: M2V)."""
+        return self.flow_shift_t2v if mode == "t2v" else self.flow_shift_m2v
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes the frames or the files written."""

@@ -464,6 +464,8 @@ class StoryRenderer:
             rope=self.settings.rope,
             guidance_high=guidance_high,
             guidance_low=guidance_low,
+            flow_shift=self.settings.flow_shift_for(plan.mode),
+            scheduler=self.settings.scheduler,
         )
         prepared = time.perf_counter()
 
