@@ -34,6 +34,7 @@ def documented_commands() -> list[tuple[str, str]]:
     for path in DOCS:
         text = path.read_text(encoding="utf-8")
         for block in FENCE.findall(text):
+            block = re.sub(r"\\\n", " ", block)  # a shell line continued with a backslash is one command
             found += [(path.name, line.strip()) for line in block.splitlines() if line.strip().startswith("hf download")]
         found += [(path.name, m) for m in INLINE.findall(FENCE.sub("", text))]
     return found
