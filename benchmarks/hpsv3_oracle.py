@@ -43,7 +43,8 @@ from storymem_cli.scoring.hpsv3_tiny import write_tiny_hpsv3
 # float32 on both sides, same torch: what differs is only how transformers 4.45 and 5 order the
 # same operations (attention masks, rope, fused vs split kernels); that moves a score of this
 # model by ~1e-6. 1e-4 is far below what any real difference in preprocessing or wiring does (a
-# different resize or position scheme moves these scores by > 1e-2, see SENSITIVITY below).
+# different resize moves these scores by > 1e-2: the ``sensitivity`` rows of the result re-score
+# the frames with one deliberate deviation each).
 TOLERANCE = 1e-4
 SHAPES = ((8, 480, 832), (3, 720, 1280), (2, 512, 512), (2, 832, 480))  # (frames, height, width)
 PROMPTS = ("", "a boat leaves the harbour at dawn", "two gulls over the pier, watercolour", "{braces} & ünïcode")
@@ -85,6 +86,28 @@ def write_base_weights(base: Path) -> None:
     save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
 
 
+def sensitivity(scorer: HPSv3Scorer, shots: list[np.ndarray], package_mu: list[float]) -> dict[str, float]:
+    """max |mu - package mu| when storymem's preprocessing deviates from the package's in one way."""
+    from storymem_cli.scoring import hpsv3_inputs
+
+    exact = hpsv3_inputs.resize_for_hpsv3
+    variants = {
+        "no 256-token resize (the Qwen2-VL processor's own limits only)": lambda im: im.convert("RGB"),
+        "bilinear instead of bicubic for that resize": lambda im: im.convert("RGB").resize(
+            exact(im).size, Image.BILINEAR
+        ),
+    }
+    out = {}
+    for name, resize in variants.items():
+        hpsv3_inputs.resize_for_hpsv3 = resize
+        try:
+            mu = np.concatenate([scorer(frames) for frames in shots])
+        finally:
+            hpsv3_inputs.resize_for_hpsv3 = exact
+        out[name] = float(np.abs(mu - np.asarray(package_mu)).max())
+    return out
+
+
 def run_package(venv: Path, workdir: Path) -> dict:
     script = Path(__file__).with_name("hpsv3_oracle_package.py")
     proc = subprocess.run([str(venv / "bin" / "python"), str(script), str(workdir)], capture_output=True, text=True)
@@ -110,8 +133,8 @@ def main() -> None:
         calls: list[dict] = []
         ours_scorer: list[float] = []
         t0 = time.perf_counter()
-        for seed, (n, h, w) in enumerate(SHAPES):
-            frames = make_frames(n, h, w, seed)
+        shots = [make_frames(n, h, w, seed) for seed, (n, h, w) in enumerate(SHAPES)]
+        for frames in shots:
             ours_scorer.extend(scorer(frames).tolist())
             for small in release_downsize(frames).permute(0, 2, 3, 1).numpy():
                 calls.append({"frames": [len(images)], "prompts": [PROMPT]})
@@ -128,7 +151,9 @@ def main() -> None:
         package = run_package(args.venv, workdir)
         package_s = time.perf_counter() - t0
 
-    pkg_scorer = [rows[0][0] for rows in package["scores"][:-1]]
+        pkg_scorer = [rows[0][0] for rows in package["scores"][:-1]]
+        deviations = sensitivity(scorer, shots, pkg_scorer)
+
     pkg_prompts = package["scores"][-1]
     d_scorer = np.abs(np.subtract(ours_scorer, pkg_scorer))
     d_prompts = np.abs(np.subtract(ours_prompts, pkg_prompts))  # mu and sigma
@@ -142,6 +167,7 @@ def main() -> None:
         "prompts": {"frames": len(mixed), "prompts": PROMPTS, "max_abs_diff_mu_sigma": float(d_prompts.max()),
                     "ours": ours_prompts, "package": pkg_prompts},
         "spread_of_scores": float(np.ptp(pkg_scorer)),
+        "sensitivity": deviations,
         "versions": {"ours": {"transformers": __import__("transformers").__version__, "torch": torch.__version__},
                      "package": {k: package[k] for k in ("transformers", "torch", "hpsv3")}},
         "seconds": {"ours": round(ours_s, 1), "package_incl_start": round(package_s, 1)},
@@ -151,6 +177,8 @@ def main() -> None:
     print(json.dumps({k: result[k] for k in ("passed", "max_abs_diff", "tolerance", "spread_of_scores")}))
     print(f"scorer: {len(ours_scorer)} frames, max |mu diff| {d_scorer.max():.3g}; "
           f"prompts: {len(mixed)} frames, max |mu,sigma diff| {d_prompts.max():.3g}")
+    for name, diff in deviations.items():
+        print(f"  deviation '{name}': max |mu diff| {diff:.3g}")
     if not result["passed"]:
         sys.exit(1)
 
