@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from PIL import Image
 
 from storymem_cli.scoring.downsize import release_downsize
@@ -168,7 +169,7 @@ def main() -> None:
                     "ours": ours_prompts, "package": pkg_prompts},
         "spread_of_scores": float(np.ptp(pkg_scorer)),
         "sensitivity": deviations,
-        "versions": {"ours": {"transformers": __import__("transformers").__version__, "torch": torch.__version__},
+        "versions": {"ours": {"transformers": transformers.__version__, "torch": torch.__version__},
                      "package": {k: package[k] for k in ("transformers", "torch", "hpsv3")}},
         "seconds": {"ours": round(ours_s, 1), "package_incl_start": round(package_s, 1)},
     }

@@ -46,7 +46,7 @@ def test_nothing_cached_names_the_checkpoint_and_its_download(cache):
     with pytest.raises(MissingWeightsError) as info:
         locate_hpsv3()
     assert f"{HPSV3_CHECKPOINT} of {HPSV3_REPO} is not in the Hugging Face cache" in str(info.value)
-    assert f"hf download {HPSV3_REPO} {HPSV3_CHECKPOINT}" in str(info.value)
+    assert f'hf download {HPSV3_REPO} --include "{HPSV3_CHECKPOINT}"' in str(info.value)
 
 
 def test_a_missing_base_file_in_the_cache_is_named(cache):
@@ -54,7 +54,7 @@ def test_a_missing_base_file_in_the_cache_is_named(cache):
     cache_repo(cache, HPSV3_BASE_REPO, [n for n in HPSV3_BASE_FILES if n != "chat_template.json"])
     with pytest.raises(MissingWeightsError, match="missing in .*: chat_template.json") as info:
         locate_hpsv3()
-    assert f"hf download {HPSV3_BASE_REPO} {' '.join(HPSV3_BASE_FILES)}" in str(info.value)
+    assert download_commands(checkpoint=False)[0] in str(info.value)
     assert "--local-dir" not in str(info.value)  # into the cache, where it was looked for
 
 
@@ -75,13 +75,23 @@ def test_a_lone_checkpoint_file_takes_the_base_files_from_the_cache(tmp_path, ca
 def test_a_folder_without_the_checkpoint_says_how_to_get_it_there(tmp_path, cache):
     with pytest.raises(MissingWeightsError) as info:
         locate_hpsv3(tmp_path)
-    assert f"hf download {HPSV3_REPO} {HPSV3_CHECKPOINT} --local-dir {tmp_path}" in str(info.value)
+    assert f'hf download {HPSV3_REPO} --include "{HPSV3_CHECKPOINT}" --local-dir "{tmp_path}"' in str(info.value)
 
 
-def test_download_commands_use_hf_with_file_names_not_include_lists():
-    lines = download_commands()
-    assert lines == [
-        f"hf download {HPSV3_REPO} {HPSV3_CHECKPOINT}",
-        f"hf download {HPSV3_BASE_REPO} {' '.join(HPSV3_BASE_FILES)}",
-    ]
-    assert not any("huggingface-cli" in line or "--include" in line for line in lines)
+def test_download_commands_mean_what_they_say_to_hfs_own_parser(tmp_path):
+    # huggingface_hub 1.x's `hf download`: --include takes one pattern, so it is repeated per file.
+    import shlex
+
+    import click
+    from huggingface_hub.cli.hf import app
+
+    command = app.get_command(click.Context(app), "download")
+    command = command.materialize() if hasattr(command, "materialize") else command
+    wanted = [(HPSV3_REPO, [HPSV3_CHECKPOINT]), (HPSV3_BASE_REPO, list(HPSV3_BASE_FILES))]
+    for local_dir in (None, tmp_path / "my models"):
+        lines = download_commands(local_dir=local_dir)
+        for line, (repo, names) in zip(lines, wanted, strict=True):
+            params = command.make_context("download", shlex.split(line)[2:]).params
+            assert (params["repo_id"], list(params["include"]), list(params["filenames"] or ())) == (repo, names, [])
+            assert params["local_dir"] == (None if local_dir is None else str(local_dir))
+        assert not any("huggingface-cli" in line for line in lines)

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from storymem_cli.errors import InvalidInputError, MissingWeightsError
 from storymem_cli.memory import quality
 from storymem_cli.memory.quality import load_scorer
-from storymem_cli.scoring.hpsv3_files import HPSV3_BASE_FILES, HPSV3_CHECKPOINT, HPSv3Files
+from storymem_cli.scoring.hpsv3_files import HPSV3_BASE_FILES, HPSV3_CHECKPOINT, HPSv3Files, download_commands
 from storymem_cli.scoring.hpsv3_inputs import hpsv3_size, instruction
 from storymem_cli.scoring.hpsv3_model import new_key, old_key
 from storymem_cli.scoring.hpsv3_tiny import write_tiny_hpsv3
@@ -128,7 +128,7 @@ def test_a_base_file_the_loader_needs_is_named_with_its_download(tiny, tmp_path,
         load_scorer("hpsv3", weights=folder, device="cpu")
     message = str(info.value)
     assert "missing in" in message and "tokenizer.json" in message
-    assert f"hf download Qwen/Qwen2-VL-7B-Instruct {' '.join(HPSV3_BASE_FILES)} --local-dir {folder}" in message
+    assert download_commands(checkpoint=False, local_dir=folder)[0] in message
 
 
 def test_a_broken_base_file_shows_the_real_error(tiny, tmp_path, fresh):
@@ -139,7 +139,7 @@ def test_a_broken_base_file_shows_the_real_error(tiny, tmp_path, fresh):
         load_scorer("hpsv3", weights=folder, device="cpu")
     message = str(info.value)
     assert "could not load HPSv3" in message and "preprocessor_config.json" in message
-    assert "not installed" not in message and "hf download MizzenAI/HPSv3 HPSv3.safetensors" in message
+    assert "not installed" not in message and download_commands()[0] in message
 
 
 def test_the_base_files_list_is_exactly_what_the_loader_opens(tiny):

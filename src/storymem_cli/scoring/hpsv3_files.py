@@ -43,13 +43,14 @@ class HPSv3Files:
 
 
 def download_commands(checkpoint: bool = True, base: bool = True, local_dir: Path | None = None) -> list[str]:
-    """The ``hf download`` lines (huggingface_hub 1.x) that fetch the checkpoint and/or the base files."""
-    where = f" --local-dir {local_dir}" if local_dir is not None else ""
+    """The ``hf download`` lines (huggingface_hub 1.x) that fetch the checkpoint and/or the base files:
+    one ``--include`` per file (the flag takes one value; a second would be read as a file name)."""
+    where = f' --local-dir "{local_dir}"' if local_dir is not None else ""
     lines = []
     if checkpoint:
-        lines.append(f"hf download {HPSV3_REPO} {HPSV3_CHECKPOINT}{where}")
+        lines.append(f'hf download {HPSV3_REPO} --include "{HPSV3_CHECKPOINT}"{where}')
     if base:
-        lines.append(f"hf download {HPSV3_BASE_REPO} {' '.join(HPSV3_BASE_FILES)}{where}")
+        lines.append(f"hf download {HPSV3_BASE_REPO}" + "".join(f' --include "{n}"' for n in HPSV3_BASE_FILES) + where)
     return lines
 
 
