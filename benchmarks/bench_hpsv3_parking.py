@@ -1,8 +1,7 @@
 """GPU memory the video model sees while HPSv3 is loaded: parked (default) versus left on the GPU.
 
-Renders a 3-shot story with the tiny model and a stand-in for HPSv3: a fake ``hpsv3`` package
-whose reward model is one tensor of ``--gb`` GiB (the real one is ~17 GB) and whose rewards are
-all 4.0. Each generate call is measured with torch.cuda.max_memory_allocated (peak reset just
+Renders a 3-shot story with the tiny model and a stand-in for HPSv3: a reward model that is one
+tensor of ``--gb`` GiB (the real one is ~17 GB) and whose rewards are all 4.0. Each generate call is measured with torch.cuda.max_memory_allocated (peak reset just
 before it), and notes where the reward model was at that moment.
 
     PYTHONPATH=src python benchmarks/bench_hpsv3_parking.py --gb 4 [--device cuda]
@@ -14,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
-import types
 from pathlib import Path
 
 import torch
@@ -26,7 +23,7 @@ from storymem_cli.cli.app import app
 from storymem_cli.memory import quality
 from storymem_cli.memory.embed import load_embedder
 from storymem_cli.render import components
-from storymem_cli.scoring import hpsv3
+from storymem_cli.scoring import hpsv3, hpsv3_files
 
 STORY = {
     "story_name": "Parking",
@@ -40,14 +37,20 @@ def fake_hpsv3(gib: float) -> None:
             super().__init__()
             self.blob = torch.nn.Parameter(torch.zeros(int(gib * 2**30) // 2, dtype=torch.float16), requires_grad=False)
 
-    class FakeInferencer:
-        def __init__(self, checkpoint_path=None, device="cuda"):
-            self.model, self.device = Weights().to(device), device
+    class FakeReward:
+        def __init__(self) -> None:
+            self.model = Weights()
 
-        def reward(self, prompts, image_paths):
-            return torch.full((len(image_paths), 2), 4.0)
+        def to(self, device):
+            self.model.to(device)
+            return self
 
-    sys.modules["hpsv3"] = types.SimpleNamespace(HPSv3RewardInferencer=FakeInferencer)
+        def reward(self, images, prompts):
+            return torch.full((len(images), 2), 4.0)
+
+    found = hpsv3_files.HPSv3Files(checkpoint=Path("HPSv3.safetensors"), base=Path("."))
+    hpsv3_files.locate_hpsv3 = lambda weights=None: found
+    hpsv3.HPSv3Reward.load = staticmethod(lambda files, dtype=None: FakeReward())
 
 
 def render(device: str, park: bool) -> list[dict]:
@@ -67,7 +70,7 @@ def render(device: str, park: bool) -> list[dict]:
                 torch.cuda.reset_peak_memory_stats(device)
             frames = self.model.generate(request, progress=progress)
             calls.append({"peak_mib": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else float("nan"),
-                          "scorer_on": str(next(scorer.inferencer.model.parameters()).device)})
+                          "scorer_on": str(next(scorer.reward.model.parameters()).device)})
             return frames
 
         def describe(self):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,42 +59,45 @@ class FakeHpsModel:
     """Stands in for the 17 GB reward model: remembers only where it was moved."""
 
     def __init__(self) -> None:
-        self.device = "nowhere"
-
-    def to(self, device):
-        self.device = str(device)
-        return self
+        self.device = "cpu"
 
 
 @pytest.fixture
 def fake_hpsv3(monkeypatch):
-    """``fake_hpsv3(mu)`` installs a fake ``hpsv3`` package whose rewards have mean ``mu(n)``;
-    the returned log sees what its inferencer was asked and where its model was."""
+    """``fake_hpsv3(mu)`` makes the hpsv3 scorer load a fake reward model whose rewards have mean
+    ``mu(n)``; the returned log sees what it was asked and where its model was."""
     from storymem_cli.memory import quality
+    from storymem_cli.scoring import hpsv3, hpsv3_files
 
     def install(mu):
-        log = types.SimpleNamespace(
-            built_on=[], prompts=[], sizes=[], scored_on=[], events=[], inferencer=None, fail=False
-        )
+        log = types.SimpleNamespace(loads=0, prompts=[], sizes=[], scored_on=[], events=[], reward=None, fail=False)
 
-        class FakeInferencer:
-            def __init__(self, checkpoint_path=None, device="cuda"):
-                log.built_on.append(device)
-                log.inferencer = self
-                self.model = FakeHpsModel().to(device)
-                self.device = device
+        class FakeReward:
+            def __init__(self):
+                self.model = FakeHpsModel()
 
-            def reward(self, prompts, image_paths):
+            def to(self, device):
+                self.model.device = str(device)
+                return self
+
+            def reward(self, images, prompts):
                 if log.fail:
                     raise RuntimeError("CUDA out of memory")
                 log.prompts.extend(prompts)
-                log.sizes.extend(image.size for image in image_paths)
+                log.sizes.extend(image.size for image in images)
                 log.scored_on.append(self.model.device)
                 log.events.append(("score", self.model.device))
-                n = len(image_paths)
+                n = len(images)
                 return torch.stack([mu(n), torch.full((n,), 9.0)], dim=1)
 
-        monkeypatch.setitem(sys.modules, "hpsv3", types.SimpleNamespace(HPSv3RewardInferencer=FakeInferencer))
+        def load(files, dtype=None):
+            log.loads += 1
+            log.reward = FakeReward()
+            return log.reward
+
+        found = hpsv3_files.HPSv3Files(checkpoint=Path("HPSv3.safetensors"), base=Path("Qwen2-VL-7B-Instruct"))
+        monkeypatch.setattr(hpsv3_files, "locate_hpsv3", lambda weights=None: found)
+        monkeypatch.setattr(hpsv3.HPSv3Reward, "load", staticmethod(load))
         monkeypatch.setattr(quality, "_CACHE", {})
         return log
 

@@ -39,7 +39,7 @@ class WatchedModel:
         self.model, self.log = model, log
 
     def generate(self, request, progress=None):
-        self.log.events.append(("generate", self.log.inferencer.model.device))
+        self.log.events.append(("generate", self.log.reward.model.device))
         return self.model.generate(request, progress=progress)
 
     def describe(self):
@@ -61,12 +61,12 @@ def test_hpsv3_is_parked_on_the_cpu_while_the_experts_run(tmp_path, monkeypatch,
     )
     assert result.exit_code == 0, result.output
 
-    assert log.built_on == [SCORING_DEVICE]  # loaded once for the whole story
+    assert log.loads == 1  # loaded once for the whole story
     kinds = [kind for kind, _ in log.events]
     assert kinds.count("generate") == 3 and kinds[0] == "generate" and "score" in kinds
     for kind, device in log.events:
         assert device == ("cpu" if kind == "generate" else SCORING_DEVICE), log.events
-    assert log.inferencer.model.device == "cpu"  # and parked after the last shot
+    assert log.reward.model.device == "cpu"  # and parked after the last shot
 
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     frames = sum(shot["trimmed_frames"] for shot in run["shots"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -45,29 +43,23 @@ def test_models_load_once_per_process(monkeypatch, frames):
     assert calls == ["cpu"]
 
 
-def test_hpsv3_without_the_package_says_how_to_get_it(monkeypatch):
-    monkeypatch.setitem(sys.modules, "hpsv3", None)  # import hpsv3 -> ImportError
-    monkeypatch.setattr(quality, "_CACHE", {})
-    with pytest.raises(MissingWeightsError) as info:
-        load_scorer("hpsv3")
-    assert "pip install 'storymem-cli[hpsv3]'" in str(info.value)
-
-
 def test_hpsv3_adapter_scores_small_copies_with_an_empty_prompt_and_parks_the_model(fake_hpsv3):
     # As the release: prompt "" for every frame, frames shrunk to ~200k pixels first (832x480 -> 588x336),
     # the reward's mu as the score. Between shots the model waits on the CPU.
     fake = fake_hpsv3(mu=lambda n: torch.arange(n, dtype=torch.float32) + 2.5)
     frames = np.random.default_rng(0).integers(0, 256, size=(10, 480, 832, 3), dtype=np.uint8)
     scorer = load_scorer("hpsv3", device="cuda:1")
-    model = fake.inferencer.model
-    assert fake.built_on == ["cuda:1"] and model.device == "cpu"  # built where asked, then parked
+    model = fake.reward.model
+    assert fake.loads == 1 and model.device == "cpu"  # loaded onto the CPU, parked there
     scores = scorer.score(frames)
     assert scorer.threshold == HPSV3_THRESHOLD == 3.0
     np.testing.assert_allclose(scores, [2.5 + i % 8 for i in range(10)])  # batches of 8
     assert fake.prompts == [""] * 10
     assert fake.sizes == [(588, 336)] * 10  # PIL sizes are (width, height)
-    assert fake.scored_on == ["cuda:1", "cuda:1"] and model.device == "cpu" and fake.inferencer.device == "cpu"
+    assert fake.scored_on == ["cuda:1", "cuda:1"] and model.device == "cpu"
     np.testing.assert_array_equal(scorer.usable(scores), scores >= 3.0)
+    load_scorer("hpsv3", device="cuda:1")
+    assert fake.loads == 1  # once per process
 
 
 def test_hpsv3_is_parked_again_when_scoring_fails(fake_hpsv3, frames):
@@ -76,7 +68,7 @@ def test_hpsv3_is_parked_again_when_scoring_fails(fake_hpsv3, frames):
     fake.fail = True
     with pytest.raises(RuntimeError, match="out of memory"):
         scorer.score(frames)
-    assert fake.inferencer.model.device == "cpu"
+    assert fake.reward.model.device == "cpu"
 
 
 def test_laion_without_head_is_missing_weights(tmp_path, monkeypatch):

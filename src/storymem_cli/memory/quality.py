@@ -3,10 +3,13 @@
 A frame is usable when ``scorer.usable(scores)``: score >= threshold, or always for
 ``none``. Each scorer carries its own default threshold:
 
-- ``hpsv3``: the paper's HPSv3 reward model (Qwen2-VL-7B, ~17 GB of GPU memory), an
-  optional extra (``pip install 'storymem-cli[hpsv3]'``); threshold 3.0 (paper). Scored as
-  the release scores it: empty prompt, frames shrunk to ~200k pixels, and parked on the
-  CPU between shots (scoring/hpsv3.py).
+- ``hpsv3``: the paper's HPSv3 reward model (Qwen2-VL-7B, ~17 GB of GPU memory), run on
+  storymem's own transformers 5 (no extra package): its checkpoint ``HPSv3.safetensors``
+  from MizzenAI/HPSv3 plus the small config/tokenizer/processor files of
+  Qwen/Qwen2-VL-7B-Instruct, read from the Hugging Face cache or a folder
+  (scoring/hpsv3_files.py), never downloaded here; threshold 3.0 (paper). Scored as the
+  release scores it: empty prompt, frames shrunk to ~200k pixels, and parked on the CPU
+  between shots (scoring/hpsv3.py).
 - ``laion``: CLIP ViT-L/14 + LAION aesthetic v1 linear head (scoring/laion.py), raw
   0-10 scale; threshold 4.5, see LAION_THRESHOLD.
 - ``none``: no filter; scores are 0 and every frame is usable (threshold None).
@@ -20,12 +23,11 @@ prompt: the filter judges frames, not prompt following.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from storymem_cli.errors import InvalidInputError, MissingWeightsError
+from storymem_cli.errors import InvalidInputError, MissingWeightsError, StorymemError
 from storymem_cli.scoring.clip import check_frames
 
 HPSV3_THRESHOLD = 3.0  # paper: keep frames with HPSv3 >= 3.0
@@ -34,7 +36,6 @@ HPSV3_THRESHOLD = 3.0  # paper: keep frames with HPSv3 >= 3.0
 # (blur, black, artefacts) and keeps the filter's role as in the paper: reliability, not taste.
 LAION_THRESHOLD = 4.5
 TINY_THRESHOLD = 0.0  # the tiny head's outputs straddle 0 for random frames
-HPSV3_CHECKPOINT = "MizzenAI/HPSv3 (HPSv3.safetensors) on the Hugging Face Hub"
 SCORERS = ("hpsv3", "laion", "none", "tiny")
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
@@ -74,7 +75,8 @@ def load_scorer(
 ) -> QualityScorer:
     """The quality scorer ``name`` with ``threshold`` (None: the scorer's default).
 
-    ``weights``: hpsv3 checkpoint file, or the LAION head file (None: default places);
+    ``weights``: hpsv3 checkpoint file or folder (scoring/hpsv3_files.py), or the LAION head file
+    (None: default places);
     ``clip_weights``: the CLIP ViT-L/14 weights of ``laion`` (tag, file or folder).
     """
     if name not in SCORERS:
@@ -103,24 +105,25 @@ def _load_tiny(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScore
 
 
 def _load_hpsv3(device: str, weights: Any, clip_weights: Any) -> tuple[ModelScorer, float]:
-    how = (
-        "pip install 'storymem-cli[hpsv3]' (needs ~17 GB of GPU memory; the reward model comes from "
-        f"{HPSV3_CHECKPOINT} and Qwen2-VL-7B-Instruct), or choose the aesthetic scorer laion or none"
-    )
+    from storymem_cli.scoring.hpsv3_files import download_commands, locate_hpsv3
+
+    files = locate_hpsv3(weights)  # MissingWeightsError naming the missing file and its download
     try:
-        from hpsv3 import HPSv3RewardInferencer
-    except ImportError:
-        raise MissingWeightsError("the hpsv3 aesthetic scorer needs the optional package hpsv3", hint=how) from None
-    checkpoint = None if weights is None else str(Path(weights).expanduser())
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise MissingWeightsError(f"HPSv3 checkpoint not found: {checkpoint}", hint=how)
-    try:
-        inferencer = HPSv3RewardInferencer(checkpoint_path=checkpoint, device=device)
-    except Exception as err:  # hub download / model construction: report, do not trace back
-        raise MissingWeightsError(f"could not load HPSv3 ({type(err).__name__}: {err})", hint=how) from None
+        from storymem_cli.scoring.hpsv3 import HPSv3Reward
+
+        reward = HPSv3Reward.load(files)
+    except StorymemError:
+        raise
+    except Exception as err:  # transformers/safetensors/OS errors: show the real one, do not trace back
+        raise MissingWeightsError(
+            f"could not load HPSv3 from {files.checkpoint} with the base model files in {files.base} "
+            f"({type(err).__name__}: {err})",
+            hint="re-download what is damaged with: " + "; ".join(download_commands())
+            + " (or choose the aesthetic scorer laion or none)",
+        ) from err
     from storymem_cli.scoring.hpsv3 import HPSv3Scorer
 
-    return HPSv3Scorer(inferencer, device), HPSV3_THRESHOLD
+    return HPSv3Scorer(reward, device), HPSV3_THRESHOLD
 
 
 _LOADERS = {"laion": _load_laion, "tiny": _load_tiny, "hpsv3": _load_hpsv3}

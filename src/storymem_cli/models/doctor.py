@@ -23,7 +23,7 @@ from storymem_cli.models.downloads import download_plan, matches
 from storymem_cli.models.lora_files import find_storymem_lora_files, lora_variant
 from storymem_cli.models.presets import ModelPreset
 from storymem_cli.models.weights import EXPERTS, I2V_COMPONENTS, T2V_COMPONENTS, check_components, locate_source
-from storymem_cli.scoring.hpsv3_files import HPSV3_BASE_FILES, HPSV3_BASE_REPO, HPSV3_CHECKPOINT, HPSV3_REPO
+from storymem_cli.scoring.hpsv3_files import HPSV3_BASE_FILES, HPSV3_BASE_REPO
 
 Status = Literal["ok", "warn", "fail", "skip"]
 GIB = 2**30
@@ -252,22 +252,23 @@ def _cached(repo_id: str, filename: str) -> Path | None:
 
 
 def _hpsv3_row() -> Row:
-    checkpoint = _cached(HPSV3_REPO, HPSV3_CHECKPOINT)
-    missing = [] if checkpoint else [f"{HPSV3_REPO}/{HPSV3_CHECKPOINT}"]
-    base = [n for n in HPSV3_BASE_FILES if _cached(HPSV3_BASE_REPO, n) is None]
-    missing += [f"{HPSV3_BASE_REPO}: {', '.join(base)}"] if base else []
+    from storymem_cli.errors import MissingWeightsError
+    from storymem_cli.scoring.hpsv3_files import locate_hpsv3
+
     hint = "storymem download (or render with --aesthetic laion or none)"
-    if missing:
-        return Row("HPSv3 scorer", "fail", f"not in the Hugging Face cache: {', '.join(missing)}", hint)
+    try:  # the scorer's own lookup: the same files, found the same way
+        files = locate_hpsv3()
+    except MissingWeightsError as err:
+        return Row("HPSv3 scorer", "fail", str(err), hint)
     try:
-        read_safetensors_header(checkpoint)  # type: ignore[arg-type]
-        config = json.loads(_cached(HPSV3_BASE_REPO, "config.json").read_text(encoding="utf-8"))  # type: ignore[union-attr]
+        read_safetensors_header(files.checkpoint)
+        config = json.loads((files.base / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        return Row("HPSv3 scorer", "fail", f"{checkpoint}: {err}", hint)
+        return Row("HPSv3 scorer", "fail", f"{files.checkpoint}: {err}", hint)
     if config.get("model_type") != "qwen2_vl":
         return Row("HPSv3 scorer", "fail", f"{HPSV3_BASE_REPO} config.json is model_type {config.get('model_type')!r}, "
                    "not qwen2_vl", hint)  # fmt: skip
-    return Row("HPSv3 scorer", "ok", f"{checkpoint} and {len(HPSV3_BASE_FILES)} files of {HPSV3_BASE_REPO}")
+    return Row("HPSv3 scorer", "ok", f"{files.checkpoint} and {len(HPSV3_BASE_FILES)} files of {HPSV3_BASE_REPO}")
 
 
 def _clip_row(name: str, model_name: str) -> Row:
