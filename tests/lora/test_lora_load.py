@@ -124,14 +124,14 @@ def test_alpha_from_metadata_else_the_rank(tmp_path, experts, make_lora, forward
     high_file = _save(tmp_path, "backbone_high_noise.safetensors", lora_high, {"lora_alpha": "16.0"})
     low_file = _save(tmp_path, "backbone_low_noise.safetensors", lora_low)
     want_high, want_low = merge_by_hand(high, lora_high, alpha=16.0), merge_by_hand(low, lora_low, alpha=8.0)
+    fixed_128 = merge_by_hand(low, lora_low, alpha=128.0)  # the alpha used before whatever the rank: 16x at rank 8
     report = load_storymem_lora(high, low, high_file, low_file)
     assert report["alpha"] == {"transformer": 16.0, "transformer_2": 8.0}
     assert report["alpha_source"] == {"transformer": ALPHA_FROM_FILE, "transformer_2": ALPHA_FROM_RANK}
     assert report["scale"] == {"transformer": pytest.approx(16 / 2), "transformer_2": pytest.approx(8 / math.sqrt(8))}
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
     torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
-    # the fixed alpha 128 used before: 16x too strong at rank 8
-    assert not torch.allclose(forward(low), forward(merge_by_hand(low, lora_low, alpha=128.0)), atol=1e-4)
+    assert not torch.allclose(forward(low), forward(fixed_128), atol=1e-4)
 
 
 def test_an_alpha_argument_wins(tmp_path, experts, make_lora):
