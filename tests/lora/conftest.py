@@ -46,8 +46,9 @@ def synthetic_lora(transformer, rank: int = 4, seed: int = 1, std: float = 0.05)
     return out
 
 
-def hand_merged(transformer, lora: dict[str, torch.Tensor], alpha: float = 128.0, strength: float = 1.0):
-    """A copy of ``transformer`` with W + strength * alpha/sqrt(r) * B @ A, computed here, not by peft."""
+def hand_merged(transformer, lora: dict[str, torch.Tensor], alpha: float | None = None, strength: float = 1.0):
+    """A copy of ``transformer`` with W + strength * alpha/sqrt(r) * B @ A, computed here, not by peft;
+    alpha None: the rank, as the release sets it."""
     from storymem_cli.models.lora_keys import parse_key
 
     merged = copy.deepcopy(transformer)
@@ -59,7 +60,7 @@ def hand_merged(transformer, lora: dict[str, torch.Tensor], alpha: float = 128.0
         for module, ab in pairs.items():
             rank = ab["A"].shape[0]
             linear = merged.get_submodule(module)
-            linear.weight += strength * alpha / math.sqrt(rank) * (ab["B"] @ ab["A"])
+            linear.weight += strength * (alpha or rank) / math.sqrt(rank) * (ab["B"] @ ab["A"])
     return merged
 
 

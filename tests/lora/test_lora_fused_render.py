@@ -20,14 +20,15 @@ from .conftest import synthetic_lora
 
 @pytest.fixture(scope="module")
 def lora_files(tmp_path_factory) -> tuple[Path, Path]:
-    """A random StoryMem LoRA for the tiny experts in the published layout, and a diffusers-format style LoRA."""
+    """A random StoryMem LoRA for the tiny experts in the published layout (no alpha stored: alpha = rank
+    4, scale 2), and a diffusers-format style LoRA."""
     root = tmp_path_factory.mktemp("loras")
     pipe = load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu")).pipeline("m2v")
     variant = root / "storymem" / "Wan2.2-MI2V-A14B"
     variant.mkdir(parents=True)
     for seed, (stem, expert) in enumerate((("backbone_high_noise", pipe.transformer),
                                            ("backbone_low_noise", pipe.transformer_2))):  # fmt: skip
-        save_file(synthetic_lora(expert, rank=4, seed=seed, std=0.02), str(variant / f"{stem}.safetensors"))
+        save_file(synthetic_lora(expert, rank=4, seed=seed, std=0.11), str(variant / f"{stem}.safetensors"))
     gen = torch.Generator().manual_seed(9)
     style = {}
     for block in range(len(pipe.transformer.blocks)):

@@ -10,7 +10,13 @@ import torch
 from safetensors.torch import save_file
 
 from storymem_cli.errors import InvalidInputError
-from storymem_cli.models.lora import LoraError, load_storymem_lora
+from storymem_cli.models.lora import (
+    ALPHA_FROM_ARGUMENT,
+    ALPHA_FROM_FILE,
+    ALPHA_FROM_RANK,
+    LoraError,
+    load_storymem_lora,
+)
 
 
 def _save(tmp_path, name, tensors, metadata=None):
@@ -97,8 +103,8 @@ def test_report_names_files_hashes_rank_and_rsLoRA_scale(experts, files):
     high_file, low_file, *_ = files
     report = load_storymem_lora(high, low, high_file, low_file)
     assert report["rank"] == 4
-    assert report["alpha"] == 128.0
-    assert report["scale"] == pytest.approx(128 / math.sqrt(4))
+    assert report["alpha"] == 4.0 and report["alpha_source"] == ALPHA_FROM_RANK  # no alpha in the files
+    assert report["scale"] == pytest.approx(4 / math.sqrt(4))
     assert report["fused"] is False
     for expert, path in (("transformer", high_file), ("transformer_2", low_file)):
         assert report["files"][expert] == str(path.resolve())
@@ -112,16 +118,29 @@ def test_release_scale_at_rank_128_is_11_31():
     assert rslora_scale(STORYMEM_LORA_ALPHA, 128) == pytest.approx(11.3137, abs=1e-4)
 
 
-def test_alpha_from_metadata_or_argument(tmp_path, experts, make_lora, forward, merge_by_hand):
+def test_alpha_from_metadata_else_the_rank(tmp_path, experts, make_lora, forward, merge_by_hand):
     high, low = experts
-    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2)
-    high_file = _save(tmp_path, "backbone_high_noise.safetensors", lora_high, {"lora_alpha": "4.0"})
+    lora_high, lora_low = make_lora(high, seed=1), make_lora(low, seed=2, rank=8)
+    high_file = _save(tmp_path, "backbone_high_noise.safetensors", lora_high, {"lora_alpha": "16.0"})
     low_file = _save(tmp_path, "backbone_low_noise.safetensors", lora_low)
-    want_high = merge_by_hand(high, lora_high, alpha=4.0)
+    want_high, want_low = merge_by_hand(high, lora_high, alpha=16.0), merge_by_hand(low, lora_low, alpha=8.0)
+    fixed_128 = merge_by_hand(low, lora_low, alpha=128.0)  # the alpha used before whatever the rank: 16x at rank 8
     report = load_storymem_lora(high, low, high_file, low_file)
-    assert report["alpha"] == {"transformer": 4.0, "transformer_2": 128.0}
-    assert report["scale"]["transformer"] == pytest.approx(4.0 / 2)
+    assert report["alpha"] == {"transformer": 16.0, "transformer_2": 8.0}
+    assert report["alpha_source"] == {"transformer": ALPHA_FROM_FILE, "transformer_2": ALPHA_FROM_RANK}
+    assert report["scale"] == {"transformer": pytest.approx(16 / 2), "transformer_2": pytest.approx(8 / math.sqrt(8))}
     torch.testing.assert_close(forward(high), forward(want_high), atol=1e-4, rtol=0)
+    torch.testing.assert_close(forward(low), forward(want_low), atol=1e-4, rtol=0)
+    assert not torch.allclose(forward(low), forward(fixed_128), atol=1e-4)
+
+
+def test_an_alpha_argument_wins(tmp_path, experts, make_lora):
+    high, low = experts
+    files = [_save(tmp_path, f"{stem}.safetensors", make_lora(t), {"lora_alpha": "16.0"})
+             for stem, t in (("backbone_high_noise", high), ("backbone_low_noise", low))]  # fmt: skip
+    report = load_storymem_lora(high, low, *files, alpha=2.0)
+    assert (report["alpha"], report["alpha_source"]) == (2.0, ALPHA_FROM_ARGUMENT)
+    assert high.blocks[0].attn1.to_q.scaling["storymem"] == pytest.approx(2.0 / 2)
 
 
 def test_pth_and_safetensors_load_the_same(tmp_path, experts, make_transformer, make_lora, forward):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft import LoraConfig
 
-from storymem_cli.models.lora import LoraError, load_storymem_lora, read_lora_file, save_storymem_lora
+from storymem_cli.models.lora import ALPHA_FROM_FILE, LoraError, load_storymem_lora, read_lora_file, save_storymem_lora
 from storymem_cli.models.lora_keys import DIFFUSERS_TARGET_REGEX
 
 
@@ -37,7 +37,7 @@ def test_save_then_load_gives_the_same_outputs(tmp_path, make_transformer, forwa
     high, low = make_transformer(seed=0), make_transformer(seed=1)
     base = forward(high)
     report = load_storymem_lora(high, low, high_file, low_file)
-    assert report["alpha"] == 8.0
+    assert (report["alpha"], report["alpha_source"]) == (8.0, ALPHA_FROM_FILE)  # not the rank's 4: the saved scale
     assert (forward(trained_high) - base).abs().max() > 1e-3
     torch.testing.assert_close(forward(high), forward(trained_high), atol=1e-5, rtol=0)
     torch.testing.assert_close(forward(low), forward(trained_low), atol=1e-5, rtol=0)

@@ -94,8 +94,7 @@ def test_options_off_install_nothing_and_change_no_pixel(monkeypatch):
 def test_step_cache_skips_work_with_memory_frames_in_the_sequence(cache):
     """Each cache answers some of the last block's feed-forward calls with M + T frames in the
     sequence, and the shot still comes out whole. (first-block compares the first block's residual
-    over all M + T frames; TaylorSeer predicts attention and feed-forward outputs between full steps,
-    and on Wan's module names it used to hook nothing at all.)"""
+    on the shot's T frames; TaylorSeer skips the blocks between full steps and predicts the output.)"""
 
     def ffn_calls(runtime: RuntimeOptions) -> tuple[int, np.ndarray]:
         model = load_story_model(resolve_preset("tiny"), runtime)
@@ -136,6 +135,19 @@ def test_fp8_runs_on_torchao_only_where_fp8_matmuls_exist(monkeypatch):
     assert speed.fp8_method(torch.device("cuda"), offload="group") == "layerwise"  # param.data swaps: see fp8_method
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))  # an A100: no fp8 tensor cores
     assert speed.fp8_method(torch.device("cuda")) == "layerwise"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_fp8_outside_bfloat16_stores_fp8_and_says_why(monkeypatch, dtype):
+    """torchao's per-row fp8 asserts bfloat16 weights: an AssertionError in float16 / float32 on the GPU
+    that has fp8 matmuls, so there the weights are stored in fp8 (layerwise), with a message."""
+    from storymem_cli.models import speed
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100 / H200
+    assert speed.fp8_method(torch.device("cuda"), dtype=torch.bfloat16) == "torchao"
+    name = str(dtype).removeprefix("torch.")
+    with pytest.warns(UserWarning, match=f"--dtype {name}.*stored in float8.*need --dtype bfloat16"):
+        assert speed.fp8_method(torch.device("cuda"), dtype=dtype) == "layerwise"
 
 
 def test_torchao_quantises_the_block_linears_and_nothing_else():

@@ -50,7 +50,8 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
     from storymem_cli.models.registry import load_story_model, resolve_preset
     from storymem_cli.models.runtime import ModelOptions
 
-    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=6, lr=1e-2, **small_lora)
+    # alpha != rank: the loader must take the saved alpha, not its default (alpha = rank)
+    cfg = TrainConfig(dataset=toy_dataset, output=tmp_path / "run", max_steps=6, lr=1e-2, **{**small_lora, "lora_alpha": 12.0})
     trainer = Trainer(cfg)
     summary = trainer.run()
     high_file = Path(summary["exported"]["transformer"])
@@ -62,6 +63,7 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
     base = [_forward(fresh.transformer), _forward(fresh.transformer_2)]
     report = load_storymem_lora(fresh.transformer, fresh.transformer_2, high_file, low_file)
     assert report["rank"] == 4 and report["tensors"]["transformer"] == 20 * len(fresh.transformer.blocks)
+    assert (report["alpha"], report["alpha_source"]) == (12.0, "file metadata")
     for before_save, loaded, untouched in zip(trained, (fresh.transformer, fresh.transformer_2), base):
         out = _forward(loaded)
         assert torch.allclose(out, _forward(before_save), atol=1e-6, rtol=1e-5)
@@ -69,7 +71,9 @@ def test_trained_lora_round_trips_through_the_loader(toy_dataset, tmp_path, smal
 
     model = load_story_model(resolve_preset("tiny"), ModelOptions(device="cpu", lora=tmp_path / "run" / "lora"))
     frames = model.generate(tiny_request(memory=[np.zeros((48, 64, 3), np.uint8)]))
-    assert frames.shape == (9, 48, 64, 3) and model.describe()["storymem_lora"]["rank"] == 4
+    recorded = model.describe()["storymem_lora"]  # run.json's model.storymem_lora
+    assert frames.shape == (9, 48, 64, 3) and (recorded["rank"], recorded["alpha"]) == (4, 12.0)
+    assert recorded["alpha_source"] == "file metadata"
 
 
 def test_lora_on_the_toy_model_trains_and_renders(toy_dataset, tmp_path, tiny_request):

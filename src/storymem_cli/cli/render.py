@@ -180,8 +180,9 @@ def render(
     cache: Cache = field_option(
         RuntimeOptions, "cache", choice=Cache,
         help="Step caching on both experts (diffusers' hooks): first-block (reuse the last step's output "
-        "while the first block's residual changes less than --cache-threshold) or taylorseer (compute "
-        "every --cache-interval steps, extrapolate between). Faster, slightly different frames.",
+        "while the first block's residual on the shot's frames changes less than --cache-threshold) or "
+        "taylorseer (each expert's first 3 steps in full, then one in every --cache-interval, the output "
+        "extrapolated between). Faster, slightly different frames.",
     ),
     cache_threshold: float = field_option(
         RuntimeOptions, "cache_threshold", help="first-block cache: relative residual change that recomputes."
@@ -196,7 +197,7 @@ def render(
     quantize: Quantize = field_option(
         RuntimeOptions, "quantize", choice=Quantize,
         help="fp8: the experts in float8, half the GPU memory, slightly different frames (fp8 matmuls through "
-        "torchao on H100/H200/L40-class GPUs, storage only elsewhere; pip install \"storymem-cli[fp8]\").",
+        "torchao on H100/H200/L40-class GPUs in bfloat16, storage only elsewhere; pip install \"storymem-cli[fp8]\").",
     ),
     continuation: Continuation = field_option(
         RenderOptions, "continuation", choice=Continuation,

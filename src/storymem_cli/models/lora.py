@@ -70,9 +70,12 @@ __all__ = [
 
 STORYMEM_ADAPTER_NAME = "storymem"
 # The release's LoRA config (its wan/configs/wan_m2v_A14B.py, SPEC 5): r=128, lora_alpha=128,
-# use_rslora=True. Files carry no alpha, so this is the default; r is read from the tensors.
+# use_rslora=True, and its pipeline.py sets lora_alpha = r for any --lora_rank. Its files carry no
+# alpha, so a file without one gets alpha = its rank (read from the tensors): 128 for the release.
 STORYMEM_LORA_ALPHA = 128.0
 _ALPHA_METADATA_KEY = "lora_alpha"  # written by save_storymem_lora, honoured by the loader
+# Where the alpha in run.json came from (model.storymem_lora.alpha_source).
+ALPHA_FROM_ARGUMENT, ALPHA_FROM_FILE, ALPHA_FROM_RANK = "argument", "file metadata", "rank (the release's alpha = r)"
 
 
 def rslora_scale(alpha: float, rank: int) -> float:
@@ -207,7 +210,8 @@ def load_storymem_lora(
     agree, else keyed by expert.
 
     ``alpha`` defaults to the file's ``lora_alpha`` metadata if it has one, else the
-    release's 128; the scale is rsLoRA's alpha / sqrt(r).
+    rank, as the release sets it (``alpha_source`` in the report says which); the scale is
+    rsLoRA's alpha / sqrt(r).
     """
     pairs = [("transformer", transformer_high, Path(high_file)), ("transformer_2", transformer_low, Path(low_file))]
     for name, _, path in pairs:
@@ -224,11 +228,17 @@ def load_storymem_lora(
         tensors, metadata = read_lora_file(path)
         plan = check_storymem_lora(tensors, transformer, source=str(path))
         file_alpha = _alpha_from_metadata(metadata, path)
-        staged.append((name, transformer, path, tensors, plan, alpha or file_alpha or STORYMEM_LORA_ALPHA))
+        if alpha is not None:
+            chosen = (alpha, ALPHA_FROM_ARGUMENT)
+        elif file_alpha is not None:
+            chosen = (file_alpha, ALPHA_FROM_FILE)
+        else:
+            chosen = (float(plan.rank), ALPHA_FROM_RANK)
+        staged.append((name, transformer, path, tensors, plan, chosen))
 
     done: list[torch.nn.Module] = []
     try:
-        for _, transformer, _, tensors, plan, use_alpha in staged:
+        for _, transformer, _, tensors, plan, (use_alpha, _source) in staged:
             inject_storymem_lora(transformer, tensors, plan, alpha=use_alpha, adapter_name=adapter_name)
             done.append(transformer)
     except Exception:
@@ -240,7 +250,8 @@ def load_storymem_lora(
             transformer.fuse_lora(adapter_names=[adapter_name])
 
     ranks = {name: plan.rank for name, _, _, _, plan, _ in staged}
-    alphas = {name: use_alpha for name, *_, use_alpha in staged}
+    alphas = {name: use_alpha for name, *_, (use_alpha, _source) in staged}
+    sources = {name: source for name, *_, (_alpha, source) in staged}
     scales = {name: rslora_scale(alphas[name], ranks[name]) for name in ranks}
     return {
         "adapter_name": adapter_name,
@@ -251,6 +262,7 @@ def load_storymem_lora(
         "tensors": {name: plan.tensors for name, _, _, _, plan, _ in staged},
         "rank": _one_or_per_expert(ranks),
         "alpha": _one_or_per_expert(alphas),
+        "alpha_source": _one_or_per_expert(sources),
         "scale": _one_or_per_expert(scales),
     }
 

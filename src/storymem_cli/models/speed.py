@@ -5,6 +5,7 @@ offloading; every one is off by default, and then nothing here runs.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ def resolve_attention_backend(name: str | None, device: torch.device, dtype: tor
     return next(backend for backend in AUTO_ATTENTION if backend == "native" or _attention_works(backend, device, dtype))
 
 
-# Wan's self-attention, cross-attention and feed-forward in every block: nearly all of a forward's work.
-TAYLORSEER_MODULES = (r"blocks\.\d+\.attn1", r"blocks\.\d+\.attn2", r"blocks\.\d+\.ffn")
-
-
 def cache_config(runtime: RuntimeOptions) -> Any:
     """The diffusers cache config for ``--cache`` (None: off)."""
     if runtime.cache == "none":
@@ -54,18 +51,25 @@ def cache_config(runtime: RuntimeOptions) -> Any:
         return FirstBlockCacheConfig(threshold=runtime.cache_threshold)
     from diffusers import TaylorSeerCacheConfig
 
-    # diffusers' default patterns ("^blocks.*attn", matched whole) miss Wan's attn1 / attn2, which left
-    # the cache a silent no-op on Wan: name the modules whose outputs are predicted between full steps.
-    return TaylorSeerCacheConfig(cache_interval=runtime.cache_interval, cache_identifiers=list(TAYLORSEER_MODULES))
+    from storymem_cli.models.step_cache import TAYLORSEER_WARMUP
+
+    # Lite mode: between full steps the blocks are skipped and only the expert's output (proj_out: 64
+    # values a token at A14B) is Taylor-extrapolated, ~24 MB per expert at 48,360 tokens. Keeping
+    # every block's attn1 / attn2 / ffn outputs instead held 221 GiB per expert there.
+    return TaylorSeerCacheConfig(
+        cache_interval=runtime.cache_interval, disable_cache_before_step=TAYLORSEER_WARMUP, use_lite_mode=True
+    )
 
 
 # torchao's fp8 matmuls need Hopper/Ada tensor cores (compute capability 8.9: L4, L40, H100, H200).
 FP8_MATMUL_CAPABILITY = (8, 9)
 
 
-def fp8_method(device: torch.device, offload: str = "none") -> str:
+def fp8_method(device: torch.device, offload: str = "none", dtype: torch.dtype | None = None) -> str:
     """How ``--quantize fp8`` runs here: ``torchao`` (weights and activations in float8, matmuls in
-    float8 with a scale per row) on a CUDA GPU with fp8 tensor cores when torchao is installed, else
+    float8 with a scale per row) on a CUDA GPU with fp8 tensor cores when torchao is installed and the
+    experts compute in ``dtype`` bfloat16 (None: the presets' bfloat16; torchao's per-row fp8 asserts
+    bfloat16 weights, an AssertionError in float16 or float32), else
     ``layerwise`` (diffusers' layerwise casting: weights stored in float8, computed in the model's
     dtype; half the memory, no faster). With ``--offload group`` always layerwise: diffusers moves
     group-offloaded weights by reassigning ``param.data``, which torchao's tensor subclasses only
@@ -74,6 +78,14 @@ def fp8_method(device: torch.device, offload: str = "none") -> str:
     import torch
 
     if offload == "group" or device.type != "cuda" or torch.cuda.get_device_capability(device) < FP8_MATMUL_CAPABILITY:
+        return "layerwise"
+    if dtype not in (None, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        warnings.warn(
+            f"--quantize fp8 with --dtype {name}: the weights are stored in float8 and computed in {name} "
+            "(half the memory, no faster); fp8 matmuls (torchao) need --dtype bfloat16",
+            stacklevel=2,
+        )
         return "layerwise"
     try:
         import torchao.quantization  # noqa: F401
@@ -121,6 +133,10 @@ def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype
     config = cache_config(runtime)
     if config is not None:
         transformer.enable_cache(config)
+        if runtime.cache == "first-block":
+            from storymem_cli.models.step_cache import measure_shot_tokens_only
+
+            measure_shot_tokens_only(transformer)
     if runtime.compile:
         # The memory length changes from shot to shot (0 to 10 latent frames): dynamic shapes, not
         # one recompile per length.

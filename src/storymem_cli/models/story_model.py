@@ -123,6 +123,7 @@ class StoryModel:
         self._negatives: dict[tuple[str, str], torch.Tensor] = {}
         self.attention_backend: str | None = None  # resolved when the first experts load
         self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
+        self._cache_notes: set[str] = set()  # --cache warnings already given
         self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
         self._kind: Kind | None = None  # the pipeline the last shot ran
         self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
@@ -259,7 +260,7 @@ class StoryModel:
         if self.attention_backend is None:  # "auto" probes the device once per process
             self.attention_backend = resolve_attention_backend(self.runtime.attention_backend, self.device, self.dtype)
         if self.runtime.quantize == "fp8" and self.quantize_method is None:
-            self.quantize_method = fp8_method(self.device, self.runtime.offload)
+            self.quantize_method = fp8_method(self.device, self.runtime.offload, self.dtype)
         backend = self.attention_backend
         for transformer in transformers:
             if self.quantize_method == "torchao":  # quantised where it computes: seconds there, minutes on the CPU
@@ -309,7 +310,9 @@ class StoryModel:
         generator = torch.Generator("cpu").manual_seed(request.seed)
         negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
 
-        def on_step(_pipe: Any, i: int, _t: Any, _kwargs: dict) -> dict:
+        def on_step(called: Any, i: int, _t: Any, _kwargs: dict) -> dict:
+            if self.runtime.cache != "none":
+                self._step_cache_after(called, i, sampling)
             if progress is not None:
                 progress(i + 1, sampling.steps)
             return {}
@@ -325,6 +328,8 @@ class StoryModel:
         )
         for transformer in (pipe.transformer, pipe.transformer_2):
             reset_step_cache(transformer)
+        if self.runtime.cache == "taylorseer":
+            self._check_taylorseer_fits(pipe, request, sampling)
         common = {
             "prompt": request.prompt,
             "negative_prompt_embeds": self._negative_embeds(pipe, negative),
@@ -352,6 +357,32 @@ class StoryModel:
             ).frames[0]
             self.last_rope = request.rope
         return to_uint8(video) if decode else None
+
+    def _check_taylorseer_fits(self, pipe: Any, request: ShotRequest, sampling: SamplingConfig) -> None:
+        """Refuse the shot before its first step when an expert's TaylorSeer cache cannot fit the GPU."""
+        from storymem_cli.models.step_cache import check_taylorseer_fits
+        from storymem_cli.pipeline.layout import latent_frame_count
+
+        frames = latent_frame_count(request.frames) + (0 if request.mode == "t2v" else len(request.memory))
+        _, p_h, p_w = pipe.transformer.config.patch_size
+        stride = pipe.vae_scale_factor_spatial
+        tokens = frames * (request.height // stride // p_h) * (request.width // stride // p_w)
+        for transformer, guidance in ((pipe.transformer, sampling.guidance_high), (pipe.transformer_2, sampling.guidance_low)):
+            check_taylorseer_fits(transformer, tokens, 2 if guidance > 1 else 1, self.device)
+
+    def _step_cache_after(self, pipe: Any, step: int, sampling: SamplingConfig) -> None:
+        """After each step: free the cache of an expert that is done with this shot; after the first,
+        say where TaylorSeer's warm-up takes all of an expert's steps."""
+        from storymem_cli.models.step_cache import TAYLORSEER_WARMUP, free_finished_experts, steps_without_prediction
+
+        free_finished_experts(pipe, step, sampling.boundary_ratio)
+        if step == 0 and self.runtime.cache == "taylorseer":
+            for expert, steps in steps_without_prediction(pipe.scheduler.timesteps, sampling.boundary_ratio).items():
+                note = (f"--cache taylorseer: the {expert}-noise expert runs {steps} step(s) of this shot, no more than "
+                        f"the cache's {TAYLORSEER_WARMUP} warm-up steps, so it computes every one (no saving there)")  # fmt: skip
+                if note not in self._cache_notes:  # once per process, not once per shot
+                    self._cache_notes.add(note)
+                    warnings.warn(note, stacklevel=2)
 
     def _negative_embeds(self, pipe: Any, text: str) -> torch.Tensor:
         """The negative prompt (Wan's long default for every shot), encoded once: the text encoder is

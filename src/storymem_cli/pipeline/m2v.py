@@ -283,7 +283,7 @@ class StoryMemM2VPipeline(WanImageToVideoPipeline):
         # 6. Denoise: high-noise expert for t >= boundary, low-noise expert after
         positions = frame_positions(num_memory, num_shot, rope)
         experts = {"high": (self.transformer, self._guidance_scale), "low": (self.transformer_2, self._guidance_scale_2)}
-        with rope_positions((self.transformer, self.transformer_2), positions):
+        with rope_positions((self.transformer, self.transformer_2), positions, memory_frames=num_memory):
             for i, t in enumerate(timesteps):
                 if self.interrupt:
                     continue

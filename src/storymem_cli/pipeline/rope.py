@@ -40,6 +40,7 @@ class StoryRotaryPosEmbed(WanRotaryPosEmbed):
     def __init__(self, attention_head_dim: int, patch_size: tuple[int, int, int], max_seq_len: int):
         super().__init__(attention_head_dim, patch_size, max_seq_len)
         self.frame_positions: tuple[float, ...] | None = None
+        self.memory_frames = 0  # how many of those frames lead as memory (the first-block cache measures the rest)
         self._cache_key: tuple | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -90,8 +91,11 @@ def install_story_rope(transformer: torch.nn.Module) -> StoryRotaryPosEmbed:
 
 
 @contextmanager
-def rope_positions(transformers: Iterable[torch.nn.Module | None], positions: Sequence[float]) -> Iterator[None]:
-    """Set the temporal positions on every given transformer's rope for the duration of a call.
+def rope_positions(
+    transformers: Iterable[torch.nn.Module | None], positions: Sequence[float], memory_frames: int = 0
+) -> Iterator[None]:
+    """Set the temporal positions on every given transformer's rope for the duration of a call, the
+    first ``memory_frames`` of them memory.
 
     A transformer without the story rope gets it here (training uses bare transformers). Offloading
     hooks track the modules present when they are attached, so a pipeline installs it at build time
@@ -100,8 +104,9 @@ def rope_positions(transformers: Iterable[torch.nn.Module | None], positions: Se
     ropes = [install_story_rope(t) for t in transformers if t is not None]
     for rope in ropes:
         rope.frame_positions = tuple(float(p) for p in positions)
+        rope.memory_frames = memory_frames
     try:
         yield
     finally:
         for rope in ropes:
-            rope.frame_positions = None
+            rope.frame_positions, rope.memory_frames = None, 0
