@@ -38,12 +38,17 @@ PINNED = {
          "lora": "x.safetensors", "style_loras": (StyleLora(path="s.safetensors", strength=0.8),),
          "continuation": "mm2v", "use_memory": False,
          "runtime": RuntimeOptions(dtype="bfloat16", cache="first-block", cache_threshold=0.1, quantize="fp8")},
-        "5c78b3ae4ad42f8dc0c7463179a3a884da267038fc6591e0cfdce218854ca34b",  # pre-refactor value
+        "96f340c62c8eb253b677e96730f38c6b75155ba8925a2ae0248ec4fb9e40de0d",  # cache revision 2 (issue 30)
     ),  # fmt: skip
     "taylorseer": (
         {"runtime": RuntimeOptions(cache="taylorseer", cache_interval=3)},
-        "e87d517aa99d04692e38b679d30810574d644ecd892905a5856400228a230e5e",  # pre-refactor value
+        "7b9a36e207b66de3a44a70188d2f6a3fed0281c567cf53e29a5b80b191f1e0ea",  # cache revision 2 (issue 30)
     ),
+}
+# The pre-refactor values of the cache settings: what they were before the caches' revision 2.
+BEFORE_CACHE_REVISION = {
+    "pixels": "5c78b3ae4ad42f8dc0c7463179a3a884da267038fc6591e0cfdce218854ca34b",
+    "taylorseer": "e87d517aa99d04692e38b679d30810574d644ecd892905a5856400228a230e5e",
 }
 
 
@@ -51,6 +56,13 @@ PINNED = {
 def test_the_fingerprint_of_the_same_options_never_changes(name):
     options, expected = PINNED[name]
     assert settings(**options).fingerprint() == expected
+
+
+@pytest.mark.parametrize("name", list(BEFORE_CACHE_REVISION))
+def test_the_cache_revision_is_all_that_changed_the_cached_fingerprints(name, monkeypatch):
+    # Shots of the earlier cache implementations are rendered again; nothing else about these settings moved.
+    monkeypatch.setattr("storymem_cli.render.settings.CACHE_REVISION", {})
+    assert settings(**PINNED[name][0]).fingerprint() == BEFORE_CACHE_REVISION[name]
 
 
 def test_runtime_options_and_settings_share_no_name():

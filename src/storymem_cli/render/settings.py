@@ -47,6 +47,10 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both", ("style_loras", "*", "pair"): "both",
     ("scheduler",): "unipc", ("flow_shift_t2v",): None, ("flow_shift_m2v",): None,
 }  # fmt: skip  # "*": every item of a list
+# A step cache whose implementation changed the frames it makes: its runs' shots carry the revision, so
+# shots rendered by the earlier implementation are rendered again on resume (revision 2, issue 30: first-block
+# measures shot tokens only, taylorseer runs in lite mode).
+CACHE_REVISION = {"first-block": 2, "taylorseer": 2}
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
 MAX_FLOW_SHIFT = 100.0  # shift 100 puts every step above sigma 0.99 already; beyond is a typo
@@ -141,6 +145,8 @@ class RenderSettings(BaseModel):
         payload = {**{key: value for key, value in payload.items() if key not in NOT_IN_FINGERPRINT}, **LEFT_LATER}
         for path, default in ADDED_LATER.items():
             _drop_default(payload, path, default)
+        if payload.get("cache") in CACHE_REVISION:
+            payload["cache_revision"] = CACHE_REVISION[payload["cache"]]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
