@@ -34,6 +34,7 @@ Offload = choices("Offload", RuntimeOptions, "offload")
 Dtype = choices("Dtype", RuntimeOptions, "dtype")
 Cache = choices("Cache", RuntimeOptions, "cache")
 Quantize = choices("Quantize", RuntimeOptions, "quantize")
+Retrieval = choices("Retrieval", RenderOptions, "retrieval")
 
 
 class Parallel(str, Enum):
@@ -219,6 +220,22 @@ def render(
         help="Write shots/*.mp4 and story.mp4 N times larger (nearest neighbour), e.g. to watch 64x64 clips; "
         "memory and the model's frames stay at the model's size.",
     ),
+    retrieval: Retrieval | None = typer.Option(
+        None,
+        help="How each shot's memory is chosen: characters (the entries of the characters its prompt names "
+        "first, then the usual memory; the default when the script declares characters) or paper (every entry "
+        "in the bank, the paper's memory).",
+    ),
+    describe_characters: bool = typer.Option(
+        False, "--describe-characters",
+        help="Append each named character's description (script: characters[].description) to the shot's "
+        "prompt; run.json records the prompt used.",
+    ),
+    memory_from: Path | None = typer.Option(
+        None, "--memory-from", metavar="RUN_DIR",
+        help="Series: start from the memory of an earlier, finished run of the same model (its keyframes "
+        "and their characters become references of this story; that folder is only read).",
+    ),
     restart: bool = typer.Option(False, "--restart", help="Discard this story's earlier render in the folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (mode, seed, frames per shot); load no model."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -289,6 +306,9 @@ def render(
         style_loras=tuple(StyleLora(path=p, strength=s, expert=e) for p, s, e in styles),
         runtime=runtime,
         upscale=upscale,
+        retrieval=retrieval.value if retrieval else None,
+        describe_characters=describe_characters,
+        memory_from=str(memory_from.expanduser().resolve()) if memory_from else None,
     )
     batch = len(scripts) > 1 or shard is not None
     if shard is not None:
