@@ -47,7 +47,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both",
-    ("retrieval",): "paper", ("describe_characters",): False,
+    ("retrieval",): None, ("describe_characters",): False,
 }  # fmt: skip  # "*": every item of a list
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error
@@ -121,7 +121,7 @@ class RenderSettings(BaseModel):
     # tail frames and everything the embedder and scorer see stay at the model's size.
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
     # How a shot's memory is chosen: "paper" (every active entry) or "characters" (who the shot names
-    # first, memory/retrieve.py). None until the renderer resolves it for its script (story.py).
+    # first, memory/retrieve.py) for a script with characters; None for one without (the paper's memory).
     retrieval: Literal["characters", "paper"] | None = None
     describe_characters: bool = False
     memory_from: str | None = None

@@ -95,10 +95,10 @@ def described_prompt(prompt: str, script: Any) -> str:
 
 def resolve_retrieval(settings: RenderSettings, script: Any) -> RenderSettings:
     """The settings with ``retrieval`` decided for this script: by characters where it declares
-    them (unless --retrieval paper), else the paper's memory (a script without characters renders
-    exactly as before characters existed)."""
-    wanted = settings.retrieval or "characters"
-    return settings.model_copy(update={"retrieval": wanted if script.characters else "paper"})
+    them (unless --retrieval paper); None without characters: the paper's memory, and the settings
+    (run.json, fingerprint) exactly as before characters existed."""
+    wanted = (settings.retrieval or "characters") if script.characters else None
+    return settings.model_copy(update={"retrieval": wanted})
 
 
 def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
