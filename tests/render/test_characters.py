@@ -82,14 +82,15 @@ def test_without_characters_the_toy_model_renders_the_papers_memory_bit_for_bit(
 def test_character_retrieval_picks_who_the_shot_names_and_says_why(tmp_path, generate_log):
     script = write_script(tmp_path, "cast.json", toy_story(CAST))
     run = tmp_path / "run"
-    render(script, run, "--json")
+    render(script, run, "--json", "--keyframes", "first-frame")  # one keyframe per shot, none deduplicated
     record = run_json(run)
     assert record["settings"]["retrieval"] == "characters"  # the default for a script with characters
     third = record["shots"][2]
     bank = json.loads((run / "memory.json").read_text())
     shows = {e["id"]: e.get("characters", []) for e in bank["entries"]}
-    # Shot 3 names the hero: it sees the hero's keyframes (shot 1), not the friend's (shot 2).
-    assert third["memory_ids"] and all(shows[i] == ["hero"] for i in third["memory_ids"])
+    # Shot 3 names the hero: it sees the hero's keyframe (shot 1), not the friend's (shot 2).
+    assert sorted(shows.values()) == [["friend"], ["hero"], ["hero"]]
+    assert len(third["memory_ids"]) == 1 and shows[third["memory_ids"][0]] == ["hero"]
     assert [w["why"] for w in third["memory_why"]] == ["names hero"] * len(third["memory_ids"])
     assert bank["retrieval"]["2"] == {w["id"]: w["why"] for w in third["memory_why"]}
     # The friend's first shot: nobody else's keyframes.
