@@ -29,9 +29,13 @@ FORMAT_1_SETTINGS = {
 }  # fmt: skip
 
 
+# Settings format 2 gained later (characters, series): a format-1 run.json has none of them.
+ADDED_AFTER_FORMAT_1 = ("retrieval", "describe_characters", "memory_from")
+
+
 def as_format_1(record: dict) -> dict:
     """A format-2 record written back as format 1 wrote it: runtime flat, no fuse_lora (not a setting then)."""
-    settings = dict(record["settings"])
+    settings = {key: value for key, value in record["settings"].items() if key not in ADDED_AFTER_FORMAT_1}
     runtime = {key: value for key, value in settings.pop("runtime").items() if key != "fuse_lora"}
     return {**record, "format_version": 1, "settings": {**settings, **runtime}}
 
