@@ -414,7 +414,9 @@ def main(argv: list[str] | None = None) -> int:
     heading = (("Two-character toy benchmark (hero and friend, both declared as characters with their looks as "
                 "aliases): " if pairs else "Toy benchmark: ") + f"{args.stories} held-out stories x {args.shots} shots (all hard cuts), "
                f"model `{args.model}`, seed {args.seed}. Consistency: shots 2..N with shot 1's detected "
-               f"(colour, shape); chance {bench.chance_consistency():.3f}.\n\n")
+               f"(colour, shape); chance {bench.chance_consistency():.3f}."
+               + (" With two characters that compares every shot with the hero's first (the ground truth "
+                  "row is its ceiling); the per-role table below is the measure." if pairs else "") + "\n\n")
     mix_heading = ("\nShapes: does memory carry them, or does the model draw one shape for everyone? Shape "
                    "agreement by chance is what drawing each shot's shape at random from the configuration's own "
                    "mix of shapes would score.\n\n")
