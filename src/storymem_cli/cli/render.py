@@ -228,8 +228,8 @@ def render(
     ),
     describe_characters: bool = typer.Option(
         False, "--describe-characters",
-        help="Append each named character's description (script: characters[].description) to the shot's "
-        "prompt; run.json records the prompt used.",
+        help="Append the description of each character a prompt names to that prompt (the paper's own "
+        "mitigation); run.json records the prompt used.",
     ),
     memory_from: Path | None = typer.Option(
         None, "--memory-from", metavar="RUN_DIR",
