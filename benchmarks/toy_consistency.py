@@ -62,7 +62,16 @@ FAST_CONFIGS: tuple[Config, ...] = (
     Config("fast-half-steps", "memory + half the steps", ("--steps", "10")),  # the toy model's 20 halved
     Config("fast-guidance-1", "memory + --guidance 1 (no distilled LoRA)", ("--guidance", "1")),
 )
-CONFIG_GROUPS = {"paper": CONFIGS, "fast": (*FAST_CONFIGS, CONFIGS[-1])}  # fast: beside the full method
+# Two characters (--characters 2): who the memory keeps apart. The stories declare both roles as characters.
+CHARACTER_CONFIGS: tuple[Config, ...] = (
+    Config("paper-memory", "StoryMem (paper's memory, --retrieval paper)", ("--retrieval", "paper")),
+    Config("characters", "character retrieval (--retrieval characters)", ("--retrieval", "characters")),
+)
+CONFIG_GROUPS = {
+    "paper": CONFIGS,
+    "fast": (*FAST_CONFIGS, CONFIGS[-1]),  # fast: beside the full method
+    "characters": (CONFIGS[0], *CHARACTER_CONFIGS),  # beside no memory
+}
 NO_MEMORY = "no-memory"
 TRUTH_ROW = "toy renderer (ground truth)"  # the detector's ceiling on these stories, through mp4
 # H.264 clips are yuv420: colour at half the resolution. At the toy model's 32x32 that blurs a sprite
@@ -70,6 +79,14 @@ TRUTH_ROW = "toy renderer (ground truth)"  # the detector's ceiling on these sto
 # larger, as a person watches them, they read 1.000.
 DEFAULT_UPSCALE = 4
 PROGRESS_EVERY_S = 60  # how often stderr hears how many shots are done
+
+
+ALL_CONFIGS = CONFIGS + FAST_CONFIGS + CHARACTER_CONFIGS
+
+
+def _pooled_roles(stories: list[dict]) -> bench.RoleScores:
+    """Per-role colour counts of every story of a configuration, pooled (a mean over shots)."""
+    return sum((bench.RoleScores(**{k: tuple(v) for k, v in s["roles"].items()}) for s in stories), bench.RoleScores())
 
 
 def storymem() -> list[str]:
@@ -209,8 +226,11 @@ def score_story(script: dict, clips: list[Path], records: list[dict], run_dir: P
         shots.append({**record, "truth": {**asdict(t.character), "action": t.action, "setting": t.setting},
                       "detection": asdict(detection)})
     scores = bench.story_scores(truth, detections)
+    roles = bench.role_scores(truth, detections)
+    for shot, role in zip(shots, bench.story_roles(truth)):
+        shot["role"] = role
     return scores, {"story_name": script["story_name"], "run_dir": str(run_dir), "scores": scores.rates(),
-                    "counts": asdict(scores), "shots": shots}
+                    "counts": asdict(scores), "roles": asdict(roles), "shots": shots}
 
 
 def read_story(run_dir: Path, script: dict) -> tuple[bench.Scores, dict]:
@@ -260,40 +280,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stories", type=int, default=20, help="number of benchmark stories (default 20)")
     parser.add_argument("--shots", type=int, default=8, help="shots per story, all hard cuts (default 8)")
     parser.add_argument("--seed", type=int, default=bench.DEFAULT_SEED, help=f"benchmark seed (default {bench.DEFAULT_SEED})")
-    parser.add_argument("--configs", default="paper",
+    parser.add_argument("--characters", type=int, choices=(1, 2), default=1,
+                        help="1: the hero alone (the default); 2: the hero and the friend, declared as characters, "
+                        "scored per role (results toy_characters.*, configurations 'characters' by default)")
+    parser.add_argument("--configs", default=None,
                         help="'paper' (Table 2's rows, the default), 'fast' (the fast modes beside the full method), "
-                        "or a comma-separated subset of: " + ", ".join(f"{c.key} ({c.name})" for c in CONFIGS + FAST_CONFIGS))
+                        "'characters' (no memory, the paper's memory, character retrieval), or a comma-separated "
+                        "subset of: " + ", ".join(f"{c.key} ({c.name})" for c in ALL_CONFIGS))
     parser.add_argument("--jobs", type=int, default=2, help="render processes at a time, one thread each (default 2)")
     parser.add_argument("--steps", type=int, default=None, help="storymem --steps (default: the model's)")
     parser.add_argument("--upscale", type=int, default=DEFAULT_UPSCALE,
                         help=f"storymem --upscale for the shot clips the detector reads (default {DEFAULT_UPSCALE})")
     parser.add_argument("--size", default=None, help="storymem --size WxH (default: the model's; the detector needs square frames)")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "toy_consistency",
-                        help="stories, run folders and logs; keep it to resume (default runs/toy_consistency)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="stories, run folders and logs; keep it to resume (default runs/toy_consistency, "
+                        "runs/toy_characters with --characters 2)")
     parser.add_argument("--speed-rounds", type=int, default=0,
                         help="also time every configuration on the first story in this many paired rounds (default 0: no)")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results",
                         help="where toy_consistency.json and .md go (default benchmarks/results)")
     args = parser.parse_args(argv)
+    pairs = args.characters == 2
+    name = "toy_characters" if pairs else "toy_consistency"
+    args.out = args.out or ROOT / "runs" / name
+    args.configs = args.configs or ("characters" if pairs else "paper")
 
-    by_key = {c.key: c for c in CONFIGS + FAST_CONFIGS}
+    by_key = {c.key: c for c in ALL_CONFIGS}
     keys = [k.strip() for part in args.configs.split(",") for k in
             ([c.key for c in CONFIG_GROUPS[part.strip()]] if part.strip() in CONFIG_GROUPS else [part])]  # fmt: skip
     keys = [k.strip() for k in keys if k.strip()]
     unknown = [k for k in keys if k not in by_key]
     if unknown or not keys:
         parser.error(f"--configs {args.configs!r}: unknown {unknown}; choose from {', '.join(by_key)}")
-    configs = [c for c in CONFIGS + FAST_CONFIGS if c.key in keys]
-    if args.stories < 1 or args.shots < 1 or args.jobs < 1:
-        parser.error("--stories, --shots and --jobs must be at least 1")
+    configs = [c for c in ALL_CONFIGS if c.key in keys]
+    if args.stories < 1 or args.shots < (4 if pairs else 1) or args.jobs < 1:
+        parser.error("--stories and --jobs must be at least 1, --shots at least 1 (4 with --characters 2)")
 
     started = time.time()
     stories_dir = args.out / "stories"
     stories_dir.mkdir(parents=True, exist_ok=True)
-    scripts = bench.bench_stories(args.stories, args.shots, args.seed)
+    scripts = (bench.pair_stories if pairs else bench.bench_stories)(args.stories, args.shots, args.seed)
     paths = []
     for i, script in enumerate(scripts):
-        path = stories_dir / f"bench_{i:03d}.json"
+        path = stories_dir / f"{'pair' if pairs else 'bench'}_{i:03d}.json"
         path.write_text(json.dumps(script, indent=2) + "\n", encoding="utf-8")
         paths.append(path)
     print(f"{len(paths)} stories of {args.shots} shots in {stories_dir}; configurations: "
@@ -322,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 "counts": asdict(ceiling), "stories": [r for _, r in per_story]}]
     failed = False
     mixes: list[tuple[str, bench.Scores, list[str | None]]] = []
+    role_rows: list[tuple[str, bench.RoleScores | str]] = [(TRUTH_ROW, _pooled_roles(results[0]["stories"]))]
     for config in configs:
         entry: dict = {"key": config.key, "name": config.name, "flags": list(config.flags),
                        "commands": commands[config.key],
@@ -334,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {config.name}: {err} (render logs: {logs})", file=sys.stderr, flush=True)
             entry["error"] = str(err)
             rows.append((config.name, f"failed: {err}"))
+            role_rows.append((config.name, f"failed: {err}"))
             failed = True
         else:
             total = bench.aggregate([s for s, _ in per_story])
@@ -343,13 +374,18 @@ def main(argv: list[str] | None = None) -> int:
                          stories=[r for _, r in per_story])  # fmt: skip
             rows.append((config.name, total))
             mixes.append((config.name, total, shapes))
+            roles = _pooled_roles(entry["stories"])
+            entry["roles"] = {**asdict(roles), "rates": roles.rates()}
+            role_rows.append((config.name, roles))
         results.append(entry)
 
     table = bench.format_table(rows, chance_row=by_key[NO_MEMORY].name)
+    role_table = bench.format_role_table(role_rows) if pairs else None
     mix_table = bench.format_shape_mix(mixes)
     speed = time_configs(configs, paths[0], passthrough, args.out, args.speed_rounds) if args.speed_rounds else None
     report = {
-        "benchmark": "toy_consistency",
+        "benchmark": name,
+        "characters": args.characters,
         "model": args.model,
         "seed": args.seed,
         "stories": args.stories,
@@ -365,13 +401,22 @@ def main(argv: list[str] | None = None) -> int:
         "configs": results,
         "table": table,
         "shape_mix_table": mix_table,
+        "role_table": role_table,
         "speed": speed,
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "toy_consistency.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    heading = (f"Toy benchmark: {args.stories} held-out stories x {args.shots} shots (all hard cuts), "
+    (args.results / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    role_section = ""
+    if role_table:
+        role_section = (f"\nPer role: each role's shots after its first, with the colour of that role's first shot; "
+                        f"confused: the other role's first colour instead. {report['seconds'] / 60:.0f} min on "
+                        f"{args.jobs} processes.\n\n" + role_table)  # fmt: skip
+    heading = (("Two-character toy benchmark (hero and friend, both declared as characters with their looks as "
+                "aliases): " if pairs else "Toy benchmark: ") + f"{args.stories} held-out stories x {args.shots} shots (all hard cuts), "
                f"model `{args.model}`, seed {args.seed}. Consistency: shots 2..N with shot 1's detected "
-               f"(colour, shape); chance {bench.chance_consistency():.3f}.\n\n")
+               f"(colour, shape); chance {bench.chance_consistency():.3f}."
+               + (" With two characters that compares every shot with the hero's first (the ground truth "
+                  "row is its ceiling); the per-role table below is the measure." if pairs else "") + "\n\n")
     mix_heading = ("\nShapes: does memory carry them, or does the model draw one shape for everyone? Shape "
                    "agreement by chance is what drawing each shot's shape at random from the configuration's own "
                    "mix of shapes would score.\n\n")
@@ -381,11 +426,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"configuration back to back in {args.speed_rounds} paired rounds (one thread each); ratio: "
                          f"median over rounds of each configuration over the full method in the same round.\n\n"
                          + format_speed(configs, speed))  # fmt: skip
-    (args.results / "toy_consistency.md").write_text(heading + table + mix_heading + mix_table + speed_section,
-                                                     encoding="utf-8")  # fmt: skip
-    print(table, end="")
+    (args.results / f"{name}.md").write_text(heading + table + role_section + mix_heading + mix_table + speed_section,
+                                            encoding="utf-8")  # fmt: skip
+    print(table + role_section, end="")
     print(mix_heading.lstrip("\n") + mix_table + speed_section, end="")
-    print(f"wrote {args.results / 'toy_consistency.json'} and .md", file=sys.stderr)
+    print(f"wrote {args.results / name}.json and .md", file=sys.stderr)
     return 1 if failed else 0
 
 

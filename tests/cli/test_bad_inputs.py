@@ -104,6 +104,40 @@ def place(tmp_path_factory):
     (p["pickle_model"] / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02}q\x00.")
     p["dataset_noindex"] = root / "dataset"
     p["dataset_noindex"].mkdir()
+
+    def with_characters(name: str, characters) -> Path:
+        return script(name, {**GOOD_STORY, "characters": characters})
+
+    p["ch_pronoun"] = with_characters("ch_pronoun.json", [{"name": "Ann", "aliases": ["she"]}])
+    p["ch_twice"] = with_characters("ch_twice.json", [{"name": "Ann", "aliases": ["the girl"]},
+                                                      {"name": "Bea", "aliases": ["The Girl"]}])  # fmt: skip
+    p["ch_overlap"] = with_characters("ch_overlap.json", [{"name": "Ann", "aliases": ["red coat"]},
+                                                          {"name": "Bea", "aliases": ["coat"]}])  # fmt: skip
+    p["ch_unknown"] = with_characters("ch_unknown.json", [{"name": "Ann", "nickname": "A"}])
+    p["ch_noname"] = with_characters("ch_noname.json", [{"aliases": ["the girl"]}])
+    p["ch_notlist"] = with_characters("ch_notlist.json", {"name": "Ann"})
+    p["ch_aliases"] = with_characters("ch_aliases.json", [{"name": "Ann", "aliases": "the girl"}])
+    p["ch_ref_missing"] = with_characters("ch_ref_missing.json", [{"name": "Ann", "references": ["nowhere.png"]}])
+    p["ch_ref_huge"] = with_characters("ch_ref_huge.json", [{"name": "Ann", "references": ["huge.png"]}])
+    p["ch_ref_empty"] = with_characters("ch_ref_empty.json", [{"name": "Ann", "references": [""]}])
+    p["ch_description"] = with_characters("ch_description.json", [{"name": "Ann", "description": ""}])
+    # --memory-from: earlier runs that cannot start a series (a real finished run is in tests/render/test_series.py).
+    from storymem_cli.models.identity import weights_identity
+    from storymem_cli.models.presets import TINY
+
+    def earlier_run(name: str, **record) -> Path:
+        folder = root / name
+        assert CliRunner().invoke(app, ["add-reference", str(folder), str(p["img"])]).exit_code == 0
+        record = {"format": "storymem-run", "format_version": 2, "story_name": "Boat", "status": "done",
+                  "settings": {"model": "tiny"}, "weights_identity": weights_identity(TINY), "shots": [], **record}
+        (folder / "run.json").write_text(json.dumps(record))  # fmt: skip
+        return folder
+
+    p["src_unfinished"] = earlier_run("src_unfinished", status="rendering")
+    p["src_other_model"] = earlier_run("src_other_model", settings={"model": "wan2.2-a14b"})
+    p["src_damaged"] = earlier_run("src_damaged")
+    for png in (p["src_damaged"] / "memory").glob("*.png"):
+        png.unlink()
     return p
 
 
@@ -182,6 +216,26 @@ CASES = [
     (R("--model", "{pickle_model}"), 2, "pickle_model"),
     (["render", "{good}", "--model", "tiny", "--device", "bogus", "-o", "{root}/dev1"], 2, "--device"),
     (["render", "{good}", "--model", "tiny", "--device", "cuda:99", "-o", "{root}/dev2"], 2, "--device"),
+    # characters (script) and the options that use them
+    (["validate", "{ch_pronoun}"], 2, "characters[0].aliases[0]"),
+    (["validate", "{ch_twice}"], 2, "characters[1].aliases[0]"),
+    (["validate", "{ch_overlap}"], 2, "characters[0].aliases[0]"),
+    (["validate", "{ch_unknown}"], 2, "characters[0].nickname"),
+    (["validate", "{ch_noname}"], 2, "characters[0].name"),
+    (["validate", "{ch_notlist}"], 2, "characters"),
+    (["validate", "{ch_aliases}"], 2, "characters[0].aliases"),
+    (["validate", "{ch_ref_missing}"], 2, "characters[0].references[0]"),
+    (["validate", "{ch_ref_huge}"], 2, "13000x13000"),
+    (["validate", "{ch_ref_empty}"], 2, "characters[0].references[0]"),
+    (["validate", "{ch_description}"], 2, "characters[0].description"),
+    (["render", "{ch_overlap}", "--model", "tiny", "--dry-run"], 2, "characters[0].aliases[0]"),
+    (R("--retrieval", "faces"), 2, "--retrieval"),
+    (R("--describe-characters=yes"), 2, "--describe-characters"),
+    (R("--memory-from", "{nowhere}"), 2, "no such run folder"),
+    (R("--memory-from", "{a_dir}"), 2, "not a run folder"),
+    (R("--memory-from", "{src_unfinished}"), 2, "has not finished"),
+    (R("--memory-from", "{src_other_model}"), 2, "wan2.2-a14b"),
+    (R("--memory-from", "{src_damaged}"), 2, "is damaged"),
     # inspect-memory
     (["inspect-memory", "{nowhere}"], 2, "nowhere"),
     (["inspect-memory", "{badmem}"], 2, "memory.json"),

@@ -77,7 +77,8 @@ def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default()
     payload.update(base.runtime.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "compile"}))
     del payload["memory"]["selection"]
     for later in ("guidance", "guidance_2", "cache", "cache_threshold", "cache_interval", "quantize", "fuse_lora",
-                  "scheduler", "flow_shift_t2v", "flow_shift_m2v"):
+                  "scheduler", "flow_shift_t2v", "flow_shift_m2v", "retrieval", "describe_characters",
+                  "memory_from"):  # fmt: skip
         del payload[later]  # added later still
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     assert base.fingerprint() == before
@@ -119,7 +120,8 @@ def test_every_option_reaches_the_settings():
                "continuation": "mm2v", "rope": "sequential", "rope_shift": 2.0, "memory_size": 4, "sink_size": 1,
                "keyframes_per_shot": 2, "keyframes": "first-frame", "aesthetic": "laion", "use_memory": False,
                "lora": "x.safetensors", "style_loras": [{"path": "s.safetensors"}], "upscale": 2, "guidance": 1.0,
-               "guidance_2": 2.0, "scheduler": "euler", "flow_shift_t2v": 5.0, "flow_shift_m2v": 6.0}  # fmt: skip
+               "guidance_2": 2.0, "scheduler": "euler", "flow_shift_t2v": 5.0, "flow_shift_m2v": 6.0,
+               "retrieval": "paper", "describe_characters": True, "memory_from": "runs/part1"}  # fmt: skip
     runtime = {"offload": "model", "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True,
                "attention_backend": "flash", "fuse_lora": False, "cache": "first-block", "cache_threshold": 0.1,
                "cache_interval": 3, "compile": True, "quantize": "fp8"}  # fmt: skip

@@ -30,6 +30,10 @@ FORMAT_1_SETTINGS = {
 ADDED_AFTER_FORMAT_1 = {"scheduler", "flow_shift_t2v", "flow_shift_m2v"}  # settings added to format 2 since
 
 
+# Settings format 2 gained later (characters, series): a format-1 run.json has none of them.
+ADDED_AFTER_FORMAT_1 = ("retrieval", "describe_characters", "memory_from")
+
+
 def as_format_1(record: dict) -> dict:
     """A format-2 record written back as format 1 wrote it: runtime flat, no fuse_lora (not a setting then)."""
     settings = {key: value for key, value in record["settings"].items() if key not in ADDED_AFTER_FORMAT_1}

@@ -288,3 +288,42 @@ def test_speed_rounds_time_each_configuration_against_the_full_method(load_bench
     assert speed["memory"]["ratio"] == 1.0 and speed["g1"]["against"] == "memory"
     assert all(len(row["rounds"]) == 2 and row["generate_s_per_shot"] > 0 for row in speed.values())
     assert runner.format_speed(configs, speed).splitlines()[2].startswith("| StoryMem (memory) | ")
+
+
+# --- two characters --------------------------------------------------------------------------
+
+
+def test_pair_stories_introduce_both_roles_by_look_then_name_them_by_role(tmp_path):
+    from storymem_cli.script.characters import named_characters
+
+    for i, script in enumerate(bench.pair_stories(count=5, shots=8)):
+        prompts = [p for scene in script["scenes"] for p in scene["video_prompts"]]
+        parsed = [parse_caption(p) for p in prompts]
+        assert parsed[0].character is not None and parsed[1].character is not None
+        assert all(p.role is not None for p in parsed[2:])
+        roles = [p.role for p in parsed[2:]]
+        assert roles.count("hero") >= 2 and roles.count("friend") >= 2
+        assert all(s["cut"] == [True] for s in script["scenes"])
+        # The declared characters name every shot: by look first, then by role.
+        assert [named_characters(p, script["characters"]) for p in prompts] == [["hero"], ["friend"]] + [[r] for r in roles]
+        path = tmp_path / f"pair{i}.json"
+        path.write_text(json.dumps(script), encoding="utf-8")
+        loaded, warnings = load_script(path)
+        assert bench.story_roles(story_truth(script)) == ["hero", "friend", *roles] and not warnings
+    assert bench.pair_story(0, 3) == bench.pair_stories(count=4)[3]  # a pure function of (seed, index)
+
+
+def test_role_scores_count_each_roles_colour_and_confusions():
+    friend = Character("square", "blue", "none")
+    truth = [Shot(HERO, "jump", "beach"), Shot(friend, "jump", "snow"), Shot(HERO, "jump", "cave"),
+             Shot(friend, "jump", "cave"), Shot(friend, "jump", "forest")]  # fmt: skip
+    colour = HERO.colour
+    detections = [_det(colour, "circle"), _det("blue", "square"), _det(colour, "circle"), _det(colour, "square"),
+                  _det(None, None)]  # fmt: skip
+    scores = bench.role_scores(truth, detections)
+    assert scores == bench.RoleScores(same_colour=(1, 0), confused=(0, 1), later_shots=(1, 2))
+    rates = (scores + scores).rates()
+    assert rates["hero colour"] == 1.0 and rates["friend colour"] == 0.0
+    assert rates["both roles"] == pytest.approx(1 / 3) and rates["confused"] == pytest.approx(1 / 3)
+    table = bench.format_role_table([("memory", scores), ("broken", "failed: boom")])
+    assert "| memory | 1.000 | 0.000 | 0.333 | 0.333 | 3 |" in table and "failed: boom" in table

@@ -49,7 +49,9 @@ def _caption(entry: MemoryEntry) -> list[str]:
     return [entry.id, f"{where} ({status})", f"score {_num(entry.score)}  novelty {_num(entry.novelty)}"]
 
 
-def _print_table(title: str, rows: list[tuple[str, MemoryEntry | None]], show_status: bool) -> None:
+def _print_table(
+    title: str, rows: list[tuple[str, MemoryEntry | None]], show_status: bool, why: dict[str, str] | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -59,7 +61,10 @@ def _print_table(title: str, rows: list[tuple[str, MemoryEntry | None]], show_st
     # the caption), a light box, ids never wrapped (people copy them into --remove).
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption=f"images: {MEMORY_DIR}/<id>.png",
                   caption_justify="left", padding=(0, 1), pad_edge=False)  # fmt: skip
-    for column in ("id", "role", "source", "frame", "novelty", "score"):
+    # Who each entry shows and why a shot used it: only for stories with characters.
+    who = any(e is not None and e.characters for _, e in rows)
+    extra = (["shows"] if who else []) + (["why"] if why else [])
+    for column in ("id", "role", "source", "frame", "novelty", "score", *extra):
         numeric = column in ("frame", "novelty", "score")
         # The source wraps first; the id folds (still copyable) only on a very narrow terminal.
         table.add_column(column, justify="right" if numeric else "left", min_width=len(column),
@@ -68,10 +73,15 @@ def _print_table(title: str, rows: list[tuple[str, MemoryEntry | None]], show_st
         table.add_column("evicted by", min_width=6)
     for entry_id, e in rows:
         if e is None:
-            table.add_row(entry_id, "(removed)", "", "", "", "", *([""] if show_status else []))
+            table.add_row(entry_id, "(removed)", "", "", "", "", *[""] * len(extra), *([""] if show_status else []))
             continue
         source, frame = _source(e)
         cells = [e.id, e.role, source, frame, _num(e.novelty), _num(e.score)]
+        # "names hero" -> "named": the shows column says whom; --json keeps the whole reason.
+        reason = (why or {}).get(e.id, "")
+        cells += ([", ".join(e.characters) or "-"] if who else []) + (
+            ["named" if reason.startswith("names ") else reason] if why else []
+        )
         if show_status:
             cells.append("" if e.active else f"shot {e.evicted_by_shot + 1}")
         table.add_row(*cells)
@@ -91,19 +101,22 @@ def inspect_memory(
     as_json: bool = typer.Option(False, "--json", help="Print JSON (entries as stored in memory.json)."),
 ) -> None:
     """List a run's memory bank: what the next shot will be conditioned on (references, then
-    sink, then window oldest to newest), or with --shot N what shot N saw."""
+    sink, then window oldest to newest), or with --shot N what shot N saw. For a story with
+    characters, a column says who each entry shows, and with --shot N why the shot used it."""
     from storymem_cli.cli.paths import check_output_path
 
     if sheet is not None:
         check_output_path(sheet, "--sheet", folder=False)
     bank = _open_existing(run_dir)
     known = {e.id: e for e in bank.entries}
+    why: dict[str, str] | None = None
     if shot is not None:
         record = bank.conditioning.get(shot - 1)
         if record is None:
             shots = ", ".join(str(k + 1) for k in sorted(bank.conditioning)) or "none"
             raise InvalidInputError(f"shot {shot} has no conditioning record in {bank.path}", hint=f"recorded: {shots}")
         rows = [(i, known.get(i)) for i in record]
+        why = bank.retrieval.get(shot - 1)  # chosen by who the shot names (--retrieval characters)
         title = f"memory seen by shot {shot}"
     else:
         chosen = bank.entries if include_evicted else bank.conditioning_entries()
@@ -132,11 +145,13 @@ def inspect_memory(
             "entries": [e.model_dump(mode="json") for e in present],
             "missing": [i for i, e in rows if e is None],
         }
+        if why is not None:
+            out["why"] = why
         if sheet is not None:
             out["sheet"] = str(sheet)
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
         return
-    _print_table(f"{title} ({run_dir})", rows, show_status=include_evicted)
+    _print_table(f"{title} ({run_dir})", rows, show_status=include_evicted, why=why)
 
 
 @app.command("add-reference")

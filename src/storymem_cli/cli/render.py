@@ -36,6 +36,7 @@ Dtype = choices("Dtype", RuntimeOptions, "dtype")
 Cache = choices("Cache", RuntimeOptions, "cache")
 Quantize = choices("Quantize", RuntimeOptions, "quantize")
 Scheduler = choices("Scheduler", RenderOptions, "scheduler")
+Retrieval = choices("Retrieval", RenderOptions, "retrieval")
 
 
 class Parallel(str, Enum):
@@ -211,6 +212,22 @@ def render(
         help="Write shots/*.mp4 and story.mp4 N times larger (nearest neighbour), e.g. to watch 64x64 clips; "
         "memory and the model's frames stay at the model's size.",
     ),
+    retrieval: Retrieval | None = typer.Option(
+        None,
+        help="How each shot's memory is chosen: characters (the entries of the characters its prompt names "
+        "first, then the usual memory; the default when the script declares characters) or paper (every entry "
+        "in the bank, the paper's memory).",
+    ),
+    describe_characters: bool = typer.Option(
+        False, "--describe-characters",
+        help="Append the description of each character a prompt names to that prompt (the paper's own "
+        "mitigation); run.json records the prompt used.",
+    ),
+    memory_from: Path | None = typer.Option(
+        None, "--memory-from", metavar="RUN_DIR",
+        help="Series: start from the memory of an earlier, finished run of the same model (its keyframes "
+        "and their characters become references of this story; that folder is only read).",
+    ),
     restart: bool = typer.Option(False, "--restart", help="Discard this story's earlier render in the folder."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (mode, seed, frames per shot); load no model."),
     json_output: bool = typer.Option(False, "--json", help="Print a JSON summary on stdout."),
@@ -285,6 +302,9 @@ def render(
         flow_shift_m2v=flow_shift_m2v,
         runtime=runtime,
         upscale=upscale,
+        retrieval=retrieval.value if retrieval else None,
+        describe_characters=describe_characters,
+        memory_from=str(memory_from.expanduser().resolve()) if memory_from else None,
     )
     batch = len(scripts) > 1 or shard is not None
     if shard is not None:

@@ -77,9 +77,10 @@ class ReferenceSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["reference"] = "reference"
     name: str
-    # Who pinned it: "user" (storymem add-reference; render never removes it) or "script" (the
-    # script's `references`, kept in step with the script by render).
-    origin: Literal["user", "script"] = "user"
+    # Who pinned it: "user" (storymem add-reference; render never removes it), "script" (the
+    # script's `references` and its characters' images, kept in step with the script by render) or
+    # "series" (a keyframe of the run named by `render --memory-from`, kept in step with that run).
+    origin: Literal["user", "script", "series"] = "user"
 
 
 class MemoryEntry(BaseModel):
@@ -99,6 +100,8 @@ class MemoryEntry(BaseModel):
     novelty: float | None = None  # 1 - cosine to the previous keyframe of its shot
     added_by_shot: int | None = None  # None: references (user state, not a render step)
     evicted_by_shot: int | None = None  # None while active
+    # The script's characters its shot named (or the reference's character): entity-aware retrieval.
+    characters: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _file_inside_memory_folder(self) -> MemoryEntry:
@@ -124,6 +127,8 @@ class BankFile(BaseModel):
     format_version: int = FORMAT_VERSION
     entries: list[MemoryEntry] = Field(default_factory=list)
     conditioning: dict[int, list[str]] = Field(default_factory=dict)  # shot -> ids it was conditioned on
+    # shot -> {id: why it was retrieved}, for shots whose memory was chosen by who they name
+    retrieval: dict[int, dict[str, str]] = Field(default_factory=dict)
 
 
 def _encode_embedding(vec: np.ndarray) -> str:
@@ -205,6 +210,11 @@ class MemoryBank:
     @property
     def conditioning(self) -> dict[int, list[str]]:
         return {k: list(v) for k, v in self._data.conditioning.items()}
+
+    @property
+    def retrieval(self) -> dict[int, dict[str, str]]:
+        """shot -> {entry id: why it was retrieved}, for shots recorded with reasons."""
+        return {k: dict(v) for k, v in self._data.retrieval.items()}
 
     def active_entries(self) -> list[MemoryEntry]:
         return [e for e in self._data.entries if e.active]
@@ -311,8 +321,10 @@ class MemoryBank:
         novelty: np.ndarray | None = None,
         *,
         embedder: str | None = None,
+        characters: list[str] | None = None,
     ) -> list[str]:
         """Add the keyframes ``indices`` of shot ``shot`` and evict to capacity; return the new ids.
+        ``characters``: who the shot's prompt names, recorded on each keyframe.
 
         ``frames`` (N, H, W, 3) uint8 and the per-frame arrays ``embeddings`` (N, D),
         ``scores`` (N,) and ``novelty`` (N,) describe the whole shot; ``indices`` picks
@@ -344,6 +356,7 @@ class MemoryBank:
                 score=None if scores is None else _finite_or_none(float(scores[i])),
                 novelty=None if novelty is None else _finite_or_none(float(novelty[i])),
                 added_by_shot=shot,
+                characters=list(characters or []),
             )
             ids.append(entry.id)
         self._evict_to_capacity(shot)
@@ -368,7 +381,8 @@ class MemoryBank:
         *,
         embedding: np.ndarray | None = None,
         embedder: str | None = None,
-        origin: Literal["user", "script"] = "user",
+        origin: Literal["user", "script", "series"] = "user",
+        characters: list[str] | None = None,
     ) -> str:
         """Add a pinned reference image (MR2V); returns its id. Never evicted, only removed."""
         digest = image_digest(image)
@@ -388,6 +402,7 @@ class MemoryBank:
             role="reference",
             embedding=None if embedding is None else _encode_embedding(embedding),
             embedder=embedder if embedding is not None else None,
+            characters=list(characters or []),
         )
         return entry_id
 
@@ -406,12 +421,16 @@ class MemoryBank:
         self._pending.pop(entry_id, None)
         return entry
 
-    def record_conditioning(self, shot: int, ids: list[str]) -> None:
+    def record_conditioning(self, shot: int, ids: list[str], why: dict[str, str] | None = None) -> None:
+        """What shot ``shot`` was conditioned on, in order; ``why``: the reason for each id, when
+        its memory was chosen by who it names (absent: the paper's memory, no reasons needed)."""
         known = {e.id for e in self._data.entries}
         unknown = [i for i in ids if i not in known]
         if unknown:
             raise ValueError(f"unknown memory ids {unknown}")
         self._data.conditioning[int(shot)] = list(ids)
+        if why is not None:
+            self._data.retrieval[int(shot)] = {i: why[i] for i in ids}
 
     def rollback(self, before_shot: int) -> None:
         """Restore the state before shot ``before_shot`` was rendered: drop entries it or later
@@ -423,12 +442,20 @@ class MemoryBank:
             if e.evicted_by_shot is not None and e.evicted_by_shot >= before_shot:
                 e.evicted_by_shot = None
         self._data.conditioning = {k: v for k, v in self._data.conditioning.items() if k < before_shot}
+        self._data.retrieval = {k: v for k, v in self._data.retrieval.items() if k < before_shot}
         live = {e.id for e in self._data.entries}
         self._pending = {k: v for k, v in self._pending.items() if k in live}
 
     # -- saving ----------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(self._data.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        data = self._data.model_dump(mode="json")
+        # Written only when used: a story without characters keeps memory.json as it always was.
+        for entry in data["entries"]:
+            if not entry["characters"]:
+                del entry["characters"]
+        if not data["retrieval"]:
+            del data["retrieval"]
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
     def save(self) -> None:
         """PNGs first, then memory.json through a temp file and ``os.replace`` (atomic)."""

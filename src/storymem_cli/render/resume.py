@@ -31,16 +31,20 @@ def shot_fingerprint(
     plan: ShotPlan,
     user_references: Sequence[str] = (),
     weights: str | None = None,
+    series: str | None = None,
 ) -> str:
     """What shot ``plan.index`` depends on besides the shots before it: the settings, its script
     entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode, seed,
     the references pinned with add-reference (content-addressed ids): every shot's memory
-    starts from them, and the weights behind the settings' model name (``models.identity``)."""
+    starts from them, the weights behind the settings' model name (``models.identity``), and the
+    identity of the earlier run a series starts from (``render.series``)."""
     payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed}
     if weights is not None:
         payload["weights"] = weights
     if user_references:  # absent when there are none: fingerprints of runs without them stay as they were
         payload["user_references"] = list(user_references)
+    if series is not None:
+        payload["series"] = series
     return _digest(payload)
 
 

@@ -36,6 +36,9 @@ from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 # in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
 # Names of settings and of RuntimeOptions fields alike (the fingerprint hashes both in one flat layer).
 NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile"}
+# --memory-from's folder: where the earlier run lies, not what it holds (its identity is in every
+# shot's fingerprint, render/series.py), so moving it keeps the finished shots.
+NOT_IN_FINGERPRINT |= {"memory_from"}
 # Settings that left the fingerprint later: hashed with the value every earlier run had (the
 # default), whatever it is now, so the finished shots of runs rendered before keep matching.
 LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
@@ -46,6 +49,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both", ("style_loras", "*", "pair"): "both",
     ("scheduler",): "unipc", ("flow_shift_t2v",): None, ("flow_shift_m2v",): None,
+    ("retrieval",): None, ("describe_characters",): False,
 }  # fmt: skip  # "*": every item of a list
 # A step cache whose implementation changed the frames it makes: its runs' shots carry the revision, so
 # shots rendered by the earlier implementation are rendered again on resume (revision 2, issue 30: first-block
@@ -97,6 +101,10 @@ class RenderOptions(BaseModel):
     style_loras: tuple[StyleLora, ...] = ()
     runtime: RuntimeOptions = RuntimeOptions()  # device, precision, fast modes: the settings take it as it is
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
+    # Characters (docs/memory.md): None picks "characters" for a script that declares characters.
+    retrieval: Literal["characters", "paper"] | None = None
+    describe_characters: bool = False  # append each named character's description to the prompt
+    memory_from: str | None = None  # an earlier run folder whose memory starts this story's (series)
 
 
 class RenderSettings(BaseModel):
@@ -129,6 +137,11 @@ class RenderSettings(BaseModel):
     # Shot clips and story.mp4 are written this many times larger (nearest neighbour); memory,
     # tail frames and everything the embedder and scorer see stay at the model's size.
     upscale: int = Field(1, ge=1, le=MAX_UPSCALE)
+    # How a shot's memory is chosen: "paper" (every active entry) or "characters" (who the shot names
+    # first, memory/retrieve.py) for a script with characters; None for one without (the paper's memory).
+    retrieval: Literal["characters", "paper"] | None = None
+    describe_characters: bool = False
+    memory_from: str | None = None
 
     def guidance_per_expert(self) -> tuple[float | None, float | None]:
         """(high-noise, low-noise) guidance overrides for each shot; None: the preset's."""

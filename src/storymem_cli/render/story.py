@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -65,14 +65,40 @@ class StoryInputs:
     path: Path
 
 
-def plan_for(script: Any, settings: RenderSettings, user_references: Sequence[str] = ()) -> list[ShotPlan]:
-    return plan_story(
+def plan_for(
+    script: Any, settings: RenderSettings, user_references: Sequence[str] = (), *, series: bool = False
+) -> list[ShotPlan]:
+    plans = plan_story(
         script.shots,
-        has_references=bool(script.references) or bool(user_references),
+        has_references=bool(script.reference_images()) or bool(user_references) or series,
         continuation=settings.continuation,
         use_memory=settings.use_memory,
         base_seed=settings.seed,
     )
+    if settings.describe_characters and script.characters:
+        # The prompt actually used: the plan carries it into the request and run.json.
+        plans = [replace(plan, prompt=described_prompt(plan.prompt, script)) for plan in plans]
+    return plans
+
+
+def described_prompt(prompt: str, script: Any) -> str:
+    """``prompt`` with the description of each character it names appended (the authors' mitigation,
+    paper Appendix C): "Mia waves. Mia: a girl of ten in a red coat." """
+    named = set(script.named_characters(prompt))
+    notes = [f"{c.name}: {c.description.strip().rstrip('.')}." for c in script.characters
+             if c.name in named and c.description]  # fmt: skip
+    if not notes:
+        return prompt
+    text = prompt.rstrip()
+    return " ".join([text if text.endswith((".", "!", "?")) else text + ".", *notes])
+
+
+def resolve_retrieval(settings: RenderSettings, script: Any) -> RenderSettings:
+    """The settings with ``retrieval`` decided for this script: by characters where it declares
+    them (unless --retrieval paper); None without characters: the paper's memory, and the settings
+    (run.json, fingerprint) exactly as before characters existed."""
+    wanted = (settings.retrieval or "characters") if script.characters else None
+    return settings.model_copy(update={"retrieval": wanted})
 
 
 def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
@@ -196,7 +222,7 @@ class StoryRenderer:
     ):
         self.script = inputs.script
         self.script_path = inputs.path
-        self.settings = settings
+        self.settings = resolve_retrieval(settings, inputs.script)
         self.preset = preset
         self.folder = RunFolder(run_dir)
         self.components = components
@@ -205,6 +231,19 @@ class StoryRenderer:
         # References pinned with `storymem add-reference` before this render: memory from shot 1 on.
         self.user_references = user_reference_ids(self.folder.root, settings)
         self._weights_id: str | None = None
+        if settings.retrieval == "characters" and not inputs.script.characters:
+            self.progress.note(f"warning: {inputs.path}: --retrieval characters, but the script declares no "
+                               "characters: every shot sees the paper's memory")  # fmt: skip
+        self.series = None  # the earlier run this story continues (--memory-from), checked
+        if settings.memory_from is not None:
+            from storymem_cli.render.series import open_source
+
+            self.series = open_source(
+                Path(settings.memory_from), model=settings.model, weights=self._weights_identity(), output=run_dir
+            )
+
+    def _plans(self) -> list[ShotPlan]:
+        return plan_for(self.script, self.settings, self.user_references, series=self.series is not None)
 
     # --- 1. plan ---------------------------------------------------------------------------
 
@@ -218,7 +257,10 @@ class StoryRenderer:
     def _fingerprints(self, plans: Sequence[ShotPlan]) -> list[str]:
         settings_fp, weights = self.settings.fingerprint(), self._weights_identity()
         script_fps = self.script.shot_fingerprints()
-        return [shot_fingerprint(settings_fp, script_fps[p.index], p, self.user_references, weights) for p in plans]
+        series = None if self.series is None else self.series.identity
+        return [
+            shot_fingerprint(settings_fp, script_fps[p.index], p, self.user_references, weights, series) for p in plans
+        ]
 
     # --- 2. the run folder -----------------------------------------------------------------
 
@@ -288,6 +330,7 @@ class StoryRenderer:
             "references": [
                 {"name": ref.name, "image": str(ref.image)} for ref in self.script.references
             ],
+            **({"memory_from": self.series.describe()} if self.series is not None else {}),
             "model": previous.get("model") if previous else None,
             "planned_shots": [plan.as_dict() for plan in plans],
             "video": None,
@@ -303,7 +346,7 @@ class StoryRenderer:
 
     def dry_run(self) -> dict[str, Any]:
         """The plan, and which shots a render would keep from the folder's last run; writes nothing."""
-        plans = plan_for(self.script, self.settings, self.user_references)
+        plans = self._plans()
         check_inputs(self.script_path, self.settings, plans)
         fingerprints = self._fingerprints(plans)
         previous = None if self.restart else self.folder.read_record()
@@ -330,7 +373,7 @@ class StoryRenderer:
 
     def render(self) -> dict[str, Any]:
         # 1. Check inputs and plan.
-        plans = plan_for(self.script, self.settings, self.user_references)
+        plans = self._plans()
         check_inputs(self.script_path, self.settings, plans)
         self.folder.prepare()
         with self.folder.locked():
@@ -338,7 +381,7 @@ class StoryRenderer:
             references = user_reference_ids(self.folder.root, self.settings)
             if references != self.user_references:
                 self.user_references = references
-                plans = plan_for(self.script, self.settings, self.user_references)
+                plans = self._plans()
             return self._render(plans, self._fingerprints(plans))
 
     def _render(self, plans: Sequence[ShotPlan], fingerprints: Sequence[str]) -> dict[str, Any]:
@@ -426,11 +469,38 @@ class StoryRenderer:
             # Also with --no-memory: keyframes of shots about to be replaced must not stay behind.
             bank.rollback(before_shot=kept)
             if kept == 0 and self.settings.use_memory:
-                sync_references(bank, self.script.references)
+                sync_references(bank, self.script.reference_images())
+                self._sync_series(bank)
             bank.save()
         except OSError as err:
             raise_os_error(err, self.folder.root / MEMORY_JSON)
         return bank if self.settings.use_memory else None
+
+    def _sync_series(self, bank: Any) -> None:
+        """Pin the earlier run's memory (--memory-from), or unpin an earlier one no longer named."""
+        wanted = []
+        if self.series is not None:
+            from storymem_cli.render.series import series_references
+
+            pinned = sum(1 for e in bank.active_entries() if e.role == "reference" and e.source.origin != "series")
+            room = bank.cfg.capacity - bank.cfg.max_keyframes_per_shot - pinned
+            wanted = series_references(self.series, room)
+            if room <= 0:
+                self.progress.note(f"warning: --memory-from {self.series.root}: this story's own references fill "
+                                   "the memory: nothing of the earlier run fits (raise --memory-size)")  # fmt: skip
+        sync_references(bank, wanted, origin="series")
+
+    def _memory_for(self, plan: ShotPlan, bank: Any) -> tuple[list[Any], dict[str, str] | None]:
+        """The entries shot ``plan`` is conditioned on, in order, and why each (None: the paper's memory)."""
+        if bank is None:
+            return [], None
+        if self.settings.retrieval != "characters":
+            return bank.conditioning_entries(), None
+        from storymem_cli.memory.retrieve import retrieve
+
+        named = self.script.named_characters(self.script.shots[plan.index].prompt)
+        picks = retrieve(bank.entries, named, bank.cfg.capacity)
+        return [bank.get(pick.id) for pick in picks], {pick.id: pick.why for pick in picks}
 
     def _render_shot(
         self,
@@ -448,7 +518,7 @@ class StoryRenderer:
         video = self.settings.video
 
         # Memory view: the entries this shot is conditioned on.
-        entries = bank.conditioning_entries() if bank is not None else []
+        entries, why = self._memory_for(plan, bank)
         memory = [bank.load_image(entry) for entry in entries]
         guidance_high, guidance_low = self.settings.guidance_per_expert()
         request = ShotRequest(
@@ -489,15 +559,16 @@ class StoryRenderer:
             raise_os_error(err, clip)
         written = time.perf_counter()
 
-        # Keyframes from the decoded frames (never the mp4) into the bank.
+        # Keyframes from the decoded frames (never the mp4) into the bank, tagged with who the shot names.
         memory_ids = [entry.id for entry in entries]
+        named = self.script.named_characters(self.script.shots[plan.index].prompt)
         keyframe_ids: list[str] = []
         if bank is not None:
             # --keyframes release scans the untrimmed output, copies of the previous shot included,
             # as the authors' release did; every other mode scans the shot's own frames.
             scanned = frames if bank.cfg.selection == "release" else shot_frames
             try:
-                keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids)
+                keyframe_ids = update_bank(bank, plan.index, scanned, parts, memory_ids, who=named, why=why)
             except OSError as err:  # e.g. the disk filling up while a keyframe PNG is written
                 raise_os_error(err, self.folder.root / "memory")
         remembered = time.perf_counter()
@@ -513,6 +584,9 @@ class StoryRenderer:
             "tail_sha256": file_sha256(self.folder.tail(plan.index)),
             "memory_ids": memory_ids,
             "keyframe_ids": keyframe_ids,
+            # With characters only, so a story without them records what it always did.
+            **({"characters": named} if self.script.characters else {}),
+            **({"memory_why": [{"id": i, "why": why[i]} for i in memory_ids]} if why is not None else {}),
             "fingerprint": fingerprint,
             "status": "done",
             "finished_at": _now(),
@@ -528,9 +602,19 @@ class StoryRenderer:
         return shot_record, frames[-TAIL_FRAMES:]
 
 
-def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids: list[str]) -> list[str]:
+def update_bank(
+    bank: Any,
+    shot: int,
+    frames: np.ndarray,
+    parts: Any,
+    memory_ids: list[str],
+    *,
+    who: Sequence[str] = (),
+    why: dict[str, str] | None = None,
+) -> list[str]:
     """Embed and score the shot's frames once, select keyframes (``bank.cfg.selection``: the
-    paper's semantic selection, the release's own scan or the first-frame ablation), add them,
+    paper's semantic selection, the release's own scan or the first-frame ablation), add them
+    tagged with the characters ``who`` the shot names, record what the shot saw (and ``why``),
     save the bank (SPEC 7)."""
     from storymem_cli.memory.select import select_with_record
 
@@ -541,9 +625,10 @@ def update_bank(bank: Any, shot: int, frames: np.ndarray, parts: Any, memory_ids
     chosen = select_with_record(embeddings, usable, bank_embeddings, bank.cfg)
     recorded = None if getattr(parts.scorer, "name", None) == "none" else scores  # no filter: no score ("-", not 0)
     added = bank.add_shot_keyframes(
-        shot, frames, chosen.indices, embeddings, recorded, chosen.novelty, embedder=parts.embedder.name
-    )
-    bank.record_conditioning(shot, memory_ids)
+        shot, frames, chosen.indices, embeddings, recorded, chosen.novelty, embedder=parts.embedder.name,
+        characters=list(who),
+    )  # fmt: skip
+    bank.record_conditioning(shot, memory_ids, why)
     bank.save()
     return list(added)
 
@@ -582,25 +667,37 @@ def load_reference_image(path: Path) -> np.ndarray:
         raise InvalidInputError(f"reference image {path} cannot be read: {err}") from None
 
 
-def sync_references(bank: Any, references: Sequence[Any]) -> None:
-    """Make the bank's pinned references exactly the script's (MR2V: the references are m_0).
+def sync_references(bank: Any, references: Sequence[Any], origin: str = "script") -> None:
+    """Make the bank's pinned references of ``origin`` exactly ``references`` (MR2V: the references
+    are m_0): the script's (``TaggedReference``: image path, name, characters) or, for "series",
+    (name, image, characters) of an earlier run.
 
     Called before the first shot only: references are embedded lazily by the bank when the
     first keyframes are deduplicated against it.
     """
     from storymem_cli.memory.bank import image_digest
 
-    wanted = [(ref.name, load_reference_image(ref.image)) for ref in references]
-    wanted_keys = {(name, image_digest(image)) for name, image in wanted}
+    if origin == "script":
+        wanted = [(ref.name, load_reference_image(ref.image), list(ref.characters)) for ref in references]
+    else:
+        wanted = [(name, image, list(who)) for name, image, who in references]
+    wanted_keys = {(name, image_digest(image), tuple(who)) for name, image, who in wanted}
     present = set()
     for entry in bank.entries:
-        if entry.role != "reference" or entry.source.origin != "script":
+        if entry.role != "reference" or entry.source.origin != origin:
             continue  # references from add-reference are the user's: never touched here
-        key = (entry.source.name, entry.sha256)
+        key = (entry.source.name, entry.sha256, tuple(entry.characters))
         if key in wanted_keys and not bank.image_problem(entry):  # a damaged PNG is replaced
             present.add(key)
         else:
             bank.remove(entry.id)
-    for name, image in wanted:
-        if (name, image_digest(image)) not in present:
-            bank.add_reference(image, name, origin="script")
+    # An earlier run's keyframe whose pixels are pinned already (the same reference image in both
+    # parts of a series) is pinned once; the script's references are pinned as they are listed.
+    pixels = {e.sha256 for e in bank.active_entries() if e.role == "reference"} if origin == "series" else set()
+    for name, image, who in wanted:
+        digest = image_digest(image)
+        if (name, digest, tuple(who)) not in present and digest not in pixels:
+            bank.add_reference(image, name, origin=origin, characters=who)
+            present.add((name, digest, tuple(who)))
+            if origin == "series":
+                pixels.add(digest)

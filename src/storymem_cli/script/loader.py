@@ -16,7 +16,7 @@ from typing import Any
 import json5
 from pydantic import BaseModel, ValidationError
 
-from storymem_cli.script.model import SEED_MAX, Reference, Scene, StoryScript
+from storymem_cli.script.model import SEED_MAX, Character, Reference, Scene, StoryScript
 from storymem_cli.script.problems import ScriptError, ScriptProblem, json_path
 from storymem_cli.script.rules import normalize_cuts, story_problems, story_warnings
 
@@ -143,7 +143,9 @@ def _plain(value: Any, loc: tuple[str | int, ...], problems: list[ScriptProblem]
 
 # --- pydantic errors -> messages that say what to do -------------------------------------------
 
-_MODELS: dict[tuple[str, ...], type[BaseModel]] = {(): StoryScript, ("scenes",): Scene, ("references",): Reference}
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): StoryScript, ("scenes",): Scene, ("references",): Reference, ("characters",): Character,
+}  # fmt: skip
 
 _ADD_KEY = {
     "story_name": 'add "story_name": "..." with the title of the story',
@@ -170,6 +172,15 @@ _OBJECT_SHAPE = {
     (): _FORMAT_HINT,
     ("scenes",): 'each scene is an object: {"scene_num": N, "video_prompts": [...], "cut": [...]}',
     ("references",): 'each reference is an object: {"image": "path.png", "name": "..."}',
+    ("characters",): 'each character is an object: {"name": "Mia", "aliases": ["the girl"], "references": ["mia.png"]}',
+}
+
+# Where a key means something else for a character than for a reference image.
+_CHARACTER_ADVICE = {
+    ("missing", "name"): 'add "name": "..." with the character\'s name, as prompts write it',
+    ("empty", "name"): "give the character's name, as prompts write it",
+    ("empty", "aliases"): "write a name, role or look the prompts use for the character, or remove the empty alias",
+    ("empty", "description"): "describe the character, or remove the description",
 }
 
 
@@ -226,6 +237,12 @@ def _message(e: dict) -> str:
     loc, kind, value = tuple(e["loc"]), e["type"], e.get("input")
     field = _field(loc)
     got = _describe(value)
+    if loc[:1] == ("characters",):
+        advice = _CHARACTER_ADVICE.get(("missing" if kind == "missing" else "empty", field))
+        if advice and kind == "missing":
+            return f'missing required key "{field}": {advice}'
+        if advice and kind == "string_pattern_mismatch":
+            return f"is empty: {advice}"
     if kind == "missing":
         return f'missing required key "{field}": ' + _ADD_KEY.get(field, "add it")
     if kind == "model_type":
@@ -259,17 +276,26 @@ def _message(e: dict) -> str:
 
 
 def _reference_problems(data: Any, base_dir: Path) -> list[ScriptProblem]:
-    references = data.get("references") if isinstance(data, dict) else None
-    if not isinstance(references, list):
+    """The script's reference images and every character's, checked alike (same rules, same limits)."""
+    if not isinstance(data, dict):
         return []
+    images: list[tuple[str, Any]] = []
+    references = data.get("references")
+    for i, ref in enumerate(references if isinstance(references, list) else []):
+        images.append((f"references[{i}].image", ref.get("image") if isinstance(ref, dict) else None))
+    characters = data.get("characters")
+    for i, character in enumerate(characters if isinstance(characters, list) else []):
+        paths = character.get("references") if isinstance(character, dict) else None
+        images += [(f"characters[{i}].references[{j}]", path) for j, path in enumerate(paths if isinstance(paths, list) else [])]
     problems = []
-    for i, ref in enumerate(references):
-        image = ref.get("image") if isinstance(ref, dict) else None
+    for where, image in images:
+        if isinstance(image, str) and not image.strip():
+            problems.append(ScriptProblem(where, "is empty: give the path of a PNG or JPEG image"))
         if not isinstance(image, str) or not image.strip():
             continue
         message = _image_problem((base_dir / Path(image).expanduser()).resolve())
         if message:
-            problems.append(ScriptProblem(f"references[{i}].image", message))
+            problems.append(ScriptProblem(where, message))
     return problems
 
 

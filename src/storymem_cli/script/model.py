@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,9 @@ from pydantic import (
     StrictInt,
     StrictStr,
     ValidationInfo,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -51,8 +53,39 @@ class Reference(_Strict):
     @field_validator("image")
     @classmethod
     def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
-        base = (info.context or {}).get("base_dir") or Path.cwd()
-        return (Path(base) / value.expanduser()).resolve()
+        return _resolve_image(value, info)
+
+
+def _resolve_image(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir") or Path.cwd()
+    return (Path(base) / value.expanduser()).resolve()
+
+
+class Character(_Strict):
+    """Someone the memory knows by name: shots whose prompt names them (by name or alias, whole
+    words, any case) are tagged with them, and retrieve their references and keyframes first."""
+
+    name: Text = Field(description="The character's name, as prompts write it, e.g. \"Mia\".")
+    aliases: list[Text] = Field(
+        default_factory=list,
+        description="Other words prompts use for the character: roles or looks (\"the girl\", \"red coat\"), "
+        "never pronouns. Whole words, any case.",
+    )
+    references: list[Path] = Field(
+        default_factory=list,
+        description="Images of the character (PNG or JPEG), relative to the script's folder: pinned in memory "
+        "and tagged with the character.",
+    )
+    description: Text | None = Field(
+        default=None,
+        description="What the character looks like; `storymem render --describe-characters` appends it to "
+        "every prompt that names the character.",
+    )
+
+    @field_validator("references")
+    @classmethod
+    def _resolve(cls, value: list[Path], info: ValidationInfo) -> list[Path]:
+        return [_resolve_image(path, info) for path in value]
 
 
 class Scene(_Strict):
@@ -119,6 +152,19 @@ class StoryScript(_Strict):
         default_factory=list,
         description="Optional images (characters, objects, places) every shot is conditioned on.",
     )
+    characters: list[Character] = Field(
+        default_factory=list,
+        description="Optional: the characters, so that memory knows who each shot shows "
+        "(docs/memory.md, Characters).",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_characters(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A script without characters dumps, hashes and fingerprints exactly as before they existed.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("characters"):
+            data.pop("characters", None)
+        return data
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> StoryScript:
@@ -162,28 +208,61 @@ class StoryScript(_Strict):
     def _reference_digests(self) -> list[dict[str, str]]:
         return [{"name": ref.name, "image_sha256": _file_sha256(ref.image)} for ref in self.references]
 
+    def _character_digests(self) -> list[dict[str, Any]] | None:
+        """The characters with their images by content; None without characters."""
+        if not self.characters:
+            return None
+        return [
+            {**c.model_dump(mode="json"), "references": [_file_sha256(path) for path in c.references]}
+            for c in self.characters
+        ]
+
+    def named_characters(self, prompt: str) -> list[str]:
+        """Names of the characters ``prompt`` names (whole words, any case), in declaration order."""
+        from storymem_cli.script.characters import named_characters
+
+        return named_characters(prompt, self.characters)
+
+    def reference_images(self) -> list[TaggedReference]:
+        """Every image the memory starts from: the script's references (tagged with the character
+        whose name or alias they carry, if any), then each character's own references."""
+        tagged = [TaggedReference(ref.image, ref.name, tuple(self.named_characters(ref.name))) for ref in self.references]
+        for character in self.characters:
+            tagged += [TaggedReference(path, character.name, (character.name,)) for path in character.references]
+        return tagged
+
     @property
     def sha256(self) -> str:
         """Hash of the canonical JSON of the script. Comments, whitespace, key order, and where
         the files live do not change it: reference images count by their content, not their path."""
         data = self.model_dump(mode="json")
         data["references"] = self._reference_digests()
+        if self.characters:
+            data["characters"] = self._character_digests()
         return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
 
     def shot_fingerprint(self, index: int) -> str:
         """Stable hash of everything in the script that shot ``index``'s generation depends on:
         its prompt, cut flag, seed override, first-frame prompt, and the reference images.
         A renderer compares it with the stored one to find edited shots."""
-        return _shot_fingerprint(self.shots[index], self._reference_digests())
+        return _shot_fingerprint(self.shots[index], self._reference_digests(), self._character_digests())
 
     def shot_fingerprints(self) -> list[str]:
         """:meth:`shot_fingerprint` of every shot, building the shot list and hashing the
         reference images once (per shot, a story of n shots would cost n^2)."""
-        references = self._reference_digests()
-        return [_shot_fingerprint(shot, references) for shot in self.shots]
+        references, characters = self._reference_digests(), self._character_digests()
+        return [_shot_fingerprint(shot, references, characters) for shot in self.shots]
 
 
-def _shot_fingerprint(shot: Shot, references: list[dict[str, str]]) -> str:
+class TaggedReference(NamedTuple):
+    """A reference image with the characters it shows."""
+
+    image: Path
+    name: str
+    characters: tuple[str, ...]
+
+
+def _shot_fingerprint(shot: Shot, references: list[dict[str, str]], characters: list[dict] | None = None) -> str:
     data = {
         "version": FINGERPRINT_VERSION,
         "prompt": shot.prompt,
@@ -192,6 +271,8 @@ def _shot_fingerprint(shot: Shot, references: list[dict[str, str]]) -> str:
         "first_frame_prompt": shot.first_frame_prompt,
         "references": references,
     }
+    if characters is not None:  # absent without characters: fingerprints of earlier runs stay as they were
+        data["characters"] = characters
     return hashlib.sha256(_canonical(data).encode("utf-8")).hexdigest()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from storymem_cli.config import TEXT_ENCODER_MAX_TOKENS
+from storymem_cli.script.characters import character_problems, character_warnings
 from storymem_cli.script.problems import ScriptProblem
 from storymem_cli.script.tokens import estimate_tokens
 
@@ -96,7 +97,7 @@ def story_problems(data: Any) -> list[ScriptProblem]:
                 )
             )
         names.setdefault(name, i)
-    return problems
+    return problems + character_problems(data)
 
 
 def _is_true_false_string(value: Any) -> bool:
@@ -157,6 +158,9 @@ def story_warnings(data: Any) -> list[ScriptProblem]:
                             "the end of the prompt would be cut off; shorten it to one or two sentences",
                         )
                     )
+    prompts = [p for _, scene in _scenes(data) if isinstance(scene.get("video_prompts"), list)
+               for p in scene["video_prompts"]]  # fmt: skip
+    warnings += character_warnings(data, prompts)
     if total > LONG_STORY_SHOTS:
         warnings.append(
             ScriptProblem(

@@ -207,3 +207,122 @@ def format_shape_mix(rows: Sequence[tuple[str, Scores, Sequence[str | None]]]) -
         mix = ", ".join(f"{k} {v:.2f}" for k, v in shape_mix(shapes).items())
         lines.append(f"| {name} | {_cell(scores.rates()['shape'])} | {_cell(shape_agreement_by_chance(shapes))} | {mix} |")
     return "\n".join(lines) + "\n"
+
+
+# --- two characters: who memory keeps apart -----------------------------------------------------
+
+PAIR_STREAM = 4  # first word of every two-character benchmark story's seed sequence (1-3 are taken)
+
+
+def pair_story(seed: int, index: int, shots: int = 8) -> dict:
+    """Two-character benchmark story ``index``: the hero (shot 1) and the friend (shot 2) named by
+    look the first time, then only by role ("the hero ...", "the friend ..."), each at least twice
+    more (once in stories under 6 shots); one shot per scene (all hard cuts), so only memory can keep either consistent. The
+    script declares both roles as characters, with their looks as aliases (``--retrieval paper``
+    renders it as if it did not)."""
+    if shots < 4:
+        raise ValueError(f"shots must be at least 4 (two appearances of each role), got {shots}")
+    rng = np.random.default_rng([PAIR_STREAM, seed, index])
+    cast = {"hero": random_character(rng)}
+    cast["friend"] = random_character(rng, unlike=cast["hero"])
+    least = min(2, (shots - 2) // 2)
+    while True:  # each role appears again, twice where the story is long enough
+        later = [str(r) for r in rng.choice(list(cast), shots - 2)]
+        if min(later.count(role) for role in cast) >= least:
+            break
+    story_shots: list[StoryShot] = []
+    setting: str | None = None
+    for k, role in enumerate(["hero", "friend", *later]):
+        setting = str(rng.choice([s for s in SETTINGS if s != setting]))
+        shot = Shot(cast[role], str(rng.choice(list(ACTIONS))), setting)
+        prompt = caption(shot, role=None if k < 2 else role)
+        story_shots.append(StoryShot(scene=k + 1, role=role, shot=shot, cut=True, prompt=prompt))
+    script = ToyStory(seed=index, characters=cast, shots=story_shots).script()
+    hero, friend = cast["hero"], cast["friend"]
+    script["story_name"] = (f"The {hero.colour} {hero.shape} and the {friend.colour} {friend.shape} "
+                            f"(two-character toy benchmark {seed}, story {index})")  # fmt: skip
+    # Colour and shape differ between the two (random_character(unlike=...)), so the aliases never overlap.
+    script["characters"] = [{"name": role, "aliases": [f"{c.colour} {c.shape}"]} for role, c in cast.items()]
+    return script
+
+
+def pair_stories(count: int = 20, shots: int = 8, seed: int = DEFAULT_SEED) -> list[dict]:
+    """The two-character benchmark: ``count`` scripts of ``shots`` shots (story i does not depend on ``count``)."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    return [pair_story(seed, i, shots) for i in range(count)]
+
+
+def story_roles(truth: Sequence[Shot]) -> list[str]:
+    """The role of every shot: the first character to appear is the hero, the next the friend."""
+    order: list = []
+    for shot in truth:
+        if shot.character not in order:
+            order.append(shot.character)
+    return [("hero", "friend")[order.index(shot.character)] for shot in truth]
+
+
+@dataclass(frozen=True)
+class RoleScores:
+    """Per role, over each role's shots after its first: the colour of its first shot kept, and the
+    other role's first colour taken instead (the two roles confused)."""
+
+    same_colour: tuple[int, int] = (0, 0)  # (hero, friend)
+    confused: tuple[int, int] = (0, 0)
+    later_shots: tuple[int, int] = (0, 0)
+
+    def __add__(self, other: RoleScores) -> RoleScores:
+        def add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+            return (a[0] + b[0], a[1] + b[1])
+
+        return RoleScores(add(self.same_colour, other.same_colour), add(self.confused, other.confused),
+                          add(self.later_shots, other.later_shots))  # fmt: skip
+
+    def rates(self) -> dict[str, float | None]:
+        def rate(hits: int, total: int) -> float | None:
+            return hits / total if total else None
+
+        return {
+            "hero colour": rate(self.same_colour[0], self.later_shots[0]),
+            "friend colour": rate(self.same_colour[1], self.later_shots[1]),
+            "both roles": rate(sum(self.same_colour), sum(self.later_shots)),
+            "confused": rate(sum(self.confused), sum(self.later_shots)),
+        }
+
+
+def role_scores(truth: Sequence[Shot], detections: Sequence[Detection]) -> RoleScores:
+    """Per-role colour consistency of one story (``truth`` from ``story_truth``, one detection per
+    shot). A role whose first shot shows no colour counts every later shot as inconsistent. A later
+    shot is confused when it shows the other role's first colour (and the two first colours differ)."""
+    if len(truth) != len(detections):
+        raise ValueError(f"{len(truth)} shots in the truth but {len(detections)} detections")
+    roles = story_roles(truth)
+    first: dict[str, str | None] = {}
+    same, confused, later = [0, 0], [0, 0], [0, 0]
+    for role, detection in zip(roles, detections):
+        if role not in first:
+            first[role] = detection.colour
+            continue
+        k = 0 if role == "hero" else 1
+        other = first.get("friend" if k == 0 else "hero")
+        later[k] += 1
+        same[k] += first[role] is not None and detection.colour == first[role]
+        confused[k] += other is not None and other != first[role] and detection.colour == other
+    return RoleScores(tuple(same), tuple(confused), tuple(later))  # type: ignore[arg-type]
+
+
+ROLE_COLUMNS = ("hero colour", "friend colour", "both roles", "confused with the other role", "later shots")
+
+
+def format_role_table(rows: Sequence[tuple[str, RoleScores | str]]) -> str:
+    """A Markdown table: per configuration, each role's colour consistency, both pooled, and how
+    often a shot took the other role's colour."""
+    lines = ["| configuration | " + " | ".join(ROLE_COLUMNS) + " |", "|---|" + "---:|" * len(ROLE_COLUMNS)]
+    for name, scores in rows:
+        if isinstance(scores, str):
+            lines.append(f"| {name} | {scores} |" + " |" * (len(ROLE_COLUMNS) - 1))
+            continue
+        r = scores.rates()
+        cells = [_cell(r["hero colour"]), _cell(r["friend colour"]), _cell(r["both roles"]), _cell(r["confused"])]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(scores.later_shots)} |")
+    return "\n".join(lines) + "\n"
