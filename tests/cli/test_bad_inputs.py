@@ -104,7 +104,70 @@ def place(tmp_path_factory):
     (p["pickle_model"] / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x02}q\x00.")
     p["dataset_noindex"] = root / "dataset"
     p["dataset_noindex"].mkdir()
+    _hostile_files(p, script)  # issue 34
     return p
+
+
+DEEP = "[" * 5000 + "]" * 5000  # any JSON file nested thousands of levels deep
+
+
+def _edited(source: Path, dest: Path, name: str, edit) -> Path:
+    """A copy of the run folder ``source`` whose JSON file ``name`` went through ``edit`` (a function of
+    the parsed data returning the new data, or a string: the new text)."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    data = json.loads((dest / name).read_text())
+    new = edit(data)
+    (dest / name).write_text(new if isinstance(new, str) else json.dumps(new))
+    return dest
+
+
+def _memory_edit(change):
+    def edit(data):
+        change(data["entries"])
+        return data
+
+    return edit
+
+
+def _hostile_files(p: dict, script) -> None:
+    """Files storymem reads, damaged or hostile (issue 34): one finished 2-shot run of the tiny model
+    (1 step, 5 frames) and copies of it with one file edited each."""
+    root = p["root"]
+    rendered = root / "rendered"
+    result = CliRunner().invoke(
+        app, ["render", str(p["good"]), "--model", "tiny", "--device", "cpu", "--steps", "1", "--frames", "5",
+              "-o", str(rendered)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    p["rendered"] = rendered
+    runs = {
+        "run_shots_str": ("run.json", lambda d: {**d, "shots": "x"}),
+        "run_settings_null": ("run.json", lambda d: {**d, "settings": None}),
+        "run_story_num": ("run.json", lambda d: {**d, "story_name": 5}),
+        "run_deep": ("run.json", lambda d: json.dumps({**d, "x": 0}).replace('"x": 0', '"x": ' + DEEP)),
+        "run_shot_str": ("run.json", lambda d: {**d, "shots": [d["shots"][0], "x"]}),
+        "run_shot_mode": ("run.json", lambda d: {**d, "shots": [d["shots"][0], {**d["shots"][1], "mode": "xx"}]}),
+        "mem_deep": ("memory.json", lambda d: json.dumps({**d, "x": 0}).replace('"x": 0', '"x": ' + DEEP)),
+        "mem_b64": ("memory.json", _memory_edit(lambda e: e[0].update(embedding="not base64!"))),
+        "mem_evict": ("memory.json", _memory_edit(lambda e: e[1].update(evicted_by_shot=-5))),
+        "mem_evict_sink": ("memory.json", _memory_edit(lambda e: e[0].update(evicted_by_shot=1))),
+        "mem_id": ("memory.json", _memory_edit(lambda e: e[0].update(id="s009-f000-00000000", file="memory/s009-f000-00000000.png"))),
+        "mem_dup": ("memory.json", _memory_edit(lambda e: e.append(dict(e[0])))),
+        "mem_added": ("memory.json", _memory_edit(lambda e: e[0].update(added_by_shot=1))),
+        "mem_role": ("memory.json", _memory_edit(lambda e: e[0].update(role="reference"))),
+        "mem_sha": ("memory.json", _memory_edit(lambda e: e[0].update(sha256="zz"))),
+        "mem_cond": ("memory.json", lambda d: {**d, "conditioning": {**d["conditioning"], "0": [d["entries"][0]["id"]]}}),
+        "mem_nan": ("memory.json", _memory_edit(lambda e: e[1].update(novelty=float("nan")))),
+    }
+    for key, (name, edit) in runs.items():
+        p[key] = _edited(rendered, root / key, name, edit)
+    p["deep_json"] = script("deep.json", DEEP)
+    p["huge_num"] = script("huge_num.json", json.dumps(GOOD_STORY).replace('"scene_num": 1', '"scene_num": ' + "7" * 5000))
+    p["dataset_deep"] = root / "dataset_deep"
+    p["dataset_deep"].mkdir()
+    (p["dataset_deep"] / "index.json").write_text(DEEP)
 
 
 def R(*args: str) -> list[str]:
@@ -219,6 +282,33 @@ CASES = [
     (["train", "{dataset_noindex}", "-o", "{under_file}"], 2, "a_file.txt"),
     (["train", "{dataset_noindex}", "-o", "{long}"], 2, "-o"),
     (["train", "{dataset_noindex}", "-o", "{root}/t3", "--rope-shift", "nan"], 2, "--rope-shift"),
+    # issue 34: files storymem reads, damaged or hostile
+    (["validate", "{deep_json}"], 2, "nested more than 64 levels"),
+    (["validate", "{huge_num}"], 2, "scenes[0].scene_num: is a number with 5000 digits"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{run_shots_str}"], 2, "run.json: shots: Input should be a valid list"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{run_settings_null}"], 2, "run.json: settings:"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{run_story_num}"], 2, "run.json: story_name:"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{run_deep}"], 2, "run.json: is nested more than 64"),
+    (["add-reference", "{run_deep}", "{img}"], 2, "run.json"),
+    (["eval", "{run_deep}", "--models", "tiny"], 2, "run.json"),
+    (["eval", "{run_shots_str}", "--models", "tiny"], 2, "shots"),
+    (["inspect-memory", "{mem_deep}"], 2, "memory.json: is nested more than 64"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{mem_deep}"], 2, "memory.json"),
+    (["inspect-memory", "{mem_b64}"], 2, "entries[0].embedding: is not base64"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{mem_b64}"], 2, "entries[0].embedding"),
+    (["inspect-memory", "{mem_evict}"], 2, "entries[1].evicted_by_shot"),
+    (["render", "{good}", "--model", "tiny", "--dry-run", "-o", "{mem_evict}"], 2, "entries[1].evicted_by_shot"),
+    (["inspect-memory", "{mem_evict_sink}"], 2, "entries[0].evicted_by_shot: only window entries"),
+    (["inspect-memory", "{mem_id}"], 2, "entries[0].id"),
+    (["inspect-memory", "{mem_dup}"], 2, "appears twice"),
+    (["inspect-memory", "{mem_added}"], 2, "entries[0].added_by_shot"),
+    (["inspect-memory", "{mem_role}"], 2, "entries[0].role"),
+    (["inspect-memory", "{mem_sha}"], 2, "entries[0].sha256"),
+    (["inspect-memory", "{mem_cond}"], 2, "conditioning.0[0]"),
+    (["inspect-memory", "{mem_nan}"], 2, "entries[1].novelty"),
+    (["add-reference", "{mem_evict}", "{img}", "--force"], 2, "evicted_by_shot"),
+    (["eval", "{rendered}", "--models", "tiny", "--compare", "{deep_json}"], 2, "deep.json"),
+    (["train", "{dataset_deep}", "-o", "{root}/t4"], 2, "index.json"),
 ]
 
 
@@ -243,3 +333,27 @@ def test_bad_input_is_refused_clearly(place, argv, code, culprit):
 def test_the_table_is_large_and_covers_every_command():
     assert len(CASES) >= 60
     assert {argv[0] for argv, _, _ in CASES} >= {"validate", "render", "inspect-memory", "add-reference", "eval", "train"}
+
+
+@pytest.mark.parametrize("key", ["run_shot_str", "run_shot_mode"])
+def test_a_damaged_shot_record_renders_again_from_that_shot(place, key):
+    """run.json's record of shot 2 has the wrong shape: shot 1 is kept, shot 2 renders again, and a
+    warning names the field (docs/run-folder.md, Damage)."""
+    result = CliRunner().invoke(app, ["render", str(place["good"]), "--model", "tiny", "--device", "cpu", "--steps", "1",
+                                      "--frames", "5", "-o", str(place[key]), "--dry-run", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [shot["action"] for shot in json.loads(result.stdout)["shots"]] == ["keep", "render"]
+    assert "shot 2 cannot be kept: run.json shots[1]" in result.stderr
+
+
+def test_a_deleted_tail_is_repaired_with_the_promised_warning(place, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(place["rendered"], run)
+    (run / "shots" / "shot_001.tail.npz").unlink()
+    result = CliRunner().invoke(app, ["render", str(place["good"]), "--model", "tiny", "--device", "cpu", "--steps", "1",
+                                      "--frames", "5", "-o", str(run), "--dry-run", "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "shot 1 cannot be kept: shot_001.tail.npz is missing" in result.stderr
+    assert [shot["action"] for shot in json.loads(result.stdout)["shots"]] == ["render", "render"]
