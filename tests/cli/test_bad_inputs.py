@@ -168,6 +168,88 @@ def _hostile_files(p: dict, script) -> None:
     p["dataset_deep"] = root / "dataset_deep"
     p["dataset_deep"].mkdir()
     (p["dataset_deep"] / "index.json").write_text(DEEP)
+    _hostile_models(p)
+    _hostile_stories(p, script)
+
+
+class _Payload:
+    """A pickle that would create a file if anything unpickled it with code allowed."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _evil(path: Path, marker: Path) -> Path:
+    import pickle
+
+    path.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
+    return path
+
+
+def _hostile_models(p: dict) -> None:
+    """Model folders, weight files and datasets that must be refused before or while loading (issue 34)."""
+    import shutil
+
+    from storymem_cli.models.tiny import tiny_model_dir
+
+    root, tiny = p["root"], tiny_model_dir()
+    p["marker"] = root / "payload-ran"
+
+    def model(name: str) -> Path:
+        dest = root / name
+        shutil.copytree(tiny, dest)
+        return dest
+
+    pickled = model("model_pickled")
+    for expert in ("transformer", "transformer_2"):
+        for sub in ("i2v", "t2v"):
+            (pickled / sub / expert / "diffusion_pytorch_model.safetensors").unlink()
+            _evil(pickled / sub / expert / "diffusion_pytorch_model.bin", p["marker"])
+    p["model_pickled"] = pickled
+    remote = model("model_remote")
+    config = remote / "i2v" / "tokenizer" / "tokenizer_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "auto_map": {"AutoTokenizer": ["x.Tok", None]}}))
+    p["model_remote"] = remote
+    p["model_deep_index"] = model("model_deep_index")
+    (p["model_deep_index"] / "t2v" / "model_index.json").write_text(DEEP)
+    p["model_deep_config"] = model("model_deep_config")
+    (p["model_deep_config"] / "i2v" / "transformer" / "config.json").write_text(DEEP)
+    p["evil_pth"] = _evil(root / "evil.pth", p["marker"])
+    p["broken_st"] = root / "broken.safetensors"
+    p["broken_st"].write_bytes(struct.pack("<Q", 10**12) + b"{")
+    p["lora_file"] = root / "style.safetensors"
+    p["lora_file"].write_bytes(b"")
+    clips = root / "dataset_pickled"
+    clips.mkdir()
+    np.save(clips / "clip.npy", np.array([{"x": 1}], dtype=object))  # an object array: pickled
+    np.savez(clips / "clip.npz", frames=np.array([{"x": 1}], dtype=object))
+    index = {"format": "storymem-clips", "version": 1, "groups": [{"id": "g", "clips": [{"path": "clip.npz", "caption": "a"}, {"path": "clip.npz", "caption": "b"}]}]}  # fmt: skip
+    (clips / "index.json").write_text(json.dumps(index))
+    p["dataset_pickled"] = clips
+    p["dataset_empty"] = root / "dataset_empty"
+    p["dataset_empty"].mkdir()
+    (p["dataset_empty"] / "index.json").write_text(json.dumps({"format": "storymem-clips", "version": 1, "groups": []}))
+
+
+def _hostile_stories(p: dict, script) -> None:
+    """Scripts that would fail only at the end, or only in render (issue 34)."""
+    root = p["root"]
+
+    def with_reference(name: str, image: str) -> Path:
+        return script(name, {**GOOD_STORY, "references": [{"name": "Hero", "image": image}]})
+
+    p["ref_nul"] = with_reference("ref_nul.json", "hero\u0000.png".encode().decode("unicode_escape"))
+    (root / "loop").symlink_to(root / "loop")
+    p["ref_loop"] = with_reference("ref_loop.json", "loop")
+    p["ref_empty"] = with_reference("ref_empty.json", "")
+    p["nl_script"] = script("story\nname.json".encode().decode("unicode_escape"), GOOD_STORY)
+    p["dotdot"] = script("..json", GOOD_STORY)
+    p["lockdir_run"] = root / "lockdir"
+    (p["lockdir_run"] / ".storymem.lock").mkdir(parents=True)
+    (root / "batch" / "good" / ".storymem.lock").mkdir(parents=True)
 
 
 def R(*args: str) -> list[str]:
@@ -309,6 +391,97 @@ CASES = [
     (["add-reference", "{mem_evict}", "{img}", "--force"], 2, "evicted_by_shot"),
     (["eval", "{rendered}", "--models", "tiny", "--compare", "{deep_json}"], 2, "deep.json"),
     (["train", "{dataset_deep}", "-o", "{root}/t4"], 2, "index.json"),
+    (["train", "{dataset_empty}", "-o", "{root}/t5"], 2, "groups"),
+    (["train", "{dataset_pickled}", "-o", "{root}/t6", "--max-steps", "1", "--device", "cpu"], 2, "refused: the clip holds pickled"),
+    (["render", "{good}", "--model", "{model_deep_index}", "--dry-run"], 2, "model_index.json"),
+    (["render", "{good}", "--model", "{model_deep_config}", "--dry-run"], 2, "config.json"),
+    (["render", "{good}", "--model", "{model_remote}", "--dry-run"], 2, "trust_remote_code stays False"),
+    # issue 34: pickles are refused in our words, never with torch's advice to turn weights_only off
+    (["eval", "{rendered}", "--metrics", "aesthetic", "--clip-l", "{evil_pth}", "--aesthetic-head", "{evil_pth}", "--device", "cpu"], 2, "evil.pth is a pickled file"),
+    (["eval", "{rendered}", "--metrics", "prompt_single", "--viclip", "{evil_pth}", "--device", "cpu"], 2, "evil.pth is a pickled file"),
+    (["eval", "{rendered}", "--metrics", "prompt_single", "--viclip", "{broken_st}", "--device", "cpu"], 2, "broken.safetensors is not a readable"),
+    # issue 34: stories that could never finish, refused before the first shot
+    (["render", "{nl_script}", "--model", "tiny", "--dry-run"], 2, "line break"),
+    (["render", "{good}", "{dotdot}", "--model", "tiny", "--dry-run", "-o", "{root}/b1"], 2, "gives no name for its run folder"),
+    (["render", "{good}", "--model", "tiny", "--device", "cpu", "-o", "{lockdir_run}"], 2, ".storymem.lock is a folder"),
+    (["render", "{good}", "{same1}", "--model", "tiny", "--device", "cpu", "-o", "{root}/batch"], 2, ".storymem.lock is a folder"),
+    # issue 34: options and script fields
+    (["validate", "{ref_nul}"], 2, "references[0].image"),
+    (["render", "{ref_nul}", "--model", "tiny", "--dry-run"], 2, "references[0].image"),
+    (["validate", "{ref_loop}"], 2, "references[0].image"),
+    (["render", "{ref_loop}", "--model", "tiny", "--dry-run"], 2, "references[0].image"),
+    (["validate", "{ref_empty}"], 2, "references[0].image"),
+    (["render", "{ref_empty}", "--model", "tiny", "--dry-run"], 2, "references[0].image"),
+    (["render", "{good}", "--model", "tiny", "--device", "cpu", "--attention", "_native_cudnn", "-o", "{root}/a1"], 2, "--attention _native_cudnn"),
+    (["render", "{good}", "--model", "tiny", "--device", "cpu", "--attention", "", "-o", "{root}/a2"], 2, "--attention ''"),
+    (["render", "{good}", "--model", "tiny", "--device", "mps", "-o", "{root}/a3"], 2, "--device mps"),
+    (["render", "{good}", "--model", "tiny", "--device", "xpu", "-o", "{root}/a4"], 2, "--device xpu"),
+    (["train", "{dataset_noindex}", "-o", "{root}/t8", "--device", "bogus"], 2, "--device"),
+    (["train", "{dataset_noindex}", "-o", "{root}/t9", "--device", "cuda:99"], 2, "--device cuda:99"),
+    (R("--style-lora", "{a_dir}"), 2, "--style-lora"),
+    (R("--style-lora", "high="), 2, "--style-lora"),
+    (R("--frames", "4097"), 2, "--frames 4097"),
+    (R("--lora", "{lora_file}"), 2, "--lora"),
+    (R("--shard", "1/1000000"), 2, "--shard 1/1000000"),
+    (["train", "{dataset_noindex}", "-o", "{root}/t10", "--max-steps", "0"], 2, "--max-steps"),
+    (["train", "{dataset_noindex}", "-o", "{root}/t11", "--lr", "inf"], 2, "--lr"),
+    (["train", "{dataset_noindex}", "-o", "{root}/t12", "--lr", "nan"], 2, "--lr"),
+    # every other option of every command at least once (issue 34)
+    (["train", "{dataset_noindex}", "-o", "{root}/tr0", "--vae-kl-weight", "-1"], 2, "--vae-kl-weight"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr1", "--vae-chroma-weight", "-1"], 2, "--vae-chroma-weight"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr2", "--loss-chroma-weight", "nan"], 2, "--loss-chroma-weight"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr3", "--time-limit", "0"], 2, "--time-limit"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr4", "--batch-size", "0"], 2, "--batch-size"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr5", "--grad-accum", "0"], 2, "--grad-accum"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr6", "--warmup-steps", "-1"], 2, "--warmup-steps"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr7", "--lr-schedule", "wavy"], 2, "--lr-schedule"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr8", "--schedule-steps", "0"], 2, "--schedule-steps"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr9", "--seed", "-1"], 2, "--seed"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr10", "--dtype", "int3"], 2, "--dtype"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr11", "--experts", "middle"], 2, "--experts"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr12", "--lora-rank", "0"], 2, "--lora-rank"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr13", "--lora-alpha", "0"], 2, "--lora-alpha"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr14", "--lora-dropout", "1"], 2, "--lora-dropout"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr15", "--memory-min", "0"], 2, "--memory-min"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr16", "--memory-max", "0"], 2, "--memory-max"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr17", "--memory-frame-stride", "0"], 2, "--memory-frame-stride"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr18", "--no-memory-share", "2"], 2, "--no-memory-share"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr19", "--first-frame-prob", "-0.5"], 2, "--first-frame-prob"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr20", "--continuation", "sideways"], 2, "--continuation"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr21", "--caption-dropout", "1"], 2, "--caption-dropout"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr22", "--rope", "sideways"], 2, "--rope"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr23", "--timestep-sampling", "random"], 2, "--timestep-sampling"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr24", "--timestep-shift", "0"], 2, "--timestep-shift"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr25", "--width", "17"], 2, "width=17"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr26", "--height", "8"], 2, "--height"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr27", "--frames", "4"], 2, "frames=4"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr28", "--t2v-share", "2"], 2, "--t2v-share"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr29", "--latent-cache-mb", "-1"], 2, "--latent-cache-mb"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr30", "--checkpoint-every", "0"], 2, "--checkpoint-every"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr31", "--keep-checkpoints", "0"], 2, "--keep-checkpoints"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tr32", "--log-every", "0"], 2, "--log-every"),
+    (["train", "{dataset_pickled}", "-o", "{root}/tm1", "--model", "no-such-model"], 2, "no-such-model"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm2", "--stage", "vae"], 2, "stage"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm3", "--vae", "{a_dir}"], 2, "vae"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm4", "--init", "{a_dir}"], 2, "init"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm5", "--from-scratch", "--m2v-from-t2v"], 2, "m2v_from_t2v"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm6", "--from-scratch", "--vae-decoder-only"], 2, "vae_decoder_only"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm7", "--from-scratch", "--vae-inflate"], 2, "vae_inflate"),
+    (["train", "{dataset_noindex}", "-o", "{root}/tm8", "--train-text-encoder"], 2, "train_text_encoder"),
+    (["train", "{nowhere}", "-o", "{root}/tm9", "--gradient-checkpointing", "--json"], 2, "nowhere"),
+    (["validate", "{nowhere}", "--json"], 2, "nowhere"),
+    (["validate", "--schema", "--json", "{good}"], 2, "--schema"),
+    (R("--rope", "sideways"), 2, "--rope"),
+    (R("--keyframes", "sometimes"), 2, "--keyframes"),
+    (R("--aesthetic", "beauty"), 2, "--aesthetic"),
+    (R("--offload", "somewhere"), 2, "--offload"),
+    (R("--dtype", "int3"), 2, "--dtype"),
+    (R("--parallel", "sideways"), 2, "--parallel"),
+    (R("--no-memory", "--vae-tiling", "--compile", "--restart", "--json", "--size", "abc"), 2, "--size"),
+    (["inspect-memory", "{nowhere}", "--all", "--json"], 2, "nowhere"),
+    (["add-reference", "{run}", "{nowhere}.png", "--json"], 2, "nowhere.png"),
+    (["eval", "--script", "{good}", "--shots", "{nowhere}", "--models", "tiny", "--label", "x"], 2, "--shots"),
+    (["eval", "{rendered}", "--models", "tiny", "--json", "--csv"], 2, "--json/--csv"),
 ]
 
 
@@ -326,6 +499,8 @@ def test_bad_input_is_refused_clearly(place, argv, code, culprit):
     assert result.exit_code == code, output
     assert culprit in output, output
     assert "Traceback" not in output
+    assert "weights_only=False" not in output  # torch's advice would run a pickle's code
+    assert not place["marker"].exists()  # no pickled payload ran
     # A Python exception escaping the app would be kept here by the runner, not printed.
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
 
@@ -357,3 +532,36 @@ def test_a_deleted_tail_is_repaired_with_the_promised_warning(place, tmp_path):
     assert result.exit_code == 0, result.output
     assert "shot 1 cannot be kept: shot_001.tail.npz is missing" in result.stderr
     assert [shot["action"] for shot in json.loads(result.stdout)["shots"]] == ["render", "render"]
+
+
+def test_the_table_covers_every_option_of_every_command():
+    """Each option (by any of its names) of each command appears in at least one row (issue 34)."""
+    from typer.main import get_command
+
+    group = get_command(app)
+    ctx = group.make_context("storymem", [], resilient_parsing=True)
+    used: dict[str, set[str]] = {}
+    for argv, _, _ in CASES:
+        used.setdefault(argv[0], set()).update(arg.split("=")[0] for arg in argv[1:])
+    missing = []
+    for name in group.list_commands(ctx):
+        for param in group.get_command(ctx, name).params:
+            if param.param_type_name == "option" and not set(param.opts + param.secondary_opts) & used.get(name, set()):
+                missing.append(f"{name} {param.opts[0]}")
+    assert not missing, missing
+
+
+def test_a_model_folder_with_pickled_transformers_is_refused_in_our_words(place, tmp_path):
+    """In a subprocess: diffusers logs through a handler the in-process runner cannot keep open."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "storymem_cli", "render", str(place["good"]), "--model", str(place["model_pickled"]),
+         "--device", "cpu", "--steps", "1", "--frames", "5", "-o", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "diffusion_pytorch_model.bin is a pickled file" in result.stderr and "nothing in it ran" in result.stderr
+    assert "Traceback" not in result.stderr and "weights_only=False" not in result.stderr
+    assert not place["marker"].exists()

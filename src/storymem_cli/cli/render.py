@@ -72,8 +72,17 @@ def check_files(lora: Path | None, style_loras: list[tuple[str, float, str]]) ->
     """LoRA paths exist (a file or a folder of LoRA files) before any model loads."""
     if lora is not None and not lora.exists():
         raise InvalidInputError(f"--lora {lora}: no such file or folder", hint="check the path")
+    if lora is not None and lora.is_file() and not lora.name.startswith("backbone_"):
+        raise InvalidInputError(
+            f"--lora {lora}: not a StoryMem LoRA file name (backbone_high_noise / backbone_low_noise)",
+            hint="pass the folder holding both files, or one of them; a style LoRA goes to --style-lora",
+        )
     for path, *_ in style_loras:
+        if not path:
+            raise InvalidInputError("--style-lora: no path given (high=PATH, low=PATH or PATH)", hint="e.g. --style-lora high=style.safetensors")
         target = Path(path)
+        if target.is_dir():
+            raise InvalidInputError(f"--style-lora {path}: is a folder; a style LoRA is one .safetensors file", hint="give the file's path")
         if not target.exists():
             raise InvalidInputError(f"--style-lora {path}: no such file or folder", hint="check the path")
         if target.is_file() and target.suffix not in (".safetensors", ".pth"):

@@ -9,6 +9,7 @@ the file and wraps torch's error), so the user gets our refusal and never that a
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,16 @@ def refusal(err: BaseException, path: Path | str, *, hint: str = HINT) -> Pickle
     if not _is_pickle_refusal(err):
         return None
     return PickleRefusedError(REFUSED.format(path=path), hint=hint)
+
+
+_DIFFUSERS_FILE = re.compile(r"checkpoint file for '([^']+)'")
+
+
+def refusal_of_library(err: BaseException) -> PickleRefusedError | None:
+    """:func:`refusal` for an error raised inside diffusers or transformers while they load a model
+    (a component loads when a shot first needs it): the file is named from their message."""
+    match = _DIFFUSERS_FILE.search(str(err))
+    return refusal(err, match.group(1) if match else "a weight file of the model")
 
 
 def torch_load(path: Path | str, *, what: str, hint: str = HINT) -> Any:

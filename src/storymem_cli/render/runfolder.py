@@ -195,7 +195,17 @@ class RunFolder:
         except ImportError:  # Windows: no advisory locks here; one render per folder is on the user
             yield
             return
-        with open(self.root / LOCK_NAME, "a+") as handle:
+        lock = self.root / LOCK_NAME
+        try:
+            handle = open(lock, "a+")  # noqa: SIM115  closed by the with below
+        except IsADirectoryError:
+            raise InvalidInputError(
+                f"{lock} is a folder; storymem keeps the lock of the run folder in a file of this name",
+                hint=f"remove or rename {lock} (storymem never creates it as a folder), or choose another -o",
+            ) from None
+        except OSError as err:
+            raise_os_error(err, lock)
+        with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

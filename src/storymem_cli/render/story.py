@@ -97,6 +97,9 @@ def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
     )
 
 
+ROPE_MAX_POSITIONS = 1024  # Wan's rope_max_seq_len: positions per axis (latent frames, height, width)
+
+
 def check_video(video: Any) -> None:
     """A size and frame count the Wan VAE and patching can take (a VideoConfig, or one with the user's values)."""
     from storymem_cli.config import VAE_TEMPORAL_STRIDE
@@ -113,6 +116,10 @@ def check_video(video: Any) -> None:
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
         )
+    latent_frames = (video.frames - 1) // VAE_TEMPORAL_STRIDE + 1
+    if latent_frames > ROPE_MAX_POSITIONS:  # the transformer's RoPE table: a reshape error past it
+        most = (ROPE_MAX_POSITIONS - 1) * VAE_TEMPORAL_STRIDE + 1
+        raise InvalidInputError(f"--frames {video.frames}: at most {most} frames per shot", hint=f"e.g. --frames {most}")
 
 
 def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:

@@ -287,9 +287,18 @@ def _reference_problems(data: Any, base_dir: Path) -> list[ScriptProblem]:
     problems = []
     for i, ref in enumerate(references):
         image = ref.get("image") if isinstance(ref, dict) else None
-        if not isinstance(image, str) or not image.strip():
+        if not isinstance(image, str):
             continue
-        message = _image_problem((base_dir / Path(image).expanduser()).resolve())
+        if not image.strip():
+            problems.append(ScriptProblem(f"references[{i}].image", "is empty: give the path of a PNG or JPEG image"))
+            continue
+        try:
+            path = (base_dir / Path(image).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, a symlink loop
+            path = None
+        message = _image_problem(path) if path is not None else (
+            f"{image!r} is not a readable image file: give the path of a PNG or JPEG image"
+        )
         if message:
             problems.append(ScriptProblem(f"references[{i}].image", message))
     return problems

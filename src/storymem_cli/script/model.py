@@ -52,7 +52,11 @@ class Reference(_Strict):
     @classmethod
     def _resolve(cls, value: Path, info: ValidationInfo) -> Path:
         base = (info.context or {}).get("base_dir") or Path.cwd()
-        return (Path(base) / value.expanduser()).resolve()
+        path = Path(base) / value.expanduser()
+        try:
+            return path.resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: the loader names it
+            return path.absolute()
 
 
 class Scene(_Strict):
