@@ -16,8 +16,8 @@ from typing import Any
 from storymem_cli.errors import InvalidInputError
 
 REFUSED = (
-    "refused: {path} is a pickled file that holds more than tensors; storymem only loads safetensors and "
-    "weights-only PyTorch files, so nothing in it ran"
+    "refused: {path} is a pickled file that needs more than tensors to load (or no PyTorch file at all: torch "
+    "cannot tell); storymem only loads safetensors and weights-only PyTorch files, so nothing in it ran"
 )
 HINT = "use the .safetensors files of this model, or convert the file to safetensors from a source you trust"
 
@@ -31,7 +31,8 @@ def _is_pickle_refusal(err: BaseException) -> bool:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, pickle.UnpicklingError) or "weights_only" in str(current):
+        # torch's refusal says "Weights only load failed ... weights_only"; garbage is "invalid load key"
+        if isinstance(current, pickle.UnpicklingError) and "eights only" in str(current) or "weights_only" in str(current):
             return True
         current = current.__cause__ or current.__context__
     return False
