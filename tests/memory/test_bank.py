@@ -208,8 +208,8 @@ def test_remove_and_unknown_ids(tmp_path):
 
 @pytest.mark.parametrize(
     ("text", "match"),
-    [("{not json", "not readable JSON"), ('{"format_version": 99, "entries": []}', "format_version 99"),
-     ('{"format_version": 1, "entries": [{"id": 3}]}', "entries.0"),
+    [("{not json", "not valid JSON"), ('{"format_version": 99, "entries": []}', "format_version 99"),
+     ('{"format_version": 1, "entries": [{"id": 3}]}', "entries\\[0\\]"),
      ('{"format_version": 1, "entries": [{"id": "x", "file": "../../etc/passwd", "role": "window", "width": 1, '
       '"height": 1, "sha256": "", "source": {"kind": "reference", "name": "x"}}]}', "memory/<id>.png")],
 )

@@ -46,6 +46,16 @@ class _StorymemGroup(TyperGroup):
         except StorymemError as err:
             print_error(err)
             raise typer.Exit(err.exit_code) from None
+        except (OSError, ValueError, RuntimeError, EOFError) as err:
+            # A pickled weight file met wherever a library loads it (issue 34): refused in our words,
+            # never with torch's advice to pass weights_only=False (that would run its code).
+            from storymem_cli.models.safe_load import refusal_of_library
+
+            refused = refusal_of_library(err) if "pickle" in sys.modules else None
+            if refused is None:
+                raise
+            print_error(refused)
+            raise typer.Exit(refused.exit_code) from None
 
 
 app = typer.Typer(

@@ -76,6 +76,11 @@ def check_files(lora: Path | None) -> None:
     LoRA files are checked in full by the preflight (render/style_args.py)."""
     if lora is not None and not lora.exists():
         raise InvalidInputError(f"--lora {lora}: no such file or folder", hint="check the path")
+    if lora is not None and lora.is_file() and not lora.name.startswith("backbone_"):
+        raise InvalidInputError(
+            f"--lora {lora}: not a StoryMem LoRA file name (backbone_high_noise / backbone_low_noise)",
+            hint="pass the folder holding both files, or one of them; a style LoRA goes to --style-lora",
+        )
 
 
 def _echo_json(payload: Any) -> None:

@@ -158,7 +158,10 @@ def train_command(
     )  # fmt: skip
 
     # 2. Build (or resume) the run.
+    from storymem_cli.models.devices import check_device
     from storymem_cli.train.loop import Trainer
+
+    check_device(cfg.device, what="storymem train")
 
     trainer = Trainer(cfg)
     if trainer.resumed_from:

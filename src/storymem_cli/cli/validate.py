@@ -85,6 +85,11 @@ def validate(
     warnings; each error goes to stderr as FILE: PATH: message, PATH being a JSON
     path such as scenes[1].cut[2]. Exits 0 when every script is valid, 2 when any is not.
     """
+    if schema and scripts:  # it would print the schema and check nothing: say so instead
+        raise InvalidInputError(
+            f"--schema prints the script format and checks no script, but {len(scripts)} were given",
+            hint="storymem validate --schema > schema.json; then storymem validate SCRIPT...",
+        )
     if schema:
         document = {"$schema": "https://json-schema.org/draft/2020-12/schema", **StoryScript.model_json_schema()}
         typer.echo(json.dumps(document, indent=2, ensure_ascii=False))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.jsonio import load_json
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif")
 
@@ -35,15 +35,12 @@ def clips_in_folder(folder: Path) -> list[Path]:
 def clips_in_run(run_dir: Path) -> list[Path]:
     """The shot clips a run folder's run.json lists (shots[].path, in order)."""
     run_json = Path(run_dir) / "run.json"
-    try:
-        run = json.loads(run_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not run_json.exists():
         raise InvalidInputError(
             f"{run_dir}: no run.json, so not a storymem run folder",
             hint="pass a folder written by `storymem render`, or use --script S --shots DIR",
-        ) from None
-    except json.JSONDecodeError as err:
-        raise InvalidInputError(f"{run_json}: not valid JSON ({err})") from None
+        )
+    run = load_json(run_json, hint="render the story again with `storymem render` (it repairs what it can)")
     if isinstance(run, dict) and run.get("status", "done") != "done":
         raise InvalidInputError(
             f"{run_json}: the render is not finished (status {run.get('status')!r})",

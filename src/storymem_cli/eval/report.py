@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.jsonio import load_json
 from storymem_cli.eval.evaluate import StoryResult
 from storymem_cli.eval.metrics import METRICS, mean_over_stories
 
@@ -62,8 +63,9 @@ def paper_rows() -> list[SystemSummary]:
 
 def results_from_json(path: Path) -> list[StoryResult]:
     """Stories from a file written by `storymem eval --json` (to compare without re-running)."""
+    hint = "save one with `storymem eval RUN_DIR --json > results.json`, or pass a run folder"
+    data = load_json(path, hint=hint)
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
         stories = data["stories"]
         return [
             StoryResult(
@@ -72,10 +74,9 @@ def results_from_json(path: Path) -> list[StoryResult]:
             )
             for entry in stories
         ]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except (KeyError, TypeError, AttributeError) as err:
         raise InvalidInputError(
-            f"--compare {path}: not a results file of `storymem eval --json` ({type(err).__name__}: {err})",
-            hint="save one with `storymem eval RUN_DIR --json > results.json`, or pass a run folder",
+            f"--compare {path}: not a results file of `storymem eval --json` ({type(err).__name__}: {err})", hint=hint
         ) from None
 
 

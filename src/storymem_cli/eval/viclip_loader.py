@@ -23,20 +23,13 @@ _SHOWN = 5  # how many offending keys an error names
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a ViCLIP checkpoint: `.safetensors` flat, anything else torch's `{"model": ...}`."""
-    import torch
+    from storymem_cli.models.safe_load import safetensors_load, torch_load
 
     path = Path(path)
+    hint = "pass ViClip-InternVid-10M-FLT.pth or a .safetensors export of it with --viclip"
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpicklable or not a torch file at all
-        raise InvalidInputError(
-            f"{path}: not a loadable ViCLIP checkpoint ({type(err).__name__}: {err})",
-            hint="pass ViClip-InternVid-10M-FLT.pth or a .safetensors export of it with --viclip",
-        ) from None
+        return safetensors_load(path, what="ViCLIP checkpoint", hint=hint)
+    ckpt = torch_load(path, what="ViCLIP checkpoint", hint=hint)
     if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
         return ckpt["model"]
     raise InvalidInputError(

@@ -176,13 +176,11 @@ class MemoryBank:
             bank = cls(run_dir, cfg, BankFile())
             bank.save()
             return bank
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise InvalidInputError(
-                f"{path} is not readable JSON: {err}",
-                hint=f"delete {path.name} and render again: the shots that need its memory are rendered again",
-            ) from None
+        from storymem_cli.jsonio import JsonFileError, load_json, validation_problem
+        from storymem_cli.memory.bank_checks import bank_problem
+
+        hint = f"delete {path.name} and render again: the shots that need its memory are rendered again"
+        raw = load_json(path, hint=hint)
         version = raw.get("format_version") if isinstance(raw, dict) else None
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise InvalidInputError(
@@ -192,9 +190,11 @@ class MemoryBank:
         try:
             data = BankFile.model_validate(raw)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidInputError(f"{path}: {where}: {first['msg']}") from None
+            where, message = validation_problem(err)
+            raise JsonFileError(path, message, where=where, hint=hint) from None
+        problem = bank_problem(data)
+        if problem:
+            raise JsonFileError(path, problem[1] + ": not what storymem writes", where=problem[0], hint=hint)
         return cls(run_dir, cfg, data)
 
     @property

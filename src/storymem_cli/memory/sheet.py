@@ -50,7 +50,11 @@ def render_contact_sheet(images: list[np.ndarray], captions: list[list[str]], co
     return np.asarray(sheet)
 
 
+MAX_CAPTION_CHARS = 200  # a tile shows ~30 characters; Pillow refuses to measure over 1,000,000
+
+
 def _fit(draw, text: str, font) -> str:  # type: ignore[no-untyped-def]
+    text = text[:MAX_CAPTION_CHARS]
     if draw.textlength(text, font=font) <= TILE - 8:
         return text
     while text and draw.textlength(text + "...", font=font) > TILE - 8:

@@ -7,11 +7,14 @@ renders and a kill mid-build never see half a model.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from storymem_cli.errors import StorymemError
 
 
 def cache_root() -> Path:
@@ -19,26 +22,43 @@ def cache_root() -> Path:
     return Path(root)
 
 
+def _disk_full(err: BaseException) -> bool:
+    # safetensors reports ENOSPC in its own error type, with the OS message in the text
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left" in str(err)
+
+
 def cached_model_dir(name: str, marker: str, build: Callable[[Path], object]) -> Path:
-    """``cache_root() / name``, written by ``build(folder)`` unless ``folder / marker`` already exists."""
-    dest = cache_root() / name
-    if (dest / marker).is_file():
-        return dest
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # read-only home (some CI sandboxes): build under the temp folder instead
-        dest = Path(tempfile.gettempdir()) / "storymem" / name
+    """``cache_root() / name``, written by ``build(folder)`` unless ``folder / marker`` already exists.
+    A cache root that cannot be written (a read-only home or ``$STORYMEM_CACHE``) falls back to the
+    temp folder; a full disk is named, not a traceback."""
+    roots = [cache_root(), Path(tempfile.gettempdir()) / "storymem"]
+    for root in roots:
+        dest = root / name
         if (dest / marker).is_file():
             return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
-    try:
-        build(tmp)
         try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not (dest / marker).is_file():  # someone else's half-built folder: should not happen
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=dest.parent))
+        except OSError:  # not writable here: the next root
+            continue
+        try:
+            build(tmp)
+            try:
+                os.replace(tmp, dest)
+            except OSError:
+                if not (dest / marker).is_file():  # someone else's half-built folder: should not happen
+                    raise
+        except Exception as err:
+            if _disk_full(err):
+                raise StorymemError(
+                    f"the disk is full while writing the model cache {dest}",
+                    hint="free some space, or set STORYMEM_CACHE to a folder on another disk",
+                ) from None
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+    raise StorymemError(
+        f"cannot write the model cache: {' and '.join(str(r) for r in roots)} are not writable",
+        hint="set STORYMEM_CACHE to a writable folder",
+    )

@@ -5,11 +5,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.jsonio import load_json
 from storymem_cli.models.presets import (
     A14B,
     PRESETS,
@@ -55,12 +55,15 @@ def resolve_preset(name: str) -> ModelPreset:
 
 
 def _preset_from_folder(folder: Path) -> ModelPreset:
+    from storymem_cli.models.folder_checks import check_model_folder
+
+    check_model_folder(folder)  # every JSON file, before diffusers parses them without limits
     record_file = folder / MODEL_FILE
     if record_file.is_file():
         try:
-            data = json.loads(record_file.read_text(encoding="utf-8"))
+            data = load_json(record_file)
             preset = ModelPreset.model_validate(data["preset"])
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, TypeError) as err:
             raise InvalidInputError(f"{record_file} is not a valid storymem model file: {err}") from None
         sources = {
             key: str(folder / value) if value and not Path(value).is_absolute() and "/" not in value else value

@@ -68,7 +68,7 @@ def check_attention_backend(name: str | None) -> None:
 
     known = sorted(b.value for b in AttentionBackendName)
     if name.lower() not in (*known, "auto"):
-        raise InvalidInputError(f"unknown attention backend {name!r}", hint=f"use one of: {', '.join(known)}")
+        raise InvalidInputError(f"--attention {name!r}: unknown attention backend", hint=f"use one of: {', '.join(known)}")
 
 
 def to_uint8(video: np.ndarray) -> np.ndarray:

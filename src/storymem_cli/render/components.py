@@ -39,6 +39,7 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
     import diffusers  # noqa: F401  imported first so that quiet_libraries reaches its loading bars
 
     from storymem_cli.models.registry import load_story_model
+    from storymem_cli.models.safe_load import refusal
     from storymem_cli.quiet import quiet_libraries
     from storymem_cli.render.parallel import lead
     from storymem_cli.render.runtime import model_options
@@ -47,16 +48,12 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
     try:
         return lead(load_story_model(preset, model_options(settings)), preset, settings)
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:
-        if "weights_only" not in str(err):
+        # diffusers wraps torch's refusal (and its advice to pass weights_only=False, which would
+        # run the file's code) in its own OSError: ours says what happened instead.
+        refused = refusal(err, f"a weight file of model {settings.model}")
+        if refused is None:
             raise
-        # torch refused a pickle that needs more than tensors, and its message suggests
-        # weights_only=False, which would run the file's code: say what to do instead.
-        raise InvalidInputError(
-            f"model {settings.model}: a weight file is a pickle that holds more than tensors, and storymem "
-            "never runs code from weight files",
-            hint="use the model's .safetensors files, or convert the .bin files to safetensors from a source "
-            "you trust",
-        ) from None
+        raise refused from None
 
 
 def load_memory_parts(settings: RenderSettings) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from types import SimpleNamespace
 
-from storymem_cli.errors import StorymemError
+from storymem_cli.errors import InvalidInputError, StorymemError
 from storymem_cli.render.batch import Failure, StoryJob
 from storymem_cli.render.runfolder import RunFolder
 from storymem_cli.render.session import load_story
@@ -38,7 +38,21 @@ def check_options(options: RenderOptions) -> None:
         check_video(SimpleNamespace(width=0, height=0, frames=options.frames))
 
 
+def check_run_dir(job: StoryJob) -> None:
+    """The folder a script renders into, named after the script without -o (or under -o in a batch),
+    gets the checks -o gets: ffmpeg joins the shots at the end, and cannot with a line break in the path."""
+    from storymem_cli.cli.paths import check_output_path
+
+    if job.script.stem in ("", ".", ".."):
+        raise InvalidInputError(
+            f"{job.script}: the file name gives no name for its run folder (it would render into {job.run_dir} itself)",
+            hint="rename the script, e.g. story.json",
+        )
+    check_output_path(job.run_dir, f"run folder of {job.script.name!r} (named after the script; -o chooses another)", folder=True)
+
+
 def check_job(job: StoryJob, settings, *, check_lock: bool) -> None:
+    check_run_dir(job)
     inputs, _ = load_story(job.script)  # its warnings are printed when the story renders
     if settings is not None:
         check_inputs(job.script, settings, plan_for(inputs.script, settings))

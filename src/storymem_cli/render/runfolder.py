@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import shutil
@@ -132,13 +131,10 @@ class RunFolder:
         no run yet."""
         if not self.run_json.exists():
             return None
-        try:
-            record = json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise InvalidInputError(
-                f"{self.run_json} is not readable run metadata: {err}",
-                hint="pass --restart to render this story from scratch in this folder",
-            ) from None
+        from storymem_cli.jsonio import load_json
+        from storymem_cli.render.run_record import RESTART_HINT, first_damaged_shot
+
+        record = load_json(self.run_json, hint=RESTART_HINT)
         if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
             raise InvalidInputError(
                 f"{self.run_json} is not a storymem run file",
@@ -151,7 +147,11 @@ class RunFolder:
                 f"this storymem reads versions {OLDEST_READABLE} to {RUN_FORMAT_VERSION}",
                 hint="pass --restart to render it again with this version, or use another -o",
             )
-        return upgrade_record(record)
+        record = upgrade_record(record)
+        damaged = first_damaged_shot(self.run_json, record)
+        if damaged:
+            record["damaged_shot"] = damaged  # (index, why); not written back: the next record is built afresh
+        return record
 
     def write_record(self, record: dict[str, Any]) -> None:
         atomic_write_json(self.run_json, {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, **record})
@@ -163,7 +163,7 @@ class RunFolder:
             np.savez_compressed(handle, frames=frames)
 
     def load_tail(self, index: int) -> np.ndarray:
-        with np.load(self.tail(index)) as data:
+        with np.load(self.tail(index), allow_pickle=False) as data:
             return data["frames"]
 
     # --- folder life cycle -------------------------------------------------------------------
@@ -195,7 +195,17 @@ class RunFolder:
         except ImportError:  # Windows: no advisory locks here; one render per folder is on the user
             yield
             return
-        with open(self.root / LOCK_NAME, "a+") as handle:
+        lock = self.root / LOCK_NAME
+        try:
+            handle = open(lock, "a+")  # noqa: SIM115  closed by the with below
+        except IsADirectoryError:
+            raise InvalidInputError(
+                f"{lock} is a folder; storymem keeps the lock of the run folder in a file of this name",
+                hint=f"remove or rename {lock} (storymem never creates it as a folder), or choose another -o",
+            ) from None
+        except OSError as err:
+            raise_os_error(err, lock)
+        with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -38,21 +38,11 @@ class RenderSession:
         before any story starts."""
         import torch
 
+        from storymem_cli.models.devices import check_attention_on, check_device
         from storymem_cli.models.presets import A14B, TOY
 
-        device = self.options.runtime.device
-        if device is not None:
-            try:
-                parsed = torch.device(device)
-            except (RuntimeError, ValueError):
-                raise InvalidInputError(f"--device {device!r} is not a torch device", hint="e.g. cpu, cuda, cuda:1") from None
-            if parsed.type == "cuda":
-                count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-                if count == 0 or (parsed.index or 0) >= count:
-                    have = f"{count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})" if count else "no CUDA GPU"
-                    raise InvalidInputError(f"--device {device}: this machine has {have}", hint="use --device cpu, or leave --device out")
-            elif parsed.type not in ("cpu", "mps", "xpu"):
-                raise InvalidInputError(f"--device {device}: storymem renders on cpu or cuda", hint="e.g. --device cpu")
+        check_device(self.options.runtime.device)
+        check_attention_on(self.options.runtime.device, self.options.runtime.attention_backend)
 
         if self.preset.name == A14B.name and not torch.cuda.is_available():
             weights = ", ".join(filter(None, (self.preset.i2v_source, self.preset.t2v_source, self.preset.lora_source)))

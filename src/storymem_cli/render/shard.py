@@ -32,5 +32,10 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 def take_shard(paths: Sequence[Path], k: int, n: int) -> list[Path]:
     """The scripts shard ``k`` of ``n`` renders, in sorted order."""
+    if n > len(paths):  # e.g. 1/1000000: a typo, or a share count meant for another list
+        raise InvalidInputError(
+            f"--shard {k}/{n}: {n} shares of {len(paths)} script(s), so most shares would render nothing",
+            hint="N is the number of processes sharing these scripts: at most the number of scripts",
+        )
     ordered = sorted(paths, key=lambda p: str(Path(p).resolve()))
     return ordered[k - 1 :: n]

@@ -29,6 +29,7 @@ from storymem_cli.models.identity import weights_identity
 from storymem_cli.models.presets import TOY
 from storymem_cli.render.atomic import atomic_write_text
 from storymem_cli.render.integrity import (
+    Untrusted,
     count_frames,
     file_sha256,
     first_untrusted_shot,
@@ -122,6 +123,9 @@ def toy_prompt_warning(plans: Sequence[ShotPlan]) -> str | None:
     )
 
 
+ROPE_MAX_POSITIONS = 1024  # Wan's rope_max_seq_len: positions per axis (latent frames, height, width)
+
+
 def check_video(video: Any) -> None:
     """A size and frame count the Wan VAE and patching can take (a VideoConfig, or one with the user's values)."""
     from storymem_cli.config import VAE_TEMPORAL_STRIDE
@@ -138,6 +142,10 @@ def check_video(video: Any) -> None:
         raise InvalidInputError(
             f"--frames {video.frames}: the Wan VAE needs 4k+1 frames per shot", hint=f"e.g. --frames {nearest}"
         )
+    latent_frames = (video.frames - 1) // VAE_TEMPORAL_STRIDE + 1
+    if latent_frames > ROPE_MAX_POSITIONS:  # the transformer's RoPE table: a reshape error past it
+        most = (ROPE_MAX_POSITIONS - 1) * VAE_TEMPORAL_STRIDE + 1
+        raise InvalidInputError(f"--frames {video.frames}: at most {most} frames per shot", hint=f"e.g. --frames {most}")
 
 
 def check_inputs(script_path: Path, settings: RenderSettings, plans: Sequence[ShotPlan]) -> None:
@@ -287,17 +295,19 @@ class StoryRenderer:
         check_same_story(previous, self.script.story_name, self.folder.root)
         return previous
 
-    def _files_present(self, index: int) -> bool:
-        return self.folder.clip(index).is_file() and self.folder.tail(index).is_file()
-
     def _keepable(self, previous: dict[str, Any] | None, fingerprints: Sequence[str]) -> int:
         """How many leading shots of the previous run can be kept: unchanged inputs, and files and
         memory still as they were written (render.integrity); says why when damage cuts it short."""
         if previous is None:
             return 0
-        kept = kept_prefix(previous.get("shots", []), fingerprints, self._files_present)
+        # Missing clips or tails are not checked here but below, so that the warning names them.
+        damaged = previous.get("damaged_shot")  # a shot record of the wrong shape (render/run_record.py)
+        records = previous.get("shots", [])[: damaged[0]] if damaged else previous.get("shots", [])
+        kept = kept_prefix(records, fingerprints, lambda _index: True)
         bank = _existing_bank(self.folder.root, self.settings)
         untrusted = first_untrusted_shot(self.folder.root, previous["shots"][:kept], bank)
+        if untrusted is None and damaged and damaged[0] == kept < len(fingerprints):
+            untrusted = Untrusted(kept, damaged[1])
         if untrusted is None:
             return kept
         self.progress.note(

@@ -206,9 +206,13 @@ def build_clip_visual(
     Without a checkpoint the weights are random from ``seed`` (tests, benchmarks). A
     checkpoint is loaded strictly into the full CLIP first, so a wrong file fails loudly.
     """
+    import pickle
+
     import torch
     from open_clip.factory import load_checkpoint
     from open_clip.model import CLIP
+
+    from storymem_cli.models.safe_load import refusal
 
     cfg = clip_config(model_name)
     with torch.random.fork_rng(devices=[]):
@@ -217,7 +221,10 @@ def build_clip_visual(
     if checkpoint is not None:
         try:
             load_checkpoint(model, str(checkpoint), strict=True)
-        except (RuntimeError, KeyError, ValueError, OSError) as err:
+        except (pickle.UnpicklingError, RuntimeError, KeyError, ValueError, OSError, EOFError) as err:
+            refused = refusal(err, checkpoint, hint="pass an open_clip .safetensors checkpoint")
+            if refused is not None:
+                raise refused from None
             raise MissingWeightsError(
                 f"{checkpoint} is not a {model_name} checkpoint: {str(err).splitlines()[0]}",
                 hint="pass the open_clip checkpoint of this exact architecture",

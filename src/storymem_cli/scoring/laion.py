@@ -37,9 +37,14 @@ def default_head_paths() -> list[Path]:
 def _load_head(path: Path, in_features: int) -> torch.nn.Linear:
     import torch
 
+    from storymem_cli.models.safe_load import refusal
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle / zip errors: the file is not a torch state dict
+        refused = refusal(err, path, hint=f"download {HEAD_FILE} again from {HEAD_URL}")
+        if refused is not None:
+            raise refused from None
         raise MissingWeightsError(
             f"LAION aesthetic head {path} could not be read ({type(err).__name__})",
             hint=f"download {HEAD_FILE} again from {HEAD_URL}",

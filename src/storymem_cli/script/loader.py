@@ -16,10 +16,12 @@ from typing import Any
 import json5
 from pydantic import BaseModel, ValidationError
 
+from storymem_cli.jsonio import JsonFileError, parse_json, read_bytes
 from storymem_cli.script.model import SEED_MAX, Character, Reference, Scene, StoryScript
 from storymem_cli.script.problems import ScriptError, ScriptProblem, json_path
 from storymem_cli.script.rules import normalize_cuts, story_problems, story_warnings
 
+MAX_NUMBER_DIGITS = 100  # seeds are < 2**32, scene numbers small: 100 digits is never a real value
 MAX_SCRIPT_BYTES = 5 * 1024 * 1024  # a 30-shot story is ~20 KB; anything this big is not a script
 
 _FORMAT_HINT = (
@@ -44,6 +46,9 @@ def load_script(path: Path | str) -> tuple[StoryScript, list[ScriptProblem]]:
         problems += _type_problems(err)
     problems += story_problems(data)
     problems += _reference_problems(data, base_dir)
+    # An over-long number was reported where it stands; its stand-in (null) says nothing more.
+    long_numbers = {p.path for p in problems if "digits, far larger" in p.message}
+    problems = [p for p in problems if p.path not in long_numbers or "digits, far larger" in p.message]
     warnings += story_warnings(data)
     if problems or script is None:
         raise ScriptError(path, _unique(problems), warnings=_unique(warnings))
@@ -60,23 +65,20 @@ def _fail(path: Path, message: str) -> ScriptError:
 
 def _read_text(path: Path) -> str:
     try:
-        if path.is_dir():
-            raise _fail(path, "is a folder, not a story script file: give the path of a .json file")
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):
-            # A device such as /dev/zero never ends and opening a pipe waits for a writer: refuse
-            # before opening anything that is not a plain file.
-            raise _fail(path, "is not a regular file (a device, pipe or socket): give the path of a .json file")
-        if info.st_size > MAX_SCRIPT_BYTES:
-            raise _fail(path, f"is {info.st_size} bytes, too large for a story script: check that this is the right file")
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_SCRIPT_BYTES + 1)  # a file that grows while read is still bounded
-        if len(raw) > MAX_SCRIPT_BYTES:
-            raise _fail(path, f"is more than {MAX_SCRIPT_BYTES} bytes, too large for a story script")
-    except FileNotFoundError:
-        raise _fail(path, "file not found: check the path") from None
-    except OSError as err:
-        raise _fail(path, f"cannot read the file ({err.strerror or err}): check its permissions") from None
+        raw = read_bytes(path, max_bytes=MAX_SCRIPT_BYTES)
+    except JsonFileError as err:
+        problem = err.problem
+        if problem.startswith("is a folder"):
+            problem = "is a folder, not a story script file: give the path of a .json file"
+        elif problem.startswith("is not a regular"):
+            problem += ": give the path of a .json file"
+        elif problem == "file not found":
+            problem += ": check the path"
+        elif problem.startswith("cannot be read"):
+            problem += ": check its permissions"
+        else:  # too large
+            problem += ": check that this is the right file (a 30-shot story is ~20 KB)"
+        raise _fail(path, problem) from None
 
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise _fail(path, "is UTF-16 text: save it as UTF-8")
@@ -114,19 +116,39 @@ _JSON5_ERROR = re.compile(r"^<string>:(?P<line>\d+) (?P<what>.*?) at column (?P<
 
 def _parse(path: Path, text: str) -> tuple[Any, list[ScriptProblem]]:
     try:
-        data = json5.loads(text, object_pairs_hook=_pairs)
+        data = parse_json(path, text, loads=lambda t: json5.loads(t, object_pairs_hook=_pairs, parse_int=_int))
+    except JsonFileError as err:
+        raise _fail(path, err.problem + (f" (at {err.where})" if err.where else "") + ": " + _FORMAT_HINT) from None
     except ValueError as err:
         match = _JSON5_ERROR.match(str(err))
         where = f"line {match['line']}, column {match['column']}: {match['what']}" if match else str(err)
         raise _fail(path, f"syntax error at {where}: fix the JSON (comments and trailing commas are allowed)") from None
-    except RecursionError:
-        raise _fail(path, "is nested too deeply to be a story script: " + _FORMAT_HINT) from None
     problems: list[ScriptProblem] = []
     return _plain(data, (), problems), problems
 
 
+class _LongNumber(int):
+    """A whole number with more digits than Python converts from text (4300): kept as its digit
+    count, so that the problem is named at its key instead of as a syntax error."""
+
+    digits: int
+
+
+def _int(text: str) -> int:
+    if len(text.lstrip("+-")) <= MAX_NUMBER_DIGITS:
+        return int(text)
+    number = _LongNumber(0)
+    number.digits = len(text.lstrip("+-"))
+    return number
+
+
 def _plain(value: Any, loc: tuple[str | int, ...], problems: list[ScriptProblem]) -> Any:
-    """Plain dicts and lists again, reporting duplicate keys on the way."""
+    """Plain dicts and lists again, reporting duplicate keys and over-long numbers on the way."""
+    if isinstance(value, _LongNumber):
+        problems.append(
+            ScriptProblem(json_path(loc), f"is a number with {value.digits} digits, far larger than any field takes")
+        )
+        return None
     if isinstance(value, dict):
         for key in getattr(value, "duplicates", []):
             problems.append(
@@ -289,11 +311,18 @@ def _reference_problems(data: Any, base_dir: Path) -> list[ScriptProblem]:
         images += [(f"characters[{i}].references[{j}]", path) for j, path in enumerate(paths if isinstance(paths, list) else [])]
     problems = []
     for where, image in images:
-        if isinstance(image, str) and not image.strip():
-            problems.append(ScriptProblem(where, "is empty: give the path of a PNG or JPEG image"))
-        if not isinstance(image, str) or not image.strip():
+        if not isinstance(image, str):
             continue
-        message = _image_problem((base_dir / Path(image).expanduser()).resolve())
+        if not image.strip():
+            problems.append(ScriptProblem(where, "is empty: give the path of a PNG or JPEG image"))
+            continue
+        try:
+            path = (base_dir / Path(image).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, a symlink loop
+            path = None
+        message = _image_problem(path) if path is not None else (
+            f"{image!r} is not a readable image file: give the path of a PNG or JPEG image"
+        )
         if message:
             problems.append(ScriptProblem(where, message))
     return problems

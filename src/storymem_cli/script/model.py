@@ -58,7 +58,11 @@ class Reference(_Strict):
 
 def _resolve_image(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir") or Path.cwd()
-    return (Path(base) / value.expanduser()).resolve()
+    path = Path(base) / value.expanduser()
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: the loader names it
+        return path.absolute()
 
 
 class Character(_Strict):

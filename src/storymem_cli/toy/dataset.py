@@ -33,6 +33,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -47,6 +48,7 @@ from pydantic import (
 )
 
 from storymem_cli.errors import InvalidInputError
+from storymem_cli.jsonio import load_json
 from storymem_cli.toy.captions import caption
 from storymem_cli.toy.render import render_clip
 from storymem_cli.toy.world import (
@@ -95,7 +97,7 @@ class DatasetIndex(_Strict):
     format: Literal["storymem-clips"] = FORMAT_NAME
     version: Literal[1] = 1
     fps: int = Field(FPS, ge=1, description="frame rate the clips are meant to play at")
-    groups: list[ClipGroup]
+    groups: list[ClipGroup] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> DatasetIndex:
@@ -118,13 +120,10 @@ def load_index(path: Path | str, check_files: bool = True) -> tuple[DatasetIndex
     """Read and validate a dataset index (the folder or its index.json). Returns the index and the
     folder clip paths are relative to. InvalidInputError names the file and the bad field."""
     index_path = _index_path(Path(path))
-    try:
-        data = json.loads(index_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not index_path.exists():
         raise InvalidInputError(f"{index_path}: no dataset index here",
-                                hint=f"a dataset is a folder with {INDEX_NAME}; see docs/toy-world.md") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InvalidInputError(f"{index_path}: not a readable JSON file ({err})") from None
+                                hint=f"a dataset is a folder with {INDEX_NAME}; see docs/toy-world.md")
+    data = load_json(index_path, hint=f"see docs/toy-world.md for the format of {INDEX_NAME}")
     try:
         index = DatasetIndex.model_validate(data)
     except ValidationError as err:
@@ -163,10 +162,18 @@ def load_clip(path: Path | str) -> np.ndarray:
             raise InvalidInputError(f"{path}: a clip folder must hold PNG frames; found none")
         frames = np.stack([iio.imread(p) for p in files])
     elif path.suffix.lower() == ".npz":
-        with np.load(path) as data:
-            if "frames" not in data:
-                raise InvalidInputError(f"{path}: an .npz clip needs an array named 'frames'")
-            frames = data["frames"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if "frames" not in data:
+                    raise InvalidInputError(f"{path}: an .npz clip needs an array named 'frames'")
+                frames = data["frames"]
+        except ValueError as err:  # an object array: numpy would have to unpickle it
+            raise InvalidInputError(
+                f"{path}: refused: the clip holds pickled Python objects, and storymem never unpickles data files",
+                hint="save the frames as a plain uint8 array: numpy.savez_compressed(path, frames=frames)",
+            ) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
+            raise InvalidInputError(f"{path}: not a readable .npz clip ({err})") from None
     elif path.suffix.lower() in VIDEO_SUFFIXES:
         frames = iio.imread(path, index=None)
     else:

@@ -97,9 +97,11 @@ def latest_checkpoint(out: Path) -> Path | None:
 
 
 def load_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict]:
-    from safetensors.torch import load_file
+    from storymem_cli.jsonio import load_json
+    from storymem_cli.models.safe_load import safetensors_load, torch_load
 
-    weights = load_file(str(folder / WEIGHTS))
-    trainer = torch.load(folder / TRAINER, weights_only=True)
-    state = json.loads((folder / STATE).read_text(encoding="utf-8"))
+    hint = f"delete {folder} to resume from the checkpoint before it (or the run from scratch)"
+    weights = safetensors_load(folder / WEIGHTS, what="checkpoint weights", hint=hint)
+    trainer = torch_load(folder / TRAINER, what="checkpoint optimiser state", hint=hint)
+    state = load_json(folder / STATE, hint=hint)
     return weights, trainer, state

@@ -31,7 +31,7 @@ RESUMABLE_FIELDS = frozenset(
 class TrainConfig(BaseModel):
     """Everything a training run depends on (see docs/training.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # --lr inf trains nothing
 
     dataset: Path  # a folder with index.json (toy/dataset.py format)
     output: Path  # run folder: train.json, checkpoints/, the exported LoRA or model
@@ -76,7 +76,7 @@ class TrainConfig(BaseModel):
     loss_chroma_weight: float = Field(0.0, ge=0)  # 0: the paper's plain loss; >0 weighs latents over saturated pixels
 
     # -- optimisation ----------------------------------------------------------------------------------
-    max_steps: int = Field(1000, ge=0)  # optimiser steps in total, across resumed stages
+    max_steps: int = Field(1000, ge=1)  # optimiser steps in total, across resumed stages
     time_limit_minutes: float | None = Field(None, gt=0)  # stop cleanly (checkpoint) after this long
     batch_size: int = Field(1, ge=1)  # samples per micro-batch; a batch shares its memory count and mode
     grad_accum: int = Field(1, ge=1)  # micro-batches per optimiser step

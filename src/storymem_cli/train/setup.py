@@ -142,6 +142,7 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool, m2v_from_t2v: b
     from transformers.utils import logging as hf_logging
 
     from storymem_cli.models.registry import resolve_preset
+    from storymem_cli.models.safe_load import refusal
     from storymem_cli.models.tiny import MODEL_FILE
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars would interleave with our progress
@@ -151,13 +152,19 @@ def _load_init(parts: dict[str, Any], path: str, with_vae: bool, m2v_from_t2v: b
                                 hint="pass OUT/model of an earlier `storymem train --from-scratch` run")  # fmt: skip
     preset = resolve_preset(str(folder))  # the record's sources, resolved against the folder as `--model` does
     i2v, t2v = preset.i2v_source, preset.t2v_source
-    first_shot = WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer").state_dict()
-    states = {  # checked in this order: a size mismatch names the memory model first
-        "i2v": widen_input(first_shot, parts["i2v"].config.in_channels) if m2v_from_t2v
-        else WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer").state_dict(),
-        "t2v": first_shot,
-        "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder").state_dict(),
-    }
+    try:
+        first_shot = WanTransformer3DModel.from_pretrained(t2v, subfolder="transformer").state_dict()
+        states = {  # checked in this order: a size mismatch names the memory model first
+            "i2v": widen_input(first_shot, parts["i2v"].config.in_channels) if m2v_from_t2v
+            else WanTransformer3DModel.from_pretrained(i2v, subfolder="transformer").state_dict(),
+            "t2v": first_shot,
+            "text_encoder": UMT5EncoderModel.from_pretrained(i2v, subfolder="text_encoder").state_dict(),
+        }
+    except (OSError, ValueError, RuntimeError) as err:  # diffusers wraps torch's refusal of a pickle
+        refused = refusal(err, f"a weight file of --init {path}")
+        if refused is None:
+            raise
+        raise refused from None
     for name, state in states.items():
         try:
             parts[name].load_state_dict(state)

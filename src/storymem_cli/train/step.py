@@ -200,8 +200,10 @@ class LatentCache:
         """Entries read from ``path`` (0 when absent or made with another VAE)."""
         if not path.is_file():
             return 0
-        data = torch.load(path, weights_only=True)
-        if data.get("tag") != tag:
+        from storymem_cli.models.safe_load import torch_load
+
+        data = torch_load(path, what="latent cache", hint=f"delete {path}: it is rebuilt from the clips")
+        if not isinstance(data, dict) or data.get("tag") != tag:
             return 0
         for key, latents in zip(data["keys"], data["latents"]):
             if self.bytes + latents.numel() * latents.element_size() > self.max_bytes:
