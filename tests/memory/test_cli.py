@@ -50,10 +50,21 @@ def test_inspect_json_lists_exactly_the_banks_entries(run_dir):
     result = runner.invoke(app, ["inspect-memory", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["entries"] == [e.model_dump(mode="json") for e in bank.conditioning_entries()]
+    assert [e["id"] for e in data["entries"]] == [e.id for e in bank.conditioning_entries()]
+    for printed, entry in zip(data["entries"], bank.conditioning_entries()):
+        stored = entry.model_dump(mode="json")
+        if entry.role == "reference":
+            assert printed == stored
+        else:  # shot numbers for people, as the table and shots/shot_001.mp4 count them
+            assert printed["source"]["shot"] == stored["source"]["shot"] + 1 == printed["added_by_shot"]
+            assert {**printed, "source": stored["source"], "added_by_shot": stored["added_by_shot"]} == stored
     full = json.loads(runner.invoke(app, ["inspect-memory", str(run_dir), "--json", "--all"]).stdout)
     assert [e["id"] for e in full["entries"]] == [e.id for e in bank.entries]
     assert len(full["entries"]) > len(data["entries"])  # some entries were evicted
+    first = next(e for e in full["entries"] if e["id"].startswith("s001-"))  # a keyframe of shot_001.mp4
+    assert first["source"]["shot"] == 1 and first["added_by_shot"] == 1
+    evicted = next(e for e in full["entries"] if e["evicted_by_shot"] is not None)
+    assert evicted["evicted_by_shot"] == MemoryBank.open(run_dir).get(evicted["id"]).evicted_by_shot + 1
 
 
 def test_inspect_shot_shows_what_that_shot_saw(run_dir):

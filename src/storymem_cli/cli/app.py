@@ -98,6 +98,7 @@ def _register_commands() -> None:
     from storymem_cli.cli import memory  # noqa: F401  inspect-memory, add-reference
     from storymem_cli.cli import eval as _eval  # noqa: F401
     from storymem_cli.cli import train  # noqa: F401
+    from storymem_cli.cli import export  # noqa: F401
     return None
 
 

@@ -1,7 +1,8 @@
 """`storymem inspect-memory` and `storymem add-reference`: look at and edit a run's memory bank.
 
-Shot numbers on the command line and in tables are 1-based, as in
-``shots/shot_001.mp4``; memory.json and ``--json`` keep the 0-based index.
+Shot numbers on the command line, in tables and in ``--json`` are 1-based, as in
+``shots/shot_001.mp4`` and everywhere storymem talks to people; only memory.json (the bank's own
+log) keeps the 0-based index.
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ def _source(entry: MemoryEntry) -> tuple[str, str]:
     if entry.source.kind == "reference":
         return repr(entry.source.name), "-"  # the role column already says reference
     return f"shot {entry.source.shot + 1}", str(entry.source.frame)
+
+
+def _for_people(entry: MemoryEntry) -> dict[str, Any]:
+    """An entry as memory.json stores it, with its shot numbers counted from 1 (source.shot,
+    added_by_shot, evicted_by_shot), as the table and file names count them."""
+    data = entry.model_dump(mode="json")
+    if data["source"].get("kind") == "shot":
+        data["source"]["shot"] += 1
+    for key in ("added_by_shot", "evicted_by_shot"):
+        if data[key] is not None:
+            data[key] += 1
+    return data
 
 
 def _num(x: float | None) -> str:
@@ -88,7 +101,9 @@ def inspect_memory(
     sheet: Path | None = typer.Option(
         None, "--sheet", help="Also write a contact-sheet PNG here: one captioned thumbnail per entry."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (entries as stored in memory.json)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: the entries as stored in memory.json, with shot numbers counted from 1."
+    ),
 ) -> None:
     """List a run's memory bank: what the next shot will be conditioned on (references, then
     sink, then window oldest to newest), or with --shot N what shot N saw."""
@@ -129,7 +144,7 @@ def inspect_memory(
         out: dict[str, Any] = {
             "run_dir": str(run_dir),
             "shot": shot,
-            "entries": [e.model_dump(mode="json") for e in present],
+            "entries": [_for_people(e) for e in present],
             "missing": [i for i, e in rows if e is None],
         }
         if sheet is not None:

@@ -36,7 +36,9 @@ def shot_fingerprint(
     entry (prompt, cut, seed override, reference images: ``script.shot_fingerprint``), mode, seed,
     the references pinned with add-reference (content-addressed ids): every shot's memory
     starts from them, and the weights behind the settings' model name (``models.identity``)."""
-    payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed}
+    # The generation mode, not the plan's name for it: MR2V was recorded as m2v before run format 3,
+    # and a new name must not re-render those shots.
+    payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.generation_mode, "seed": plan.seed}
     if weights is not None:
         payload["weights"] = weights
     if user_references:  # absent when there are none: fingerprints of runs without them stay as they were
