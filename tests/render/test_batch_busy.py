@@ -34,4 +34,4 @@ def test_a_single_busy_story_is_still_an_error(tmp_path):
     (tmp_path / "run").mkdir()
     with RunFolder(tmp_path / "run").locked():
         result = CliRunner().invoke(app, ["render", str(a), "-o", str(tmp_path / "run"), "--model", "tiny"])
-    assert result.exit_code == 1 and "another storymem process" in result.stderr
+    assert result.exit_code == 4 and "another storymem process" in result.stderr

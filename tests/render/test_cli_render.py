@@ -167,7 +167,7 @@ def test_a14b_without_a_gpu_is_refused(story_script, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, ["render", str(story_script), "-o", str(tmp_path / "r"), "--model", "wan2.2-a14b"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # missing hardware
     assert "needs a CUDA GPU" in result.stderr and "docs/models.md" in result.stderr
     assert "Wan-AI/Wan2.2-I2V-A14B-Diffusers" in result.stderr  # the weights it would load
     assert "--model toy" in result.stderr and "--model tiny" not in result.stderr  # toy draws, tiny is noise
@@ -177,7 +177,7 @@ def test_cuda_out_of_memory_suggests_offload():
     import torch
 
     err = components.cuda_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert err is not None and "--offload" in str(err)
+    assert err is not None and "--offload" in str(err) and err.exit_code == 3  # missing hardware
     assert components.cuda_out_of_memory(RuntimeError("shape mismatch")) is None
 
 
@@ -241,7 +241,7 @@ def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch)
     folder.prepare()
     with folder.locked():  # as another process's render would hold it
         result = render(str(story_script), "-o", str(folder.root))
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # busy
     assert "another storymem process (a render or add-reference) is writing" in result.stderr
 
 

@@ -84,11 +84,11 @@ def test_add_reference_refuses_while_a_render_holds_the_folder(tmp_path, image_f
     runner = CliRunner()
     with RunFolder(run).locked():
         held = runner.invoke(app, ["add-reference", str(run), str(image_file)])
-    assert held.exit_code == 1, held.output
+    assert held.exit_code == 4, held.output  # busy
     assert "another storymem" in held.output and str(run) in held.output
     assert not (run / "memory.json").exists()
     free = runner.invoke(app, ["add-reference", str(run), str(image_file)])
     assert free.exit_code == 0, free.output
     with RunFolder(run).locked():
         removing = runner.invoke(app, ["add-reference", str(run), "--remove", "anything"])
-    assert removing.exit_code == 1 and "another storymem" in removing.output
+    assert removing.exit_code == 4 and "another storymem" in removing.output

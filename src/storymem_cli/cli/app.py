@@ -14,8 +14,11 @@ from typer.core import TyperGroup
 
 from storymem_cli import __version__
 from storymem_cli.cli.helptext import document_params
-from storymem_cli.errors import EXIT_FAILURE, StorymemError
+from storymem_cli.errors import EXIT_CODES, EXIT_FAILURE, EXIT_INTERRUPTED, StorymemError
 from storymem_cli.quiet import VERBOSE_ENV, set_verbose
+
+
+ARGV_KEY = "storymem.argv"  # ctx.meta: the arguments after `storymem`, as given
 
 
 def print_error(err: StorymemError) -> None:
@@ -40,6 +43,11 @@ class _StorymemGroup(TyperGroup):
         document_params(self.get_params(ctx))
         return super().format_help(ctx, formatter)
 
+    def parse_args(self, ctx, args):  # type: ignore[override]
+        # The command line as typed, for messages that must repeat it (render's resume command).
+        ctx.meta[ARGV_KEY] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):  # type: ignore[override]
         try:
             return super().invoke(ctx)
@@ -56,7 +64,7 @@ app = typer.Typer(
         "whose characters and places stay consistent, with StoryMem: Wan2.2 video diffusion "
         "conditioned on a memory bank of keyframes from earlier shots.\n\n"
         "Results go to stdout (JSON with --json); progress and warnings to stderr. "
-        "Exit codes: 0 success, 1 unexpected failure, 2 invalid input."
+        "Exit codes: " + ", ".join(f"{code} {name}" for code, name in EXIT_CODES) + "."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except MemoryError:
         typer.echo("error: out of memory", err=True)
         sys.exit(EXIT_FAILURE)

@@ -65,6 +65,28 @@ def kept_prefix(
     return kept
 
 
+def kept_with_references(record: dict[str, Any], script: Any, user_references: Sequence[str]) -> int:
+    """How many finished shots of ``record`` (a run.json) a render would keep if the references pinned
+    with add-reference were ``user_references``, everything else as recorded: the shots' fingerprints
+    computed as the render computes them, from the run's own settings and ``script`` (its script.json)."""
+    from storymem_cli.render.plan import plan_story
+
+    settings = record["settings"]
+    plans = plan_story(
+        script.shots,
+        has_references=bool(script.references) or bool(user_references),
+        continuation=settings["continuation"],
+        use_memory=settings["use_memory"],
+        base_seed=settings["seed"],
+    )
+    script_fps = script.shot_fingerprints()
+    expected = [
+        shot_fingerprint(record["settings_fingerprint"], script_fps[p.index], p, user_references, record.get("weights_identity"))
+        for p in plans
+    ]
+    return kept_prefix(record.get("shots", []), expected, lambda index: True)
+
+
 def check_same_story(record: dict[str, Any], story_name: str, run_dir: Path) -> None:
     """Refuse to continue another story's run folder."""
     previous = record.get("story_name")

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.errors import BusyError, InvalidInputError, StorymemError
 from storymem_cli.render.atomic import (
     atomic_path,
     atomic_write_json,
@@ -59,7 +59,7 @@ ROOT_FILES = ("run.json", "script.json", "story.mp4", PREVIEW_NAME)
 _SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
 
 
-class FolderBusyError(StorymemError):
+class FolderBusyError(BusyError):
     """Another storymem process holds the run folder's lock (it is rendering that story now)."""
 
 
