@@ -10,13 +10,17 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer import core as typer_core
 from typer.core import TyperGroup
 
 from storymem_cli import __version__
 from storymem_cli.cli.helptext import document_params
-from storymem_cli.errors import EXIT_CODES, EXIT_FAILURE, EXIT_INTERRUPTED, StorymemError
+from storymem_cli.errors import EXIT_CODES, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, InvalidInputError, StorymemError
 from storymem_cli.quiet import VERBOSE_ENV, set_verbose
 
+
+# Typer 0.26 and later bundle their own click (typer._click); earlier releases use the click package.
+UsageError = (getattr(typer_core, "_click", None) or typer_core.click).exceptions.UsageError
 
 ARGV_KEY = "storymem.argv"  # ctx.meta: the arguments after `storymem`, as given
 
@@ -54,6 +58,13 @@ class _StorymemGroup(TyperGroup):
         except StorymemError as err:
             print_error(err)
             raise typer.Exit(err.exit_code) from None
+        except UsageError as err:  # an unknown option, a value out of range: ours, not Typer's box
+            if type(err).__name__ == "NoArgsIsHelpError":
+                raise
+            where = err.ctx.command_path if err.ctx is not None else "storymem"
+            what = "commands" if err.ctx is None or err.ctx.command is self else "options"
+            print_error(InvalidInputError(err.format_message(), hint=f"{where} --help lists the {what}"))
+            raise typer.Exit(EXIT_INVALID) from None
 
 
 app = typer.Typer(
