@@ -52,6 +52,15 @@ def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log,
     assert loads == {"model": 1, "memory": 1}  # loaded once for the whole batch
 
 
+def test_a_batch_error_names_the_script_once(tmp_path):
+    good = write_script(tmp_path, "a.json", small_story("Story A", shots=1))
+    missing = tmp_path / "missing.json"
+    result = render(str(good), str(missing), "-o", str(tmp_path / "out"), "--dry-run")
+    assert result.exit_code == 2
+    line = next(line for line in result.stderr.splitlines() if "no such script file" in line)
+    assert line == f"error: {missing}: no such script file"
+
+
 def test_shards_cover_every_script_once(tmp_path):
     scripts = [str(write_script(tmp_path, f"s{i}.json", small_story(f"S{i}"))) for i in range(5)]
     seen = []

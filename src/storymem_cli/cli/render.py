@@ -125,6 +125,27 @@ def interrupted_message(job: Any, argv: list[str] | None) -> str:
     )
 
 
+SMALL_SIDE = 128  # clips smaller than this a side are hard to watch at their own size (toy: 32x32)
+WATCH_SIDE = 256  # what --upscale is suggested to reach
+
+
+def small_video_note(width: int, height: int) -> str | None:
+    """Say so when the clips came out too small to watch, and the --upscale that fixes it."""
+    if max(width, height) >= SMALL_SIDE:
+        return None
+    factor = min(MAX_UPSCALE, math.ceil(WATCH_SIDE / max(width, height)))
+    return (
+        f"note: the clips and story.mp4 are {width}x{height} pixels, the model's own size; --upscale {factor} "
+        f"writes them {width * factor}x{height * factor} to watch (the shots are rendered again, to the same frames)"
+    )
+
+
+def failure_line(failure: Any) -> str:
+    """A failed story of a batch, named once: most messages already start with the script's path."""
+    name = str(failure.script)
+    return f"error: {failure.message}" if failure.message.startswith(name) else f"error: {name}: {failure.message}"
+
+
 def _echo_json(payload: Any) -> None:
     typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
@@ -343,7 +364,7 @@ def render(
     current: list[Any] = []  # the story being rendered, for the message after Ctrl-C
     interrupted = False
     for failure in early:
-        progress.note(f"error: {failure.script}: {failure.message}")
+        progress.note(failure_line(failure))
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
@@ -363,7 +384,7 @@ def render(
 
         if batch:
             results, failures = run_jobs(
-                jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}"), on_busy
+                jobs, render_one, lambda failure: progress.note(failure_line(failure)), on_busy
             )
             failures = early + failures
         else:  # one story: its error goes straight to the app's handler (message, hint, exit code)
@@ -390,6 +411,11 @@ def render(
     else:
         for result in results:
             typer.echo(result["video"])
+    if results and not dry_run and ctx.get_parameter_source("upscale").name == "DEFAULT":
+        video = session.settings().video
+        note = small_video_note(video.width, video.height)
+        if note:
+            typer.echo(note, err=True)
 
     if failures:
         names = ", ".join(str(failure.script) for failure in failures)
