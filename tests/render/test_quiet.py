@@ -29,7 +29,7 @@ def test_a_render_shows_our_lines_only_and_json_stays_clean(tmp_path, child_env)
     # The tiny model's text encoder and VAE load through transformers and diffusers, which draw
     # "Loading weights: 0%|...|" bars by default.
     assert "Loading weights" not in result.stderr and "%|" not in result.stderr, result.stderr
-    ours = ("model:", "One:", "warning:")
+    ours = ("model:", "One:", "warning:", "note:")
     assert all(line.startswith(ours) for line in lines), result.stderr
 
 

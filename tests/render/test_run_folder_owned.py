@@ -33,7 +33,9 @@ def image_file(tmp_path):
 
 
 def _render(script, run, *extra):
-    return CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--json", *extra])
+    # One step, 5 frames: these tests are about which files a render touches, not about its pixels.
+    return CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--json",
+                                    "--steps", "1", "--frames", "5", *extra])  # fmt: skip
 
 
 def _put_user_files(run):
