@@ -26,7 +26,10 @@ MOTION_FRAMES_MM2V = 5  # MM2V conditions on the previous shot's last 5 frames (
 
 RopeMode = Literal["negative", "sequential"]
 ContinuationMode = Literal["mi2v", "mm2v", "none"]
-ShotMode = Literal["t2v", "m2v", "mi2v", "mm2v"]
+ShotMode = Literal["t2v", "m2v", "mi2v", "mm2v"]  # what the pipeline generates
+# What a plan and run.json call a shot: a first shot generated from reference images is MR2V (SPEC 6),
+# which the pipeline runs as M2V (the references are its memory).
+PlanMode = Literal["t2v", "m2v", "mr2v", "mi2v", "mm2v"]
 # unipc: the paper's and the release's sampler; euler: what step-distilled LoRAs such as Wan2.2
 # Lightning were distilled for (4 steps at flow shift 5: sigmas 1, .938, .833, .625)
 SchedulerName = Literal["unipc", "euler"]

@@ -26,8 +26,10 @@ QUIET_ENV = {
 NOISY = ("transformers", "diffusers")  # libraries with their own logging module and tqdm switch
 WARNING_MODULES = r"(transformers|diffusers|huggingface_hub|accelerate|peft|open_clip|timm|torchao)(\.|$)"
 # Standard loggers of libraries without a verbosity switch: torch's pytree logs a deprecation for
-# every Enum torchao registers, on every import of torchao (diffusers imports it when installed).
-QUIET_LOGGERS = ("torch.utils._pytree", "torchao")
+# every Enum torchao registers, on every import of torchao (diffusers imports it when installed);
+# torch.compile (inductor) imports cpp_extension, which warns "No CUDA runtime is found" on a CPU
+# machine that has a CUDA toolkit installed.
+QUIET_LOGGERS = ("torch.utils._pytree", "torchao", "torch.utils.cpp_extension")
 
 
 def verbose() -> bool:

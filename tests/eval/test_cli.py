@@ -130,7 +130,7 @@ def test_missing_weights_name_each_file_and_where_to_get_it(run_dir: Path, tmp_p
     # Local paths only, so nothing reaches for the network.
     result = invoke(str(run_dir), "--viclip", str(tmp_path / "nope.pth"),
                     "--aesthetic-head", str(tmp_path / "nohead.pth"), "--clip-l", str(tmp_path / "noclip.bin"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # missing weights, not a failure
     err = result.stderr
     assert "ViClip-InternVid-10M-FLT.pth" in err and "OpenGVLab/ViCLIP" in err
     assert "nohead.pth" in err and "sa_0_4_vit_l_14_linear.pth" in err
@@ -212,7 +212,7 @@ def test_without_weights_and_network_eval_says_so_before_importing_torch(run_dir
                     HF_HUB_CACHE=str(empty / "hf" / "hub"), HF_HUB_OFFLINE="1")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", OFFLINE_PROBE, str(run_dir)],
                             capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
-    assert result.stdout.split() == ["exit", "1", "False", "False"], (result.stdout, result.stderr)
+    assert result.stdout.split() == ["exit", "3", "False", "False"], (result.stdout, result.stderr)  # missing weights
     assert "ViClip-InternVid-10M-FLT.pth" in result.stderr and "sa_0_4_vit_l_14_linear.pth" in result.stderr
     assert "the Hugging Face hub cannot be reached" in result.stderr
     assert "huggingface.co/timm/vit_large_patch14_clip_224.openai" in result.stderr  # where to get the CLIP

@@ -50,10 +50,21 @@ def test_inspect_json_lists_exactly_the_banks_entries(run_dir):
     result = runner.invoke(app, ["inspect-memory", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["entries"] == [e.model_dump(mode="json") for e in bank.conditioning_entries()]
+    assert [e["id"] for e in data["entries"]] == [e.id for e in bank.conditioning_entries()]
+    for printed, entry in zip(data["entries"], bank.conditioning_entries()):
+        stored = entry.model_dump(mode="json")
+        if entry.role == "reference":
+            assert printed == stored
+        else:  # shot numbers for people, as the table and shots/shot_001.mp4 count them
+            assert printed["source"]["shot"] == stored["source"]["shot"] + 1 == printed["added_by_shot"]
+            assert {**printed, "source": stored["source"], "added_by_shot": stored["added_by_shot"]} == stored
     full = json.loads(runner.invoke(app, ["inspect-memory", str(run_dir), "--json", "--all"]).stdout)
     assert [e["id"] for e in full["entries"]] == [e.id for e in bank.entries]
     assert len(full["entries"]) > len(data["entries"])  # some entries were evicted
+    first = next(e for e in full["entries"] if e["id"].startswith("s001-"))  # a keyframe of shot_001.mp4
+    assert first["source"]["shot"] == 1 and first["added_by_shot"] == 1
+    evicted = next(e for e in full["entries"] if e["evicted_by_shot"] is not None)
+    assert evicted["evicted_by_shot"] == MemoryBank.open(run_dir).get(evicted["id"]).evicted_by_shot + 1
 
 
 def test_inspect_shot_shows_what_that_shot_saw(run_dir):
@@ -233,3 +244,55 @@ def test_add_reference_on_a_run_with_finished_shots_needs_force(run_dir, tmp_pat
     assert forced.exit_code == 0, forced.output
     assert "warning:" in forced.stderr and "renders all 3 again" in forced.stderr
     assert len(json.loads(forced.stdout)["added"]) == 1
+
+
+def test_declining_the_question_changes_nothing_and_exits_5(run_dir, tmp_path, monkeypatch):
+    from storymem_cli.cli import memory as memory_cli
+
+    _finished_run(run_dir, 2)
+    before = (run_dir / "memory.json").read_text()
+    monkeypatch.setattr(memory_cli, "_interactive", lambda: True)  # a person at a terminal
+    result = runner.invoke(app, ["add-reference", str(run_dir), str(write_image(tmp_path / "c.png", seed=5))], input="n\n")
+    assert result.exit_code == 5, result.output  # declined: not a failure, not bad input
+    assert "Change the references?" in result.stderr and "nothing changed" in result.stderr
+    assert (run_dir / "memory.json").read_text() == before
+    yes = runner.invoke(app, ["add-reference", str(run_dir), str(tmp_path / "c.png")], input="y\n")
+    assert yes.exit_code == 0, yes.output
+
+
+def test_the_same_image_under_another_name_is_refused(tmp_path):
+    run = tmp_path / "run"
+    img = write_image(tmp_path / "alice.png", seed=7)
+    assert runner.invoke(app, ["add-reference", str(run), str(img), "--name", "Alice"]).exit_code == 0
+    before = (run / "memory.json").read_text()
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(img.read_bytes())
+    again = runner.invoke(app, ["add-reference", str(run), str(copy), "--name", "Bob"])
+    assert again.exit_code == 2
+    assert "copy.png: the same image is already in memory as ref-alice-" in again.stderr and "--remove" in again.stderr
+    assert (run / "memory.json").read_text() == before
+    twice = runner.invoke(app, ["add-reference", str(tmp_path / "new"), str(img), str(copy)])  # in one command
+    assert twice.exit_code == 2 and "the same image is already in memory as " + str(img) in twice.stderr
+
+
+def test_the_warning_says_what_the_next_render_does(tmp_path):
+    """add-reference --force warns that shots are rendered again; removing that reference before any
+    render returns the run to what its shots were rendered with, and the dry run keeps them all."""
+    script = tmp_path / "story.json"
+    script.write_text(json.dumps({"story_name": "Refs", "scenes": [
+        {"scene_num": 1, "video_prompts": ["a boat on a lake", "the boat turns"], "cut": [True, False]}]}))  # fmt: skip
+    run = tmp_path / "run"
+    args = ["render", str(script), "-o", str(run), "--model", "tiny", "--device", "cpu", "--frames", "5", "--steps", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+
+    added = runner.invoke(app, ["add-reference", str(run), str(write_image(tmp_path / "a.png")), "--force", "--json"])
+    assert added.exit_code == 0 and "renders all 2 again" in added.stderr
+    plan = json.loads(runner.invoke(app, [*args, "--dry-run", "--json"]).stdout)
+    assert [shot["action"] for shot in plan["shots"]] == ["render", "render"]
+
+    ref = json.loads(added.stdout)["added"][0]
+    removed = runner.invoke(app, ["add-reference", str(run), "--remove", ref, "--force"])
+    assert removed.exit_code == 0, removed.output
+    assert "warning:" not in removed.stderr and "keeps all 2 finished shots" in removed.stderr
+    plan = json.loads(runner.invoke(app, [*args, "--dry-run", "--json"]).stdout)
+    assert [shot["action"] for shot in plan["shots"]] == ["keep", "keep"]

@@ -52,6 +52,15 @@ def test_batch_goes_on_past_a_broken_script_and_names_it(tmp_path, generate_log,
     assert loads == {"model": 1, "memory": 1}  # loaded once for the whole batch
 
 
+def test_a_batch_error_names_the_script_once(tmp_path):
+    good = write_script(tmp_path, "a.json", small_story("Story A", shots=1))
+    missing = tmp_path / "missing.json"
+    result = render(str(good), str(missing), "-o", str(tmp_path / "out"), "--dry-run")
+    assert result.exit_code == 2
+    line = next(line for line in result.stderr.splitlines() if "no such script file" in line)
+    assert line == f"error: {missing}: no such script file"
+
+
 def test_shards_cover_every_script_once(tmp_path):
     scripts = [str(write_script(tmp_path, f"s{i}.json", small_story(f"S{i}"))) for i in range(5)]
     seen = []
@@ -167,7 +176,7 @@ def test_a14b_without_a_gpu_is_refused(story_script, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     result = runner.invoke(app, ["render", str(story_script), "-o", str(tmp_path / "r"), "--model", "wan2.2-a14b"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # missing hardware
     assert "needs a CUDA GPU" in result.stderr and "docs/models.md" in result.stderr
     assert "Wan-AI/Wan2.2-I2V-A14B-Diffusers" in result.stderr  # the weights it would load
     assert "--model toy" in result.stderr and "--model tiny" not in result.stderr  # toy draws, tiny is noise
@@ -177,7 +186,7 @@ def test_cuda_out_of_memory_suggests_offload():
     import torch
 
     err = components.cuda_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert err is not None and "--offload" in str(err)
+    assert err is not None and "--offload" in str(err) and err.exit_code == 3  # missing hardware
     assert components.cuda_out_of_memory(RuntimeError("shape mismatch")) is None
 
 
@@ -241,7 +250,7 @@ def test_a_folder_being_rendered_is_refused(story_script, tmp_path, monkeypatch)
     folder.prepare()
     with folder.locked():  # as another process's render would hold it
         result = render(str(story_script), "-o", str(folder.root))
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # busy
     assert "another storymem process (a render or add-reference) is writing" in result.stderr
 
 

@@ -45,8 +45,10 @@ def test_first_shot_t2v_cuts_m2v_continuations_mi2v():
     assert modes([[True, False, True], [True, False]]) == ["t2v", "mi2v", "m2v", "m2v", "mi2v"]
 
 
-def test_references_make_the_first_shot_m2v():
-    assert modes([[True, False]], has_references=True) == ["m2v", "mi2v"]
+def test_references_make_the_first_shot_mr2v_which_the_pipeline_runs_as_m2v():
+    assert modes([[True, False]], has_references=True) == ["mr2v", "mi2v"]
+    plan = plan_story(shots([[True]]), has_references=True, continuation="mi2v", use_memory=True, base_seed=0)[0]
+    assert plan.generation_mode == "m2v" and plan.conditioning_frames == 0
 
 
 def test_continuation_options():
@@ -71,7 +73,8 @@ def test_seeds_are_distinct_across_scenes_and_overrides_win():
         base_seed=100,
     )
     assert [p.seed for p in plans] == [100, 101, 102, 777, 104]
-    assert plans[3].scene == 2 and plans[3].shot_in_scene == 0 and plans[3].number == 4
+    assert plans[3].scene == 2 and plans[3].shot_in_scene == 1 and plans[3].number == 4  # people's numbers
+    assert plans[4].as_dict()["shot"] == 5 and plans[4].as_dict()["index"] == 4 and plans[4].shot_in_scene == 2
 
 
 def test_shot_seed_wraps_to_32_bits():

@@ -46,7 +46,21 @@ def test_bad_input_is_refused_before_torch_is_imported(tmp_path, child_env):
     assert result.returncode == 0, result.stderr
     outcomes = json.loads(result.stdout)
     for (argv, needle), outcome in zip(cases, outcomes):
-        assert outcome["code"] in (1, 2), (argv, outcome)
+        assert outcome["code"] in (2, 4), (argv, outcome)  # invalid input; busy
         assert not outcome["torch"], argv
         assert needle in result.stderr, (needle, result.stderr)
     assert "model:" not in result.stderr  # nothing was resolved or loaded
+
+
+def test_a_dry_run_with_the_default_model_does_not_import_torch(tmp_path, child_env):
+    """--model auto needs to know whether there is a CUDA GPU; a dry run must not import torch for
+    that (models/cuda_probe.py), whatever this machine has."""
+    script = write_script(tmp_path, "lantern.json", STORY)
+    argv = ["render", str(script), "-o", str(tmp_path / "run"), "--dry-run", "--json"]
+    result = subprocess.run([sys.executable, "-c", PROBE, json.dumps([argv])], capture_output=True, text=True,
+                            env=child_env(), timeout=240)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])[0]
+    assert outcome == {"code": 0, "torch": False}, result.stderr
+    plan = json.loads(result.stdout[: result.stdout.rindex("\n[")])
+    assert len(plan["shots"]) == 5 and plan["model"] in ("toy", "wan2.2-a14b")

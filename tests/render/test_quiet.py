@@ -29,5 +29,19 @@ def test_a_render_shows_our_lines_only_and_json_stays_clean(tmp_path, child_env)
     # The tiny model's text encoder and VAE load through transformers and diffusers, which draw
     # "Loading weights: 0%|...|" bars by default.
     assert "Loading weights" not in result.stderr and "%|" not in result.stderr, result.stderr
-    ours = ("model:", "One:", "warning:")
+    ours = ("model:", "One:", "warning:", "note:")
     assert all(line.startswith(ours) for line in lines), result.stderr
+
+
+def test_torch_compile_on_a_cpu_leaks_no_cuda_runtime_warning(tmp_path, child_env):
+    """--compile imports torch.utils.cpp_extension, which logs "No CUDA runtime is found" when a CUDA
+    toolkit is installed on a machine without a GPU (CUDA_HOME stands in for the toolkit here)."""
+    code = (
+        "from storymem_cli.quiet import set_verbose\n"
+        "set_verbose(False)\n"
+        "import torch.utils.cpp_extension\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=child_env(CUDA_HOME=str(tmp_path)))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "No CUDA runtime" not in result.stderr, result.stderr

@@ -131,7 +131,8 @@ def test_references_seed_the_memory_and_a_new_reference_rerenders(tmp_path, gene
     run = tmp_path / "run"
     assert render(str(script), "-o", str(run), "--frames", "5").exit_code == 0
     first = generate_log[0][0]
-    assert first.mode == "m2v" and len(first.memory) == 1  # MR2V: the reference is m_0
+    assert first.mode == "m2v" and len(first.memory) == 1  # MR2V: the reference is m_0, generated as M2V
+    assert [shot["mode"] for shot in run_json(run)["shots"]] == ["mr2v", "mi2v"]  # as the docs name it
     assert first.memory[0].shape == (30, 40, 3) and (first.memory[0] == [200, 30, 30]).all()
 
     Image.new("RGB", (40, 30), (30, 30, 200)).save(scripts / "hero.png")  # a new picture of the hero

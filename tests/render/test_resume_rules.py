@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import hashlib
 import json
 from pathlib import Path
@@ -48,15 +50,21 @@ def test_a_record_out_of_order_or_not_done_stops_the_prefix():
 
 
 def test_shot_fingerprint_changes_with_each_input():
-    plan = ShotPlan(index=0, scene=1, shot_in_scene=0, prompt="p", mode="t2v", seed=1, cut=True)
+    plan = ShotPlan(index=0, scene=1, shot_in_scene=1, prompt="p", mode="t2v", seed=1, cut=True)
     base = shot_fingerprint("s", "script", plan)
     assert base == shot_fingerprint("s", "script", plan)
     assert base != shot_fingerprint("s2", "script", plan)
     assert base != shot_fingerprint("s", "script2", plan)
-    assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "seed": 2}))
-    assert base != shot_fingerprint("s", "script", ShotPlan(**{**plan.as_dict(), "mode": "m2v"}))
+    assert base != shot_fingerprint("s", "script", replace(plan, seed=2))
+    assert base != shot_fingerprint("s", "script", replace(plan, mode="m2v"))
     assert base != shot_fingerprint("s", "script", plan, ["ref-hero-1234abcd"])
     assert shot_fingerprint("s", "script", plan, ["ref-a"]) != shot_fingerprint("s", "script", plan, ["ref-b"])
+
+
+def test_mr2v_keeps_the_fingerprint_it_had_as_m2v():
+    # Before run format 3 a first shot from references was recorded as m2v: its finished shots stay.
+    plan = ShotPlan(index=0, scene=1, shot_in_scene=1, prompt="p", mode="mr2v", seed=1, cut=True)
+    assert shot_fingerprint("s", "script", plan, ["ref-a"]) == shot_fingerprint("s", "script", replace(plan, mode="m2v"), ["ref-a"])
 
 
 def test_settings_fingerprint_ignores_scheduling_and_hardware_only():

@@ -33,7 +33,9 @@ def image_file(tmp_path):
 
 
 def _render(script, run, *extra):
-    return CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--json", *extra])
+    # One step, 5 frames: these tests are about which files a render touches, not about its pixels.
+    return CliRunner().invoke(app, ["render", str(script), "-o", str(run), "--model", "tiny", "--json",
+                                    "--steps", "1", "--frames", "5", *extra])  # fmt: skip
 
 
 def _put_user_files(run):
@@ -84,11 +86,11 @@ def test_add_reference_refuses_while_a_render_holds_the_folder(tmp_path, image_f
     runner = CliRunner()
     with RunFolder(run).locked():
         held = runner.invoke(app, ["add-reference", str(run), str(image_file)])
-    assert held.exit_code == 1, held.output
+    assert held.exit_code == 4, held.output  # busy
     assert "another storymem" in held.output and str(run) in held.output
     assert not (run / "memory.json").exists()
     free = runner.invoke(app, ["add-reference", str(run), str(image_file)])
     assert free.exit_code == 0, free.output
     with RunFolder(run).locked():
         removing = runner.invoke(app, ["add-reference", str(run), "--remove", "anything"])
-    assert removing.exit_code == 1 and "another storymem" in removing.output
+    assert removing.exit_code == 4 and "another storymem" in removing.output

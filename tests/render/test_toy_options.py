@@ -137,3 +137,22 @@ def test_toy_prompts_outside_the_grammar_are_named():
     plans[2] = plans[2].__class__(**{**plans[2].__dict__, "prompt": "A boy runs up a grassy hill."})
     warning = toy_prompt_warning(plans)
     assert warning is not None and "1 of 5 prompts" in warning and "shot 3" in warning and "grassy" in warning
+
+
+def test_small_clips_get_a_note_suggesting_upscale(tmp_path, generate_log):
+    script = write_script(tmp_path, "s.json", small_story("Small", shots=1))
+    result = render(str(script), "-o", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    w, h = TINY.video.width, TINY.video.height  # 64x48; the toy model's 32x32 gets --upscale 8
+    assert f"are {w}x{h} pixels" in result.stderr and f"--upscale 4 writes them {4 * w}x{4 * h}" in result.stderr
+    json.loads(result.stdout)  # the note is on stderr only
+    asked = render(str(script), "-o", str(tmp_path / "run"), "--upscale", "1")  # the user's own choice: no note
+    assert asked.exit_code == 0 and "--upscale" not in asked.stderr
+
+
+def test_the_toy_models_suggestion_is_upscale_8():
+    from storymem_cli.cli.render import small_video_note
+    from storymem_cli.models.presets import TOY
+
+    assert "--upscale 8 writes them 256x256" in small_video_note(TOY.video.width, TOY.video.height)
+    assert small_video_note(832, 480) is None

@@ -10,12 +10,19 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer import core as typer_core
 from typer.core import TyperGroup
 
 from storymem_cli import __version__
 from storymem_cli.cli.helptext import document_params
-from storymem_cli.errors import EXIT_FAILURE, StorymemError
+from storymem_cli.errors import EXIT_CODES, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_INVALID, InvalidInputError, StorymemError
 from storymem_cli.quiet import VERBOSE_ENV, set_verbose
+
+
+# Typer 0.26 and later bundle their own click (typer._click); earlier releases use the click package.
+UsageError = (getattr(typer_core, "_click", None) or typer_core.click).exceptions.UsageError
+
+ARGV_KEY = "storymem.argv"  # ctx.meta: the arguments after `storymem`, as given
 
 
 def print_error(err: StorymemError) -> None:
@@ -40,6 +47,11 @@ class _StorymemGroup(TyperGroup):
         document_params(self.get_params(ctx))
         return super().format_help(ctx, formatter)
 
+    def parse_args(self, ctx, args):  # type: ignore[override]
+        # The command line as typed, for messages that must repeat it (render's resume command).
+        ctx.meta[ARGV_KEY] = list(args)
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx):  # type: ignore[override]
         try:
             return super().invoke(ctx)
@@ -56,6 +68,13 @@ class _StorymemGroup(TyperGroup):
                 raise
             print_error(refused)
             raise typer.Exit(refused.exit_code) from None
+        except UsageError as err:  # an unknown option, a value out of range: ours, not Typer's box
+            if type(err).__name__ == "NoArgsIsHelpError":
+                raise
+            where = err.ctx.command_path if err.ctx is not None else "storymem"
+            what = "commands" if err.ctx is None or err.ctx.command is self else "options"
+            print_error(InvalidInputError(err.format_message(), hint=f"{where} --help lists the {what}"))
+            raise typer.Exit(EXIT_INVALID) from None
 
 
 app = typer.Typer(
@@ -66,7 +85,7 @@ app = typer.Typer(
         "whose characters and places stay consistent, with StoryMem: Wan2.2 video diffusion "
         "conditioned on a memory bank of keyframes from earlier shots.\n\n"
         "Results go to stdout (JSON with --json); progress and warnings to stderr. "
-        "Exit codes: 0 success, 1 unexpected failure, 2 invalid input."
+        "Exit codes: " + ", ".join(f"{code} {name}" for code, name in EXIT_CODES) + "."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -110,6 +129,7 @@ def _register_commands() -> None:
     from storymem_cli.cli import train  # noqa: F401
     from storymem_cli.cli import download  # noqa: F401
     from storymem_cli.cli import doctor  # noqa: F401
+    from storymem_cli.cli import export  # noqa: F401
     return None
 
 
@@ -125,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except MemoryError:
         typer.echo("error: out of memory", err=True)
         sys.exit(EXIT_FAILURE)

@@ -1,7 +1,8 @@
 """`storymem inspect-memory` and `storymem add-reference`: look at and edit a run's memory bank.
 
-Shot numbers on the command line and in tables are 1-based, as in
-``shots/shot_001.mp4``; memory.json and ``--json`` keep the 0-based index.
+Shot numbers on the command line, in tables and in ``--json`` are 1-based, as in
+``shots/shot_001.mp4`` and everywhere storymem talks to people; only memory.json (the bank's own
+log) keeps the 0-based index.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from storymem_cli.cli.app import app
-from storymem_cli.errors import InvalidInputError
+from storymem_cli.errors import DeclinedError, InvalidInputError
 
 MEMORY_DIR = "memory"  # memory.bank.MEMORY_DIR, not imported: it would pull numpy into --help
 
@@ -36,6 +37,18 @@ def _source(entry: MemoryEntry) -> tuple[str, str]:
     if entry.source.kind == "reference":
         return repr(entry.source.name), "-"  # the role column already says reference
     return f"shot {entry.source.shot + 1}", str(entry.source.frame)
+
+
+def _for_people(entry: MemoryEntry) -> dict[str, Any]:
+    """An entry as memory.json stores it, with its shot numbers counted from 1 (source.shot,
+    added_by_shot, evicted_by_shot), as the table and file names count them."""
+    data = entry.model_dump(mode="json")
+    if data["source"].get("kind") == "shot":
+        data["source"]["shot"] += 1
+    for key in ("added_by_shot", "evicted_by_shot"):
+        if data[key] is not None:
+            data[key] += 1
+    return data
 
 
 def _num(x: float | None) -> str:
@@ -98,7 +111,9 @@ def inspect_memory(
     sheet: Path | None = typer.Option(
         None, "--sheet", help="Also write a contact-sheet PNG here: one captioned thumbnail per entry."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON (entries as stored in memory.json)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON: the entries as stored in memory.json, with shot numbers counted from 1."
+    ),
 ) -> None:
     """List a run's memory bank: what the next shot will be conditioned on (references, then
     sink, then window oldest to newest), or with --shot N what shot N saw. For a story with
@@ -142,7 +157,7 @@ def inspect_memory(
         out: dict[str, Any] = {
             "run_dir": str(run_dir),
             "shot": shot,
-            "entries": [e.model_dump(mode="json") for e in present],
+            "entries": [_for_people(e) for e in present],
             "missing": [i for i, e in rows if e is None],
         }
         if why is not None:
@@ -181,16 +196,25 @@ def add_reference(
         raise InvalidInputError(f"--name given {len(names)} times for {len(images)} images: give one per image")
 
     from storymem_cli.cli.paths import check_output_path
-    from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank
+    from storymem_cli.memory.bank import MEMORY_JSON, MemoryBank, reference_id
     from storymem_cli.memory.images import load_images_all_or_nothing
     from storymem_cli.render.runfolder import RunFolder, raise_os_error
 
     check_output_path(run_dir, "RUN_DIR", folder=True)
 
     loaded = load_images_all_or_nothing(images)  # before touching the run folder
-    _confirm_invalidation(run_dir, force)
+    ref_names = names or [p.stem for p in images]
     if remove and not (run_dir / MEMORY_JSON).is_file():
         raise InvalidInputError(f"{run_dir}: no {MEMORY_JSON} here, nothing to remove")
+    # Read only: MemoryBank.open would create memory.json in a new folder.
+    current = MemoryBank.open(run_dir) if (run_dir / MEMORY_JSON).is_file() else None
+    kept = [entry for entry in (current.active_entries() if current else []) if entry.role == "reference"
+            and entry.id not in remove]  # fmt: skip
+    _refuse_duplicates(kept, loaded, images)
+    new_references = [e.id for e in kept if e.source.origin == "user"] + [
+        reference_id(img, n) for img, n in zip(loaded, ref_names)
+    ]
+    _confirm_invalidation(run_dir, force, new_references)
     folder = RunFolder(run_dir)
     try:
         folder.root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +223,7 @@ def add_reference(
         with folder.locked():
             bank = MemoryBank.open(run_dir)
             removed = [bank.remove(entry_id).id for entry_id in remove]
-            added = [bank.add_reference(img, n) for img, n in zip(loaded, names or [p.stem for p in images])]
+            added = [bank.add_reference(img, n) for img, n in zip(loaded, ref_names)]
             bank.save()
     except OSError as err:
         raise_os_error(err, run_dir)
@@ -212,28 +236,69 @@ def add_reference(
         typer.echo(f"added {entry_id}")
 
 
-def _confirm_invalidation(run_dir: Path, force: bool) -> None:
-    """References condition every shot (they are in each shot's fingerprint): changing them on a run
-    with finished shots makes the next render discard all of them. Say so, and go on only with
-    --force or a yes on a terminal."""
+def _interactive() -> bool:
+    """A person at a terminal who can answer a question (not a script or a pipe)."""
     import sys
 
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _refuse_duplicates(references: list[MemoryEntry], images: list[Any], paths: list[Path]) -> None:
+    """One reference per image: the same pixels under a second name would take a second memory slot
+    and weigh that image twice in every shot."""
+    from storymem_cli.memory.bank import image_digest
+
+    seen = {entry.sha256: f"{entry.id} (reference {entry.source.name!r})" for entry in references}
+    for image, path in zip(images, paths):
+        digest = image_digest(image)
+        if digest in seen:
+            raise InvalidInputError(
+                f"{path}: the same image is already in memory as {seen[digest]}",
+                hint="nothing was added; to give it another name, --remove that entry and add the image again "
+                "with --name",
+            )
+        seen[digest] = str(path)
+
+
+def _kept_shots(run_dir: Path, record: dict[str, Any], user_references: list[str]) -> int:
+    """How many finished shots the next render keeps with these references (as `render --dry-run`
+    says); 0 when the run folder cannot tell (no script.json, an older record)."""
+    from storymem_cli.errors import StorymemError
+    from storymem_cli.render.resume import kept_with_references
+    from storymem_cli.script import load_script
+
+    try:
+        script, _ = load_script(run_dir / "script.json")
+        return kept_with_references(record, script, user_references)
+    except (StorymemError, KeyError, TypeError, OSError):
+        return 0
+
+
+def _confirm_invalidation(run_dir: Path, force: bool, user_references: list[str]) -> None:
+    """References condition every shot (they are in each shot's fingerprint): changing them on a run
+    with finished shots makes the next render discard them. Say how many, as the dry run will, and
+    go on only with --force or a yes on a terminal."""
     from storymem_cli.render.runfolder import RunFolder
 
     record = RunFolder(run_dir).read_record()
-    finished = len(record.get("shots", [])) if record else 0
+    finished = sum(1 for shot in (record or {}).get("shots", []) if shot.get("status") == "done")
     if not finished:
         return
+    again = finished - _kept_shots(run_dir, record, user_references)
+    if not again:  # e.g. removing a reference that was added after the last render
+        typer.echo(f"note: {run_dir}: the next render keeps all {finished} finished shots (they were rendered "
+                   "with these references)", err=True)  # fmt: skip
+        return
+    which = f"all {finished}" if again == finished else f"the last {again} of the {finished}"
     message = (
         f"{run_dir} has {finished} finished shot{'s' if finished != 1 else ''}: every shot is conditioned on the "
-        f"references, so the next render of this story renders all {finished} again"
+        f"references, so the next render of this story renders {which} again"
     )
     if force:
         typer.echo(f"warning: {message}", err=True)
         return
-    if sys.stdin.isatty() and sys.stderr.isatty():
+    if _interactive():
         if typer.confirm(f"{message}. Change the references?", default=False, err=True):
             return
-        typer.echo("nothing changed", err=True)
-        raise typer.Exit(1)
+        raise DeclinedError("nothing changed: you answered no", hint="pass --force to change the references without asking")
     raise InvalidInputError(message, hint="pass --force to change them anyway, or add references to a new run folder")

@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 
-from storymem_cli.cli.app import app
+from storymem_cli.cli.app import ARGV_KEY, app
 from storymem_cli.cli.fields import check_field, choices, field_option, from_params
-from storymem_cli.errors import InvalidInputError
+from storymem_cli.errors import EXIT_INTERRUPTED, InvalidInputError, StorymemError
 from storymem_cli.models.presets import A14B, PRESETS, TOY  # torch-free
 from storymem_cli.models.runtime import RuntimeOptions  # torch-free
 from storymem_cli.render.settings import MAX_UPSCALE, RenderOptions  # torch-free
@@ -81,6 +81,55 @@ def check_files(lora: Path | None) -> None:
             f"--lora {lora}: not a StoryMem LoRA file name (backbone_high_noise / backbone_low_noise)",
             hint="pass the folder holding both files, or one of them; a style LoRA goes to --style-lora",
         )
+
+
+def resume_command(argv: list[str] | None) -> str:
+    """The command that resumes an interrupted render: the same one, without --restart (which would
+    discard the shots just kept)."""
+    import shlex
+
+    if argv is None:
+        return "the same command again (without --restart)"
+    return shlex.join(["storymem", *(arg for arg in argv if arg != "--restart")])
+
+
+def interrupted_message(job: Any, argv: list[str] | None) -> str:
+    """What Ctrl-C left: the story's finished shots (kept, as run.json lists them) and how to go on."""
+    from storymem_cli.render.runfolder import RunFolder
+
+    try:
+        record = RunFolder(job.run_dir).read_record()
+    except StorymemError:
+        record = None
+    done = sum(1 for shot in (record or {}).get("shots", []) if shot.get("status") == "done")
+    planned = len((record or {}).get("planned_shots") or [])
+    story = (record or {}).get("story_name", str(job.script))
+    kept = f"{done} of {planned} shots" if planned else f"{done} shots"
+    return (
+        f"interrupted: {story}: {kept} finished and kept in {job.run_dir} (the shot in progress is lost)\n"
+        f"  resume with: {resume_command(argv)}"
+    )
+
+
+SMALL_SIDE = 128  # clips smaller than this a side are hard to watch at their own size (toy: 32x32)
+WATCH_SIDE = 256  # what --upscale is suggested to reach
+
+
+def small_video_note(width: int, height: int) -> str | None:
+    """Say so when the clips came out too small to watch, and the --upscale that fixes it."""
+    if max(width, height) >= SMALL_SIDE:
+        return None
+    factor = min(MAX_UPSCALE, math.ceil(WATCH_SIDE / max(width, height)))
+    return (
+        f"note: the clips and story.mp4 are {width}x{height} pixels, the model's own size; --upscale {factor} "
+        f"writes them {width * factor}x{height * factor} to watch (the shots are rendered again, to the same frames)"
+    )
+
+
+def failure_line(failure: Any) -> str:
+    """A failed story of a batch, named once: most messages already start with the script's path."""
+    name = str(failure.script)
+    return f"error: {failure.message}" if failure.message.startswith(name) else f"error: {name}: {failure.message}"
 
 
 def _echo_json(payload: Any) -> None:
@@ -333,8 +382,10 @@ def render(
 
     progress = make_progress(sys.stderr)
     busy: list[Any] = []  # stories another process is rendering right now (batch only)
+    current: list[Any] = []  # the story being rendered, for the message after Ctrl-C
+    interrupted = False
     for failure in early:
-        progress.note(f"error: {failure.script}: {failure.message}")
+        progress.note(failure_line(failure))
     try:
         session = RenderSession(options, progress=progress, restart=restart)
         if not dry_run:
@@ -342,7 +393,11 @@ def render(
             if launch is not None:
                 check_size(launch, session.settings())
             progress.note(f"model: {session.describe_model()}")
-        render_one = session.dry_run if dry_run else session.render
+        do_one = session.dry_run if dry_run else session.render
+
+        def render_one(job: Any) -> dict[str, Any]:
+            current[:] = [job]
+            return do_one(job)
 
         def on_busy(story: Any) -> None:
             busy.append(story)
@@ -350,15 +405,22 @@ def render(
 
         if batch:
             results, failures = run_jobs(
-                jobs, render_one, lambda failure: progress.note(f"error: {failure.script}: {failure.message}"), on_busy
+                jobs, render_one, lambda failure: progress.note(failure_line(failure)), on_busy
             )
             failures = early + failures
         else:  # one story: its error goes straight to the app's handler (message, hint, exit code)
             results, failures = [render_one(job) for job in jobs], []
+    except KeyboardInterrupt:
+        if dry_run or not current:
+            raise
+        interrupted = True
     finally:
         progress.close()
         if launch is not None:
             finish(launch)
+    if interrupted:
+        typer.echo(interrupted_message(current[0], ctx.meta.get(ARGV_KEY)), err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
 
     if json_output:
         failed = [failure.as_dict() for failure in failures]
@@ -370,6 +432,11 @@ def render(
     else:
         for result in results:
             typer.echo(result["video"])
+    if results and not dry_run and ctx.get_parameter_source("upscale").name == "DEFAULT":
+        video = session.settings().video
+        note = small_video_note(video.width, video.height)
+        if note:
+            typer.echo(note, err=True)
 
     if failures:
         names = ", ".join(str(failure.script) for failure in failures)

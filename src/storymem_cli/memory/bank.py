@@ -149,6 +149,11 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:32] or "image"
 
 
+def reference_id(image: np.ndarray, name: str) -> str:
+    """The id (and PNG name) a reference gets: its name and a hash of its pixels."""
+    return f"ref-{_slug(name)}-{image_digest(image)[:8]}"
+
+
 _DAMAGE_HINT = (
     "run `storymem render` on this folder again: it re-renders from the first shot whose memory cannot be "
     "trusted (docs/run-folder.md, Damage)"
@@ -385,8 +390,7 @@ class MemoryBank:
         characters: list[str] | None = None,
     ) -> str:
         """Add a pinned reference image (MR2V); returns its id. Never evicted, only removed."""
-        digest = image_digest(image)
-        entry_id = f"ref-{_slug(name)}-{digest[:8]}"
+        entry_id = reference_id(image, name)
         if any(e.id == entry_id for e in self._data.entries):
             raise InvalidInputError(f"reference {name!r} with this image is already in memory as {entry_id}")
         n_refs = sum(1 for e in self.active_entries() if e.role == "reference")

@@ -40,9 +40,9 @@ def resolve_preset(name: str) -> ModelPreset:
     optionally ``lora/``) for Wan2.2 A14B.
     """
     if name == "auto":
-        import torch
+        from storymem_cli.models.cuda_probe import cuda_available
 
-        return A14B if torch.cuda.is_available() else TOY
+        return A14B if cuda_available() else TOY
     if name in PRESETS:
         return PRESETS[name]
     folder = Path(name).expanduser()

@@ -11,7 +11,6 @@ from typing import Any
 from storymem_cli.errors import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_INVALID,
     InvalidInputError,
     StorymemError,
 )
@@ -86,7 +85,9 @@ def run_jobs(
 
 
 def batch_exit_code(failures: Sequence[Failure]) -> int:
-    """0 if all rendered; 2 if every failure was invalid input; else 1."""
+    """0 if all rendered; the failures' exit code when they share one (2 if every failure was invalid
+    input, 3 if every one lacked weights or hardware, ...); else 1."""
     if not failures:
-        return 0
-    return EXIT_INVALID if all(f.exit_code == EXIT_INVALID for f in failures) else EXIT_FAILURE
+        return EXIT_OK
+    codes = {f.exit_code for f in failures}
+    return codes.pop() if len(codes) == 1 else EXIT_FAILURE

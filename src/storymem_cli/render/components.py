@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.errors import InvalidInputError, MissingHardwareError, StorymemError
 from storymem_cli.render.settings import RenderSettings
 
 
@@ -99,7 +99,7 @@ def cuda_out_of_memory(err: BaseException) -> StorymemError | None:
     import torch
 
     if isinstance(err, torch.OutOfMemoryError) or "CUDA out of memory" in str(err):
-        return StorymemError(
+        return MissingHardwareError(
             "the GPU ran out of memory while generating a shot",
             hint="pass --offload model (one component on the GPU at a time) or --offload group (block by block, "
             "least memory), or a smaller --size / fewer --frames; "

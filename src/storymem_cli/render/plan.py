@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from storymem_cli.config import MOTION_FRAMES_MM2V, ContinuationMode, ShotMode
+from storymem_cli.config import MOTION_FRAMES_MM2V, ContinuationMode, PlanMode, ShotMode
 from storymem_cli.render.seeds import shot_seed
 
 # How many of the previous shot's last frames condition a shot (= frames it repeats).
-CONDITIONING_FRAMES: dict[str, int] = {"t2v": 0, "m2v": 0, "mi2v": 1, "mm2v": MOTION_FRAMES_MM2V}
+CONDITIONING_FRAMES: dict[str, int] = {"t2v": 0, "m2v": 0, "mr2v": 0, "mi2v": 1, "mm2v": MOTION_FRAMES_MM2V}
 TAIL_FRAMES = max(CONDITIONING_FRAMES.values())  # frames kept losslessly per shot for the next one
 
 
@@ -40,9 +40,9 @@ class _ShotLike(Protocol):
 class ShotPlan:
     index: int  # 0-based, across scenes (script.shots order)
     scene: int  # scene_num from the script
-    shot_in_scene: int  # 0-based within the scene
+    shot_in_scene: int  # 1-based within the scene, as people count (run.json format 3)
     prompt: str
-    mode: ShotMode
+    mode: PlanMode
     seed: int
     cut: bool
 
@@ -52,23 +52,29 @@ class ShotPlan:
         return self.index + 1
 
     @property
+    def generation_mode(self) -> ShotMode:
+        """The pipeline's mode: MR2V is M2V from the reference images."""
+        return "m2v" if self.mode == "mr2v" else self.mode
+
+    @property
     def conditioning_frames(self) -> int:
         return CONDITIONING_FRAMES[self.mode]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as run.json records it: ``index`` 0-based, ``shot`` and ``shot_in_scene`` 1-based."""
+        return {"index": self.index, "shot": self.number, **{k: v for k, v in asdict(self).items() if k != "index"}}
 
 
 def shot_mode(
     index: int, cut: bool, *, has_references: bool, continuation: ContinuationMode, use_memory: bool
-) -> ShotMode:
+) -> PlanMode:
     """The mode of one shot (SPEC 6)."""
     if index > 0 and not cut and continuation != "none":
         return continuation  # "mi2v" or "mm2v"
     if not use_memory:
         return "t2v"
     if index == 0:
-        return "m2v" if has_references else "t2v"  # MR2V: the references are m_0
+        return "mr2v" if has_references else "t2v"  # MR2V: the references are m_0
     return "m2v"
 
 
@@ -85,7 +91,7 @@ def plan_story(
         ShotPlan(
             index=shot.index,
             scene=shot.scene,
-            shot_in_scene=shot.index_in_scene,
+            shot_in_scene=shot.index_in_scene + 1,
             prompt=shot.prompt,
             mode=shot_mode(
                 shot.index, shot.cut, has_references=has_references, continuation=continuation, use_memory=use_memory
@@ -97,7 +103,7 @@ def plan_story(
     ]
 
 
-def trim_frames(frames: np.ndarray, mode: ShotMode) -> np.ndarray:
+def trim_frames(frames: np.ndarray, mode: PlanMode) -> np.ndarray:
     """Drop the leading frames that repeat the previous shot (MI2V: 1, MM2V: 5)."""
     drop = CONDITIONING_FRAMES[mode]
     if drop >= len(frames):
@@ -105,7 +111,7 @@ def trim_frames(frames: np.ndarray, mode: ShotMode) -> np.ndarray:
     return frames[drop:]
 
 
-def first_frames_for(mode: ShotMode, previous_tail: np.ndarray | None) -> list[np.ndarray]:
+def first_frames_for(mode: PlanMode, previous_tail: np.ndarray | None) -> list[np.ndarray]:
     """The frames a shot starts from: the previous shot's last 1 (MI2V) or 5 (MM2V), else none."""
     count = CONDITIONING_FRAMES[mode]
     if count == 0:

@@ -131,6 +131,10 @@ class RichProgress:
         self.console.print(text)
 
     def close(self) -> None:
+        # A shot bar still up means the shot did not finish (Ctrl-C, an error): it must not stay on screen.
+        if self.shot_task is not None:
+            self.bars.remove_task(self.shot_task)
+            self.shot_task = None
         self.bars.stop()
 
 

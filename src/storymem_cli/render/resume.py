@@ -38,7 +38,9 @@ def shot_fingerprint(
     the references pinned with add-reference (content-addressed ids): every shot's memory
     starts from them, the weights behind the settings' model name (``models.identity``), and the
     identity of the earlier run a series starts from (``render.series``)."""
-    payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.mode, "seed": plan.seed}
+    # The generation mode, not the plan's name for it: MR2V was recorded as m2v before run format 3,
+    # and a new name must not re-render those shots.
+    payload = {"settings": settings_fp, "script": script_shot_fp, "mode": plan.generation_mode, "seed": plan.seed}
     if weights is not None:
         payload["weights"] = weights
     if user_references:  # absent when there are none: fingerprints of runs without them stay as they were
@@ -65,6 +67,28 @@ def kept_prefix(
             break
         kept += 1
     return kept
+
+
+def kept_with_references(record: dict[str, Any], script: Any, user_references: Sequence[str]) -> int:
+    """How many finished shots of ``record`` (a run.json) a render would keep if the references pinned
+    with add-reference were ``user_references``, everything else as recorded: the shots' fingerprints
+    computed as the render computes them, from the run's own settings and ``script`` (its script.json)."""
+    from storymem_cli.render.plan import plan_story
+
+    settings = record["settings"]
+    plans = plan_story(
+        script.shots,
+        has_references=bool(script.references) or bool(user_references),
+        continuation=settings["continuation"],
+        use_memory=settings["use_memory"],
+        base_seed=settings["seed"],
+    )
+    script_fps = script.shot_fingerprints()
+    expected = [
+        shot_fingerprint(record["settings_fingerprint"], script_fps[p.index], p, user_references, record.get("weights_identity"))
+        for p in plans
+    ]
+    return kept_prefix(record.get("shots", []), expected, lambda index: True)
 
 
 def check_same_story(record: dict[str, Any], story_name: str, run_dir: Path) -> None:

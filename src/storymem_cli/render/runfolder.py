@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.errors import BusyError, InvalidInputError, StorymemError
 from storymem_cli.render.atomic import (
     atomic_path,
     atomic_write_json,
@@ -41,7 +41,10 @@ from storymem_cli.render.atomic import (
 )
 
 RUN_FORMAT = "storymem-run"
-RUN_FORMAT_VERSION = 2  # 2: the settings' runtime options nested under "runtime" (1: flat beside the others)
+# 3: shots counted from 1 for people (shot records have "shot", "shot_in_scene" counts from 1) and a
+#    first shot from reference images is "mr2v" (2: "m2v"); 2: the settings' runtime options nested
+#    under "runtime" (1: flat beside the others).
+RUN_FORMAT_VERSION = 3
 OLDEST_READABLE = 1
 # Format 1's settings keys that format 2 keeps under settings["runtime"] (models.runtime.RuntimeOptions).
 FORMAT_1_RUNTIME_KEYS = ("offload", "device", "dtype", "vae_tiling", "attention_backend", "cache", "cache_threshold",
@@ -55,20 +58,36 @@ ROOT_FILES = ("run.json", "script.json", "story.mp4", PREVIEW_NAME)
 _SHOT_FILE = re.compile(r"^shot_\d{3,}(\.mp4|\.tail\.npz)$")
 
 
-class FolderBusyError(StorymemError):
+class FolderBusyError(BusyError):
     """Another storymem process holds the run folder's lock (it is rendering that story now)."""
+
+
+def _upgrade_shot(shot: Any) -> Any:
+    """A shot record (or planned shot) of format 1 or 2 in format 3's numbering and mode names."""
+    if not isinstance(shot, dict) or not isinstance(shot.get("index"), int):
+        return shot
+    upgraded = {"index": shot["index"], "shot": shot["index"] + 1, **shot}
+    if isinstance(shot.get("shot_in_scene"), int):
+        upgraded["shot_in_scene"] = shot["shot_in_scene"] + 1
+    if shot["index"] == 0 and shot.get("mode") == "m2v":  # a first shot is M2V only from references
+        upgraded["mode"] = "mr2v"
+    return upgraded
 
 
 def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     """A run.json record of format version 1 or later in the current layout; an upgraded one says
     ``upgraded_from`` (the version on disk), so that a render writes it again in this format."""
-    if record.get("format_version") != 1:
+    version = record.get("format_version")
+    if version not in (1, 2):
         return record
-    upgraded = {**record, "format_version": RUN_FORMAT_VERSION, "upgraded_from": 1}
-    if isinstance(record.get("settings"), dict):
+    upgraded = {**record, "format_version": RUN_FORMAT_VERSION, "upgraded_from": version}
+    if version == 1 and isinstance(record.get("settings"), dict):
         settings = dict(record["settings"])
         settings["runtime"] = {key: settings.pop(key) for key in FORMAT_1_RUNTIME_KEYS if key in settings}
         upgraded["settings"] = settings
+    for key in ("shots", "planned_shots"):
+        if isinstance(record.get(key), list):
+            upgraded[key] = [_upgrade_shot(shot) for shot in record[key]]
     return upgraded
 
 

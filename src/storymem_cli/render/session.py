@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from storymem_cli.errors import InvalidInputError, StorymemError
+from storymem_cli.errors import InvalidInputError, MissingHardwareError
 from storymem_cli.render.batch import StoryJob
 from storymem_cli.render.components import ComponentCache
 from storymem_cli.render.progress import NullProgress, RenderProgress
@@ -46,7 +46,7 @@ class RenderSession:
 
         if self.preset.name == A14B.name and not torch.cuda.is_available():
             weights = ", ".join(filter(None, (self.preset.i2v_source, self.preset.t2v_source, self.preset.lora_source)))
-            raise StorymemError(
+            raise MissingHardwareError(
                 f"model {self.preset.name} needs a CUDA GPU (each of its experts is ~28.6 GB) and none is available; "
                 f"on a GPU machine it loads {weights} (docs/models.md: download, GPU sizes, flags)",
                 hint=f"on this machine, --model {TOY.name} renders stories written in its toy world's grammar "

@@ -181,7 +181,7 @@ def _plan_summary(plan: ShotPlan) -> dict[str, Any]:
     return {
         "scene": plan.scene,
         "shot": plan.number,
-        "shot_in_scene": plan.shot_in_scene + 1,
+        "shot_in_scene": plan.shot_in_scene,
         "mode": plan.mode,
         "seed": plan.seed,
         "prompt": plan.prompt,
@@ -192,7 +192,7 @@ def _summary_shot(folder: RunFolder, record: dict[str, Any]) -> dict[str, Any]:
     return {
         "scene": record["scene"],
         "shot": record["index"] + 1,
-        "shot_in_scene": record["shot_in_scene"] + 1,
+        "shot_in_scene": record["shot_in_scene"],
         "mode": record["mode"],
         "seed": record["seed"],
         "frames": record["trimmed_frames"],
@@ -532,7 +532,7 @@ class StoryRenderer:
         memory = [bank.load_image(entry) for entry in entries]
         guidance_high, guidance_low = self.settings.guidance_per_expert()
         request = ShotRequest(
-            mode=plan.mode,
+            mode=plan.generation_mode,
             prompt=plan.prompt,
             memory=memory,
             first_frames=first_frames_for(plan.mode, previous_tail),
