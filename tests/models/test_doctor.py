@@ -127,7 +127,7 @@ def test_cli_exit_code_and_json(model_folder, hub_cache, monkeypatch):
     assert {r["status"] for r in json.loads(result.stdout)} == {"ok"}
     (model_folder / "i2v" / "vae" / "config.json").unlink()
     result = CliRunner().invoke(app, ["doctor", "--model", str(model_folder)])
-    assert result.exit_code != 0 and "i2v files" in result.stdout and "would not start" in result.stdout
+    assert result.exit_code == 3 and "i2v files" in result.stdout and "would not start" in result.stdout
 
 
 def test_the_a14b_widths_are_the_released_configs(tmp_path):

@@ -58,3 +58,14 @@ def test_run_jobs_goes_on_past_failures():
     assert batch_exit_code(failures[:1]) == 2
     assert batch_exit_code([]) == 0
     assert isinstance(StorymemError("x"), Exception)
+
+
+def test_more_shares_than_scripts_is_a_word_not_a_refusal():
+    # A Slurm array sized for a folder of stories must not fail when the folder shrinks; the surplus is said.
+    from storymem_cli.render.shard import shard_warning, take_shard
+
+    scripts = [Path(f"s{i}.json") for i in range(3)]
+    assert shard_warning(3, 2, 3) is None
+    assert "shares 4-8 render nothing" in shard_warning(3, 2, 8)
+    assert "this one (5) included" in shard_warning(3, 5, 8)
+    assert [take_shard(scripts, k, 8) for k in (1, 3, 4, 8)] == [[scripts[0]], [scripts[2]], [], []]

@@ -8,7 +8,7 @@ import typer
 
 from storymem_cli.cli.app import app
 from storymem_cli.cli.download import Aesthetic, Continuation
-from storymem_cli.errors import EXIT_FAILURE
+from storymem_cli.errors import EXIT_UNAVAILABLE
 
 MARKS = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]", "skip": "[dim]skip[/]"}
 
@@ -61,4 +61,4 @@ def doctor(
         console.print(table)
         console.print("a render would start" if not failed else f"{len(failed)} check(s) failed: a render would not start")
     if failed:
-        raise typer.Exit(EXIT_FAILURE)
+        raise typer.Exit(EXIT_UNAVAILABLE)  # what a render needs is not here (or not readable)

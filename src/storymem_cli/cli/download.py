@@ -119,6 +119,10 @@ def download(
 
     if model not in PRESETS:
         raise InvalidInputError(f"unknown model {model!r} for download", hint=f"use one of {', '.join(PRESETS)}")
+    if local_dir is not None:
+        from storymem_cli.cli.paths import check_output_path
+
+        check_output_path(local_dir, "--local-dir", folder=True)  # before the plan, not after a 250 GB fetch
     plan = download_plan(PRESETS[model], continuation.value, aesthetic.value if aesthetic else None)
     if not plan:
         typer.echo(f"{model} is built in: nothing to download", err=not json_output)

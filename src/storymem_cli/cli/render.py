@@ -318,7 +318,7 @@ def render(
     from storymem_cli.render.preflight import preflight
     from storymem_cli.render.progress import make_progress
     from storymem_cli.render.session import RenderSession
-    from storymem_cli.render.shard import parse_shard, take_shard
+    from storymem_cli.render.shard import parse_shard, shard_warning, take_shard
     from storymem_cli.render.style_args import parse_flow_shifts, parse_style_lora
 
     width, height = parse_size(size)
@@ -362,7 +362,11 @@ def render(
     )
     batch = len(scripts) > 1 or shard is not None
     if shard is not None:
-        scripts = take_shard(scripts, *parse_shard(shard))
+        k, n = parse_shard(shard)
+        warning = shard_warning(len(scripts), k, n)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
+        scripts = take_shard(scripts, k, n)
         if not scripts:
             typer.echo(f"shard {shard}: no scripts in this share", err=True)
     jobs = plan_jobs(scripts, output, batch=batch) if scripts else []

@@ -31,11 +31,17 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def take_shard(paths: Sequence[Path], k: int, n: int) -> list[Path]:
-    """The scripts shard ``k`` of ``n`` renders, in sorted order."""
-    if n > len(paths):  # e.g. 1/1000000: a typo, or a share count meant for another list
-        raise InvalidInputError(
-            f"--shard {k}/{n}: {n} shares of {len(paths)} script(s), so most shares would render nothing",
-            hint="N is the number of processes sharing these scripts: at most the number of scripts",
-        )
+    """The scripts shard ``k`` of ``n`` renders, in sorted order (empty when k > the number of scripts)."""
     ordered = sorted(paths, key=lambda p: str(Path(p).resolve()))
     return ordered[k - 1 :: n]
+
+
+def shard_warning(count: int, k: int, n: int) -> str | None:
+    """A word when more shares than scripts were asked for: a typo (1/1000000), or an array sized for another
+    list. Not refused: a Slurm array sized for a folder of stories must not fail when the folder shrinks."""
+    if n <= count:
+        return None
+    return (
+        f"--shard {k}/{n}: {n} shares of {count} script(s): shares {count + 1}-{n} render nothing"
+        + ("" if k <= count else f", this one ({k}) included")
+    )
