@@ -30,9 +30,11 @@ FORMAT_1_SETTINGS = {
 
 
 def as_format_1(record: dict) -> dict:
-    """A format-2 record written back as format 1 wrote it: runtime flat, no fuse_lora (not a setting then)."""
+    """A format-2 record written back as format 1 wrote it: runtime flat, no fuse_lora nor the MagCache
+    options (not settings then)."""
     settings = dict(record["settings"])
-    runtime = {key: value for key, value in settings.pop("runtime").items() if key != "fuse_lora"}
+    runtime = {key: value for key, value in settings.pop("runtime").items()
+               if key != "fuse_lora" and not key.startswith("magcache_")}  # fmt: skip
     return {**record, "format_version": 1, "settings": {**settings, **runtime}}
 
 

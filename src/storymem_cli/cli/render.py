@@ -82,6 +82,19 @@ def check_files(lora: Path | None, style_loras: list[tuple[str, float, str]]) ->
             )
 
 
+def check_magcache(runtime: RuntimeOptions) -> None:
+    """A calibration render caches nothing; a curve file is read before any model loads."""
+    from storymem_cli.models.magcache import load_curves  # torch-free
+
+    if runtime.magcache_calibrate is not None and runtime.cache != "none":
+        raise InvalidInputError(
+            f"--magcache-calibrate cannot be combined with --cache {runtime.cache}: it measures every step",
+            hint="calibrate in a render without --cache, then render with --cache magcache --magcache-curve FILE",
+        )
+    if runtime.magcache_curve is not None:
+        load_curves(runtime.magcache_curve)
+
+
 def parse_style_lora(text: str) -> tuple[str, float, str]:
     """``[high=|low=]PATH[:STRENGTH]``: the expert (both when not named), the path and the strength;
     a colon that is not followed by a number belongs to the path."""
@@ -189,14 +202,33 @@ def render(
     cache: Cache = field_option(
         RuntimeOptions, "cache", choice=Cache,
         help="Step caching on both experts (diffusers' hooks): first-block (reuse the last step's output "
-        "while the first block's residual changes less than --cache-threshold) or taylorseer (compute "
-        "every --cache-interval steps, extrapolate between). Faster, slightly different frames.",
+        "while the first block's residual changes less than --cache-threshold), taylorseer (compute "
+        "every --cache-interval steps, extrapolate between) or magcache (skip steps by the Wan2.2 experts' "
+        "published magnitude-ratio curves, --magcache-*). Faster, slightly different frames.",
     ),
     cache_threshold: float = field_option(
         RuntimeOptions, "cache_threshold", help="first-block cache: relative residual change that recomputes."
     ),
     cache_interval: int = field_option(
         RuntimeOptions, "cache_interval", help="taylorseer cache: full computation every N steps."
+    ),
+    magcache_threshold: float = field_option(
+        RuntimeOptions, "magcache_threshold", help="magcache: accumulated ratio error up to which a step is skipped (authors: 0.06)."
+    ),
+    magcache_k: int = field_option(RuntimeOptions, "magcache_k", "--magcache-k", help="magcache: most steps skipped in a row (authors: 2)."),
+    magcache_retention: float | None = field_option(
+        RuntimeOptions, "magcache_retention",
+        help="magcache: fraction of each expert's first steps never skipped (default: the authors', 0.1 for "
+        "memory shots, 0.4 for the first shot).",
+    ),
+    magcache_curve: Path | None = field_option(
+        RuntimeOptions, "magcache_curve", metavar="FILE",
+        help="magcache: magnitude ratios measured with --magcache-calibrate (default: the MagCache authors' Wan2.2 curves).",
+    ),
+    magcache_calibrate: Path | None = field_option(
+        RuntimeOptions, "magcache_calibrate", metavar="FILE",
+        help="Measure MagCache's magnitude ratios on this render (it skips nothing: the frames are the plain "
+        "render's) and write them to FILE after every shot, for --cache magcache --magcache-curve FILE.",
     ),
     compile: bool = field_option(  # noqa: A002  named as the field it fills
         RuntimeOptions, "compile", "--compile",
@@ -265,6 +297,7 @@ def render(
     runtime = from_params(RuntimeOptions, ctx)
     styles = [parse_style_lora(text) for text in style_lora]
     check_files(lora, styles)
+    check_magcache(runtime)
     if output is not None:
         check_output_path(output, "-o", folder=True)
     options = RenderOptions(
@@ -301,7 +334,7 @@ def render(
     jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run and leads)  # before torch is imported
 
     if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
-        check_options(launch, runtime.device, runtime.offload, runtime.cache)
+        check_options(launch, runtime.device, runtime.offload, runtime.cache, runtime.magcache_calibrate)
         start(launch, runtime.device, parallel.value)
         if not launch.leader:
             try:

@@ -46,6 +46,10 @@ TAYLORSEER_MODULES = (r"blocks\.\d+\.attn1", r"blocks\.\d+\.attn2", r"blocks\.\d
 
 def cache_config(runtime: RuntimeOptions) -> Any:
     """The diffusers cache config for ``--cache`` (None: off)."""
+    if runtime.cache == "magcache" or runtime.magcache_calibrate is not None:  # per expert, set per shot
+        from storymem_cli.models.magcache import placeholder_config
+
+        return placeholder_config(runtime)
     if runtime.cache == "none":
         return None
     if runtime.cache == "first-block":

@@ -123,6 +123,12 @@ class StoryModel:
         self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
         self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
         self._kind: Kind | None = None  # the pipeline the last shot ran
+        from storymem_cli.models.magcache import MagCacheRun
+        from storymem_cli.models.step_stats import ShotStats
+
+        self.stats = ShotStats()  # the last shot's denoising time and forwards (skipped ones too)
+        calibrating = runtime.magcache_calibrate is not None
+        self.magcache = MagCacheRun(runtime) if runtime.cache == "magcache" or calibrating else None
         self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
 
     @classmethod
@@ -256,6 +262,7 @@ class StoryModel:
             if self.quantize_method == "torchao":  # quantised where it computes: seconds there, minutes on the CPU
                 transformer.to(self.device)
             apply_speed_options(transformer, self.runtime, self.dtype, self.quantize_method or "layerwise")
+            self.stats.attach(transformer, cached=transformer.is_cache_enabled)
             if backend:
                 try:
                     transformer.set_attention_backend(backend)
@@ -300,6 +307,10 @@ class StoryModel:
         negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
 
         def on_step(_pipe: Any, i: int, _t: Any, _kwargs: dict) -> dict:
+            if i + 1 == sampling.steps:  # before the pipeline's cleanup resets the step caches
+                self.stats.end_denoising()
+                if self.magcache is not None:
+                    self.magcache.after_shot(kind, experts)
             if progress is not None:
                 progress(i + 1, sampling.steps)
             return {}
@@ -307,10 +318,15 @@ class StoryModel:
         from storymem_cli.models.speed import reset_step_cache
         from storymem_cli.pipeline.scheduler import make_scheduler
 
-        pipe = self.pipeline("t2v" if request.mode == "t2v" else "m2v")
+        kind: Kind = "t2v" if request.mode == "t2v" else "m2v"
+        pipe = self.pipeline(kind)
         pipe.scheduler = make_scheduler(self.scheduler_config, sampling.flow_shift, sampling.release_sigmas)
-        for transformer in (pipe.transformer, pipe.transformer_2):
+        experts = (pipe.transformer, pipe.transformer_2)
+        for transformer in experts:
             reset_step_cache(transformer)
+        if self.magcache is not None:
+            self.magcache.before_shot(kind, experts, sampling)
+        self.stats.start_shot(self.device)
         common = {
             "prompt": request.prompt,
             "negative_prompt_embeds": self._negative_embeds(pipe, negative),
@@ -338,6 +354,10 @@ class StoryModel:
             ).frames[0]
             self.last_rope = request.rope
         return to_uint8(video) if decode else None
+
+    def shot_stats(self) -> dict[str, Any]:
+        """The last shot's denoising seconds, expert forwards and forwards a step cache skipped."""
+        return self.stats.result()
 
     def _negative_embeds(self, pipe: Any, text: str) -> torch.Tensor:
         """The negative prompt (Wan's long default for every shot), encoded once: the text encoder is
@@ -378,6 +398,13 @@ class StoryModel:
 
         return file_sha256(path)  # the loader's cache too: each LoRA file (~2.3 GB at A14B) is hashed once
 
+    def _describe_cache(self) -> dict[str, Any] | None:
+        if self.magcache is not None:
+            return self.magcache.describe()
+        if self.runtime.cache == "none":
+            return None
+        return self.runtime.model_dump(include={"cache", "cache_threshold", "cache_interval"})
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the model: sources, LoRA files and hashes, precision, device."""
         lora = self.lora_report  # the loader's report once the M2V experts are loaded
@@ -409,8 +436,7 @@ class StoryModel:
             "vae_tiling": self.runtime.vae_tiling,
             "attention_backend": self.attention_backend or self.runtime.attention_backend,
             "attention_backend_requested": self.runtime.attention_backend,
-            "cache": None if self.runtime.cache == "none" else self.runtime.model_dump(
-                include={"cache", "cache_threshold", "cache_interval"}),
+            "cache": self._describe_cache(),
             "compile": self.runtime.compile,
             "quantize": self.runtime.quantize,
             "quantize_method": self.quantize_method,  # fp8: torchao (fp8 matmuls) or layerwise (fp8 storage)

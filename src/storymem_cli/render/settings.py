@@ -34,7 +34,8 @@ from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
 # in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
 # Names of settings and of RuntimeOptions fields alike (the fingerprint hashes both in one flat layer).
-NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile"}
+# --magcache-calibrate only records: the frames are those of the same render without it.
+NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile", "magcache_calibrate"}
 # Settings that left the fingerprint later: hashed with the value every earlier run had (the
 # default), whatever it is now, so the finished shots of runs rendered before keep matching.
 LEFT_LATER: dict[str, Any] = {"vae_tiling": False}
@@ -44,6 +45,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("upscale",): 1, ("memory", "selection"): "semantic", ("guidance",): None, ("guidance_2",): None,
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both",
+    ("magcache_threshold",): 0.06, ("magcache_k",): 2, ("magcache_retention",): None, ("magcache_curve",): None,
 }  # fmt: skip  # "*": every item of a list
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error

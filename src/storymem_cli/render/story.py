@@ -476,6 +476,9 @@ class StoryRenderer:
                 raise oom from err
             raise
         generated = time.perf_counter()
+        # The denoising alone (no text encoding, no VAE) and the forwards a step cache skipped; a model
+        # without the counters (a stand-in in tests) records none.
+        denoised = getattr(parts.model, "shot_stats", lambda: {})()
 
         # Trim, then write the clip (upscaled for viewing) and the lossless tail (model size).
         shot_frames = trim_frames(frames, plan.mode)
@@ -514,9 +517,11 @@ class StoryRenderer:
             "fingerprint": fingerprint,
             "status": "done",
             "finished_at": _now(),
+            **{key: denoised[key] for key in ("forwards", "forwards_skipped") if key in denoised},
             "timings": {
                 "prepare_s": round(prepared - started, 4),
                 "generate_s": round(generated - prepared, 4),
+                **({"denoise_s": denoised["denoise_s"]} if denoised.get("denoise_s") is not None else {}),
                 "write_s": round(written - generated, 4),
                 "memory_s": round(remembered - written, 4),
                 "total_s": round(remembered - started, 4),
