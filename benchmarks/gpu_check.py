@@ -431,6 +431,14 @@ def time_forwards(size: CheckSize, repeats: int = 1, log: Path | None = None) ->
 # -- 4. projections to the whole A14B story ------------------------------------------------------------
 
 
+def story_work() -> float:
+    """A paper-setting story's denoising FLOPs as a fraction of every shot at the full memory (render.story_cost)."""
+    from storymem_cli.render.story_cost import memory_growth, shot_tokens, story_factor
+
+    tokens = [shot_tokens(832, 480, 81, frames) for frames in memory_growth(STORY_SHOTS)]
+    return story_factor(tokens, shot_tokens(832, 480, 81, MEMORY_FRAMES))
+
+
 def project(
     renders: list[ModeResult], forwards: list[ForwardResult], size: CheckSize, small: dict[str, int],
     full: dict[str, int],
@@ -452,6 +460,8 @@ def project(
         return {"note": "nothing to project from: the SDPA forward is missing"}
     render_layers = size.transformer["num_layers"]
     per_layer = sdpa.seconds / sdpa.layers
+    # The forwards were timed at the full memory (10 frames); a story's shots have 0, 3, 6, 9, then 10.
+    work = story_work()
     forward_full = per_layer * A14B_LAYERS
     outside = None
     if base is not None:
@@ -472,7 +482,7 @@ def project(
             continue
         mode = render.args[render.args.index("--offload") + 1]
         extra = max(0.0, _mean(render.shot_s) - _mean(base.shot_s)) * A14B_LAYERS / render_layers
-        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full + (outside or 0.0) + extra
+        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full * work + (outside or 0.0) + extra
         row: dict[str, Any] = {"minutes_per_story": round(STORY_SHOTS * shot_s / 60, 1)}
         if render.peak_gib is not None and small:
             grown = (resident(full, mode) - resident(small, mode)) / GIB
@@ -480,14 +490,16 @@ def project(
         rows[render.mode] = row
 
     def minutes(forward_s: float, steps: int = PAPER_STEPS, per_step: int = FORWARDS_PER_STEP) -> float:
-        return round(STORY_SHOTS * (steps * per_step * forward_s + (outside or 0.0)) / 60, 1)
+        return round(STORY_SHOTS * (steps * per_step * forward_s * work + (outside or 0.0)) / 60, 1)
 
     fast = {f.backend: minutes(f.seconds / f.layers * A14B_LAYERS) for f in forwards if f.seconds}
     # A step-distilled LoRA (Wan2.2 Lightning: 4 steps, guidance 1, so one pass per step) on SDPA.
     fast["sdpa + --guidance 1, 4 steps (distilled LoRA)"] = minutes(forward_full, steps=4, per_step=1)
     return {
         "computed": True,
-        "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, 48,360 tokens each",
+        "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, memory growing by 3 "
+                 f"keyframes a shot up to 10: {work:.3f} of every shot at 48,360 tokens",
+        "story_work": round(work, 4),
         "forward_s_40_layers": round(forward_full, 2),
         "outside_transformer_s_per_shot": None if outside is None else round(outside, 2),
         "per_offload_mode": rows,

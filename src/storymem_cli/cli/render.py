@@ -34,6 +34,7 @@ Offload = choices("Offload", RuntimeOptions, "offload")
 Dtype = choices("Dtype", RuntimeOptions, "dtype")
 Cache = choices("Cache", RuntimeOptions, "cache")
 Quantize = choices("Quantize", RuntimeOptions, "quantize")
+MagcacheExperts = choices("MagcacheExperts", RuntimeOptions, "magcache_experts")
 
 
 class Parallel(str, Enum):
@@ -220,6 +221,11 @@ def render(
         RuntimeOptions, "magcache_retention",
         help="magcache: fraction of each expert's first steps never skipped (default: the authors', 0.1 for "
         "memory shots, 0.4 for the first shot).",
+    ),
+    magcache_experts: MagcacheExperts = field_option(
+        RuntimeOptions, "magcache_experts", choice=MagcacheExperts,
+        help="magcache: which experts skip steps: auto (the authors': both on the first shot, the low-noise "
+        "expert on memory shots), low or both (memory shots skip ~20 of 40 steps instead of ~12).",
     ),
     magcache_curve: Path | None = field_option(
         RuntimeOptions, "magcache_curve", metavar="FILE",

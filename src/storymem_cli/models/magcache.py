@@ -160,14 +160,19 @@ class ExpertPlan(BaseModel):
         return skip_schedule(self.ratios, self.threshold, self.k, self.retention)
 
 
+EXPERTS: dict[str, tuple[Expert, ...]] = {"low": ("low",), "both": ("high", "low")}
+
+
 def shot_plan(curve: Curve, sampling: SamplingConfig, threshold: float, k: int,
-              retention: float | None = None) -> dict[Expert, ExpertPlan]:  # fmt: skip
-    """Each expert's steps, ratios and settings for a shot sampled with ``sampling``."""
+              retention: float | None = None, experts: str = "auto") -> dict[Expert, ExpertPlan]:  # fmt: skip
+    """Each expert's steps, ratios and settings for a shot sampled with ``sampling``; ``experts``:
+    which skip steps (auto: the curve's, i.e. the authors' choice)."""
     counts = dict(zip(("high", "low"), split_steps(sampling), strict=True))
     retained = curve.retention if retention is None else retention
+    skipping = EXPERTS.get(experts, curve.experts)
     return {
         expert: ExpertPlan(steps=n, ratios=curve.expert_ratios(expert, n), threshold=threshold,
-                           k=k if expert in curve.experts else 0, retention=retained)  # fmt: skip
+                           k=k if expert in skipping else 0, retention=retained)  # fmt: skip
         for expert, n in counts.items()  # type: ignore[misc]
     }
 
@@ -214,8 +219,9 @@ class MagCacheRun:
         self.sampling[kind] = sampling
         if self.runtime.magcache_calibrate is not None:
             return
-        plan = shot_plan(self.curves[kind], sampling, self.runtime.magcache_threshold, self.runtime.magcache_k,
-                         self.runtime.magcache_retention)  # fmt: skip
+        runtime = self.runtime
+        plan = shot_plan(self.curves[kind], sampling, runtime.magcache_threshold, runtime.magcache_k,
+                         runtime.magcache_retention, runtime.magcache_experts)  # fmt: skip
         for transformer, expert in zip(experts, ("high", "low"), strict=True):
             config, part = transformer._cache_config, plan[expert]  # type: ignore[index]
             config.num_inference_steps = max(part.steps, 1)
@@ -231,7 +237,7 @@ class MagCacheRun:
                     "shots_calibrated": {kind: len(shots) for kind, shots in self.measured.items()}}  # fmt: skip
         return {
             **runtime.model_dump(mode="json", include={"cache", "magcache_threshold", "magcache_k", "magcache_retention",
-                                                       "magcache_curve"}),  # fmt: skip
+                                                       "magcache_experts", "magcache_curve"}),  # fmt: skip
             "curves": {kind: {"source": c.source, "retention": c.retention, "experts": list(c.experts), "shots": c.shots}
                        for kind, c in self.curves.items()},  # fmt: skip
             "last_shot": self.last,

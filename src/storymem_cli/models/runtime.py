@@ -50,6 +50,8 @@ class RuntimeOptions(BaseModel):
     magcache_retention: float | None = Field(
         None, ge=0, lt=1, description="the fraction of each expert's first steps never skipped"
     )  # None: the curve's (the authors')
+    # auto: the authors' choice (T2V: both experts; I2V, i.e. the memory shots: the low-noise expert only)
+    magcache_experts: Literal["auto", "low", "both"] = "auto"
     magcache_curve: Path | None = None  # a calibration file (--magcache-calibrate); None: the published curves
     magcache_calibrate: Path | None = None  # record the ratios of this render into this file (skips nothing)
     compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)

@@ -46,6 +46,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("cache",): "none", ("cache_threshold",): 0.05, ("cache_interval",): 5, ("quantize",): "none",
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both",
     ("magcache_threshold",): 0.06, ("magcache_k",): 2, ("magcache_retention",): None, ("magcache_curve",): None,
+    ("magcache_experts",): "auto",
 }  # fmt: skip  # "*": every item of a list
 MAX_GUIDANCE = 30.0  # far above any useful value (the paper uses 3.5); a typo such as 35 is refused
 GUIDANCE = "1 turns guidance off; the paper uses 3.5"  # what a guidance value means, for the range error

@@ -50,6 +50,7 @@ from storymem_cli.render.resume import (
 )
 from storymem_cli.render.runfolder import PREVIEW_NAME, RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
+from storymem_cli.render.story_cost import time_summary
 from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
 
@@ -366,7 +367,7 @@ class StoryRenderer:
         except OSError as err:
             raise_os_error(err, self.folder.script_json)
         self._save(record)
-        self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps)
+        self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps, self._work(plans))
         if self.preset.name == TOY.name:
             warning = toy_prompt_warning(plans)
             if warning:
@@ -412,7 +413,19 @@ class StoryRenderer:
         record["total_frames"] = total
         record["status"] = "done"
         self._save(record)
+        if kept < len(plans):
+            self.progress.note(f"{self.script.story_name}: {time_summary(record['shots'][kept:])}")
         return summary(self.folder, record)
+
+    def _work(self, plans: Sequence[ShotPlan]) -> list[float]:
+        """Each shot's expert-forward FLOPs at the most memory it can have (render.story_cost)."""
+        from storymem_cli.render.story_cost import flops, memory_growth, shot_tokens
+
+        video, memory = self.settings.video, self.settings.memory
+        references = len(self.script.references) if self.settings.use_memory else 0
+        per_shot = memory.max_keyframes_per_shot if self.settings.use_memory else 0
+        grown = memory_growth(len(plans), memory.capacity, per_shot, start=min(references, memory.capacity))
+        return [flops(shot_tokens(video.width, video.height, video.frames, frames)) for frames in grown]
 
     def _open_bank(self, kept: int) -> Any:
         """The memory bank exactly as it was before shot ``kept``; a story rendered from its first
@@ -442,6 +455,7 @@ class StoryRenderer:
     ) -> tuple[dict[str, Any], np.ndarray]:
         from storymem_cli.pipeline.request import ShotRequest
         from storymem_cli.render.components import cuda_out_of_memory
+        from storymem_cli.render.story_cost import shot_tokens
 
         self.progress.shot_start(plan)
         started = time.perf_counter()
@@ -517,6 +531,7 @@ class StoryRenderer:
             "fingerprint": fingerprint,
             "status": "done",
             "finished_at": _now(),
+            "tokens": shot_tokens(video.width, video.height, video.frames, len(memory)),  # of each expert forward
             **{key: denoised[key] for key in ("forwards", "forwards_skipped") if key in denoised},
             "timings": {
                 "prepare_s": round(prepared - started, 4),
