@@ -41,6 +41,7 @@ class Parallel(str, Enum):
     auto = "auto"
     ulysses = "ulysses"
     ring = "ring"
+    cfg = "cfg"
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -268,7 +269,9 @@ def render(
         help="Under torchrun (one story on N GPUs): how each transformer forward is split over the N "
         "processes: ulysses (the head count, 40 for A14B, must divide by N), ring (needs --attention flash "
         "or another backend that returns log-sum-exp) or auto (Ulysses as far as the heads allow, the rest "
-        "ring). Rank 0 alone writes the run folder. Ignored in a single process.",
+        "ring), or cfg (the conditional and unconditional passes on the two halves of the processes, one "
+        "exchange per step; each half split as auto splits it, e.g. Ulysses 2 x 2 from 4 processes). Rank 0 "
+        "alone writes the run folder. Ignored in a single process.",
     ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.

@@ -327,9 +327,13 @@ class StoryModel:
         if self.magcache is not None:
             self.magcache.before_shot(kind, experts, sampling)
         self.stats.start_shot(self.device)
+        negative_embeds = self._negative_embeds(pipe, negative)
+        from storymem_cli.models.parallel_cfg import set_negative
+
+        set_negative(experts, negative_embeds)  # --parallel cfg: what the unconditional half computes with
         common = {
             "prompt": request.prompt,
-            "negative_prompt_embeds": self._negative_embeds(pipe, negative),
+            "negative_prompt_embeds": negative_embeds,
             "height": request.height,
             "width": request.width,
             "num_frames": request.frames,
