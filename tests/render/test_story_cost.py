@@ -37,5 +37,5 @@ def test_eta_weights_the_shots_left_by_their_work():
 def test_time_summary_line():
     shots = [{"timings": {"total_s": 60.0, "denoise_s": 30.0}, "tokens": 100, "forwards": 80, "forwards_skipped": 24},
              {"timings": {"total_s": 60.0, "denoise_s": 30.0}, "tokens": 160, "forwards": 80, "forwards_skipped": 24}]
-    assert story_cost.time_summary(shots) == ("2 shot(s) in 2.0 min, denoising 1.0 min, 100 to 160 tokens per "
+    assert story_cost.time_summary(shots) == ("2 shot(s) in 2.0 min, denoising 60.0 s, 100 to 160 tokens per "
                                               "forward, 48 of 160 expert forwards skipped")  # fmt: skip

@@ -291,3 +291,23 @@ def write_calibration(path: Path, measured: dict[Kind, list[ShotRatios]], sampli
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps({"format": CALIBRATION_FORMAT, "curves": curves}, indent=1), encoding="utf-8")
     temporary.replace(path)
+
+
+def story_skipped_work(threshold: float, k: int, experts: str = "auto", shots: int = 10, retention: float | None = None,
+                       curves: dict[Kind, Curve] | None = None) -> float:  # fmt: skip
+    """The share of a paper-setting story's expert-forward FLOPs MagCache skips (computed from the curves):
+    a T2V first shot, then memory shots whose memory grows by 3 keyframes a shot up to 10
+    (render.story_cost), 40 steps each, both passes of every step alike."""
+    from storymem_cli.config import M2V_SAMPLING, T2V_SAMPLING
+    from storymem_cli.render.story_cost import flops, memory_growth, shot_tokens
+
+    curves = curves or published_curves()
+    total = skipped = 0.0
+    for shot, memory in enumerate(memory_growth(shots)):
+        kind: Kind = "t2v" if shot == 0 else "m2v"
+        sampling = T2V_SAMPLING if kind == "t2v" else M2V_SAMPLING
+        plan = shot_plan(curves[kind], sampling, threshold, k, retention, experts)
+        work = flops(shot_tokens(832, 480, 81, memory))
+        total += work
+        skipped += work * sum(skipped_steps(plan).values()) / sampling.steps
+    return skipped / total

@@ -80,11 +80,15 @@ def time_summary(shots: Sequence[dict]) -> str:
     forwards = sum(shot.get("forwards", 0) for shot in shots)
     skipped = sum(shot.get("forwards_skipped", 0) for shot in shots)
     tokens = [shot["tokens"] for shot in shots if "tokens" in shot]
-    parts = [f"{len(shots)} shot(s) in {total / 60:.1f} min"]
+    parts = [f"{len(shots)} shot(s) in {_duration(total)}"]
     if all(seconds is not None for seconds in denoise):
-        parts.append(f"denoising {sum(denoise) / 60:.1f} min")  # type: ignore[arg-type]
+        parts.append(f"denoising {_duration(sum(denoise))}")  # type: ignore[arg-type]
     if tokens:
         parts.append(f"{min(tokens):,} to {max(tokens):,} tokens per forward")
     if forwards:
         parts.append(f"{skipped} of {forwards} expert forwards skipped")
     return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
