@@ -121,6 +121,7 @@ class StoryModel:
         self._negatives: dict[tuple[str, str], torch.Tensor] = {}
         self.attention_backend: str | None = None  # resolved when the first experts load
         self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
+        self.offload_streams: Any = None  # --offload group: whether CUDA streams overlap the copies (models/offload.py)
         self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
         self._kind: Kind | None = None  # the pipeline the last shot ran
         from storymem_cli.models.magcache import MagCacheRun
@@ -272,13 +273,9 @@ class StoryModel:
         if self.runtime.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         elif self.runtime.offload == "group":
-            pipe.enable_group_offload(
-                onload_device=self.device,
-                offload_device=torch.device("cpu"),
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                exclude_modules=sorted(self._group_offloaded),
-            )
+            from storymem_cli.models.offload import enable_group_offload
+
+            self.offload_streams = enable_group_offload(pipe, self.device, sorted(self._group_offloaded))
             self._group_offloaded.update(("text_encoder", "vae"))
         else:
             pipe.to(self.device)
@@ -434,6 +431,7 @@ class StoryModel:
             "vae_dtype": "float32",
             "device": str(self.device),
             "offload": self.runtime.offload,
+            **({"offload_streams": self.offload_streams.as_dict()} if self.offload_streams is not None else {}),
             # Pairs held now and loaded so far (by this process: a batch's stories share the model):
             # both held means a switch between T2V and M2V shots loads nothing (models/residency.py).
             "expert_pairs": {"held": sorted(self._pipes), "loads": self.pair_loads},
