@@ -399,6 +399,13 @@ class StoryModel:
 
         return file_sha256(path)  # the loader's cache too: each LoRA file (~2.3 GB at A14B) is hashed once
 
+    def _describe_attention_pick(self) -> dict[str, Any]:
+        """--attention auto: the kernels measured on this device and why the one used won."""
+        from storymem_cli.models.attention_pick import picked
+
+        pick = picked(self.device, self.dtype) if self.runtime.attention_backend == "auto" else None
+        return {"attention_pick": pick.as_dict()} if pick is not None else {}
+
     def _describe_cache(self) -> dict[str, Any] | None:
         if self.magcache is not None:
             return self.magcache.describe()
@@ -438,6 +445,7 @@ class StoryModel:
             "vae_tiling": self.runtime.vae_tiling,
             "attention_backend": self.attention_backend or self.runtime.attention_backend,
             "attention_backend_requested": self.runtime.attention_backend,
+            **self._describe_attention_pick(),
             "cache": self._describe_cache(),
             "compile": self.runtime.compile,
             "quantize": self.runtime.quantize,
