@@ -10,18 +10,11 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
-from typer.testing import CliRunner
-
-from storymem_cli.cli.app import app
-
 from .conftest import write_script
-from .test_torchrun import GUARD, STORY, TOLERANCE, tails
+from .test_torchrun import GUARD, STORY, assert_one_process_renders_the_same
 
 
 def test_cfg_parallel_story_equals_one_process(tmp_path, torchrun, child_env):
-    import torch
-
     script = write_script(tmp_path / "scripts", "heron.json", STORY)
     args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--device", "cpu", "--json"]
     run = tmp_path / "run"
@@ -33,16 +26,4 @@ def test_cfg_parallel_story_equals_one_process(tmp_path, torchrun, child_env):
                                            "backend": "context parallel (diffusers)"}  # fmt: skip
     assert [shot["forwards"] for shot in record["shots"]] == [8, 8, 8]  # rank 0's: both calls of 4 steps answered
 
-    reference = tmp_path / "reference"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CPU float sums depend on the thread count
-    try:
-        result = CliRunner().invoke(app, [*args[:3], str(reference), *args[4:]])
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-    expected = json.loads((reference / "run.json").read_text())
-    for key in ("seed", "mode", "memory_ids", "keyframe_ids", "fingerprint"):
-        assert [s[key] for s in record["shots"]] == [s[key] for s in expected["shots"]], key
-    for got, want in zip(tails(run), tails(reference), strict=True):
-        assert np.abs(got - want).max() <= TOLERANCE
+    assert_one_process_renders_the_same(args, run, tmp_path / "reference")
