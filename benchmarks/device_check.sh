@@ -20,8 +20,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 : "${OUT:?set OUT to the folder that comes back}"
-KERNELS_S=${KERNELS_S:-45}
-FORWARDS_S=${FORWARDS_S:-300}
+KERNELS_S=${KERNELS_S:-75}
+FORWARDS_S=${FORWARDS_S:-275}
 RENDERS_S=${RENDERS_S:-100}
 CHECK_ARGS=${CHECK_ARGS:-}  # the CPU rehearsal: CHECK_ARGS=--tiny NO_INSTALL=1
 started=$(date +%s)

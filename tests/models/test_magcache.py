@@ -95,3 +95,19 @@ def test_a_bad_curve_file_is_refused_naming_it(tmp_path):
     bad.write_text('{"format": "something else"}')
     with pytest.raises(InvalidInputError, match="curve.json"):
         magcache.load_curves(bad)
+
+
+def test_with_compile_the_blocks_are_compiled_beneath_the_hooks(shot):
+    """diffusers' MagCache hooks are torch.compiler.disable'd around every block: compiling the hooked
+    blocks compiled nothing. The blocks' own forward is compiled instead, and the skips still counted."""
+    from torch._dynamo.utils import counters
+
+    request, plain_frames = shot
+    graphs = counters["stats"]["unique_graphs"]
+    runtime = RuntimeOptions(device="cpu", cache="magcache", magcache_threshold=0.2, compile=True)
+    model = load_story_model(resolve_preset("tiny"), runtime)
+    frames = model.generate(request)
+    assert counters["stats"]["unique_graphs"] > graphs
+    planned = magcache.skipped_steps(magcache.shot_plan(magcache.published_curves()["m2v"], model.sampling_for(request), 0.2, 2))
+    assert model.shot_stats()["forwards_skipped"] == 2 * planned["low"] > 0
+    assert frames.shape == plain_frames.shape

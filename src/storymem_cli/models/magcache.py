@@ -195,11 +195,37 @@ def placeholder_config(runtime: RuntimeOptions) -> Any:
                           num_inference_steps=1, mag_ratios=[1.0])  # fmt: skip
 
 
+def compile_beneath_hooks(transformer: Any) -> None:
+    """``--compile`` with MagCache: compile each block's own forward before the hooks wrap it. diffusers'
+    MagCache hooks are ``torch.compiler.disable``d and wrap every block, so compiling the hooked blocks
+    (``compile_repeated_blocks``) compiled nothing; a compiled function called from inside them runs
+    compiled. One compiled function for every block: they share its graphs."""
+    import types
+
+    import torch
+
+    block_type = type(transformer.blocks[0])
+    compiled = torch.compile(block_type.forward, dynamic=True)  # the memory length changes from shot to shot
+    for block in transformer.blocks:
+        block.forward = types.MethodType(compiled, block)
+
+
 def _state_manager(transformer: Any) -> Any:
     from diffusers.hooks import HookRegistry
     from diffusers.hooks.mag_cache import _MAG_CACHE_LEADER_BLOCK_HOOK
 
-    return HookRegistry.check_if_exists_or_initialize(transformer.blocks[0]).get_hook(_MAG_CACHE_LEADER_BLOCK_HOOK).state_manager
+    hook = HookRegistry.check_if_exists_or_initialize(transformer.blocks[0]).get_hook(_MAG_CACHE_LEADER_BLOCK_HOOK)
+    return None if hook is None else hook.state_manager
+
+
+def computed_probe(transformer: Any) -> Any:
+    """With MagCache on ``transformer``: a function telling, right after a forward (still inside its
+    cache context), whether that forward computed its blocks; None without MagCache. (A hook inside the
+    blocks cannot tell under --compile: the blocks' own forward is compiled there.)"""
+    if type(getattr(transformer, "_cache_config", None)).__name__ != "MagCacheConfig":
+        return None
+    manager = _state_manager(transformer)
+    return lambda: manager.get_state().should_compute
 
 
 class MagCacheRun:

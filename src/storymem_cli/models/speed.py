@@ -111,9 +111,14 @@ def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype
         else:  # norms and embeddings stay in full precision (diffusers' default skip list)
             transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
     config = cache_config(runtime)
+    beneath = runtime.compile and type(config).__name__ == "MagCacheConfig"
+    if beneath:  # its hooks would keep compile_repeated_blocks from compiling anything (magcache.py)
+        from storymem_cli.models.magcache import compile_beneath_hooks
+
+        compile_beneath_hooks(transformer)
     if config is not None:
         transformer.enable_cache(config)
-    if runtime.compile:
+    if runtime.compile and not beneath:
         # The memory length changes from shot to shot (0 to 10 latent frames): dynamic shapes, not
         # one recompile per length.
         transformer.compile_repeated_blocks(dynamic=True)

@@ -1,10 +1,10 @@
 """What one shot's denoising cost: its wall time, and how many expert forwards ran their blocks.
 
 Plain torch hooks that only count: they change no number. The forward count is taken on the expert
-itself (never compiled: ``--compile`` compiles the blocks); whether a forward computed is seen inside
-the last block's feed-forward, which every step cache answers for when it skips (MagCache and
-first-block skip the whole block, TaylorSeer predicts the feed-forward's output), so a forward in
-which it did not run was skipped.
+itself (never compiled: ``--compile`` compiles the blocks). Whether a forward computed: MagCache's
+own state says so; with the other caches it is seen inside the last block's feed-forward, which they
+answer for when they skip (first-block skips the whole block, TaylorSeer predicts the feed-forward's
+output), so a forward in which it did not run was skipped.
 """
 
 from __future__ import annotations
@@ -26,9 +26,16 @@ class ShotStats:
 
     def attach(self, transformer: Any, cached: bool) -> None:
         """Count ``transformer``'s forwards; with a step cache on, also those whose blocks computed."""
+        from storymem_cli.models.magcache import computed_probe
+
         transformer.register_forward_pre_hook(self._on_forward)
-        if cached:
-            self.counts_skips = True
+        if not cached:
+            return
+        self.counts_skips = True
+        probe = computed_probe(transformer)  # MagCache says itself whether a forward computed
+        if probe is not None:
+            transformer.register_forward_hook(lambda *_: self._on_computed() if probe() else None)
+        else:
             transformer.blocks[-1].ffn.net[-1].register_forward_pre_hook(self._on_computed)
 
     def start_shot(self, device: Any) -> None:
