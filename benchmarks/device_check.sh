@@ -3,7 +3,7 @@
 # GPU, each part under its own timeout, results under $OUT as they come (a part cut short keeps what it
 # measured; the table is printed at the end from whatever came back).
 #
-#   bash ../shared/device/prepare.sh torchao==0.17.0 kernels==0.19.1 sageattention==1.0.6 pytest-timeout
+#   bash ../shared/device/prepare.sh torchao==0.17.0 kernels==0.19.1 pyyaml tomlkit sageattention==1.0.6 pytest-timeout
 #   device tool: carry [".device"], command "bash benchmarks/device_check.sh", timeout_s 500
 #
 # flash-attn-4 is not in the list: its CUTLASS DSL runtime (nvidia-cutlass-dsl-libs-cu13, 92 MB) is over
