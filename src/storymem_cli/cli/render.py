@@ -198,8 +198,10 @@ def render(
     ),
     attention_backend: str | None = field_option(
         RuntimeOptions, "attention_backend", "--attention", metavar="BACKEND",
-        help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: FlashAttention 3 where it "
-        "runs, else PyTorch SDPA (the default). run.json records the one used.",
+        help="diffusers attention backend, e.g. flash, _native_cudnn, flash_4_hub / sage_hub (flash-attn-4 / "
+        "sageattention from PyPI: pip install \"storymem[attention]\"), or auto: on a GPU the fastest of FlashAttention "
+        "3, flash-attn-4 and sageattention that beats SDPA within 3x SDPA's error, measured once per device; else "
+        "PyTorch SDPA (the default). run.json records the one used and the measurements.",
     ),
     cache: Cache = field_option(
         RuntimeOptions, "cache", choice=Cache,
