@@ -10,11 +10,14 @@ One command, one table, one JSON file. It
    none / model / group, with and without VAE tiling, and once with ``--continuation mm2v``, whose
    story has no reference so its first shot is T2V), recording wall time per shot, peak GPU memory
    (``torch.cuda.max_memory_allocated``) and whether it finished;
-3. times one full 40-layer expert forward at 48,360 tokens (10 memory + 21 shot latent frames at
-   832x480) for each attention backend that is installed and works here;
-4. scales the measurements to a whole A14B story (10 shots, 40 steps, guidance on both experts:
-   800 expert forwards): projected minutes per story and peak GB per offload mode. Projections are
-   computed, not measured, and say so.
+3. times --attention auto's candidate kernels at the real self-attention shape (time, TFLOP/s, error
+   against fp32 on a slice), then one full 40-layer expert forward at 48,360 tokens (10 memory + 21
+   shot latent frames at 832x480) on SDPA and per fast mode: compile with the kernel auto picks,
+   fp8 (torchao) + compile + that kernel, compile alone, group offload with and without CUDA streams;
+4. scales the measurements to a whole A14B story (10 shots, 40 steps, guidance on both experts,
+   memory growing by 3 keyframes a shot up to 10), with and without MagCache at the authors'
+   threshold (its skips from the published curves): projected minutes per story and peak GB per
+   offload mode. Projections are computed, not measured, and say so.
 
     python benchmarks/gpu_check.py --out "$OUT"      # on one H200: about 5 minutes
     python benchmarks/gpu_check.py --tiny            # the same code at tiny widths on the CPU (a test runs it)
@@ -46,13 +49,16 @@ PAPER_STEPS = 40  # SPEC 4
 FORWARDS_PER_STEP = 2  # guidance 3.5 on both experts: a conditional and an unconditional pass
 A14B_LAYERS = 40
 GIB = 2**30
-BACKENDS = (None, "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage")  # None: PyTorch SDPA, the default
+# cuDNN, PyTorch's flash, flash-attn 2 and sage (2.x) were timed on an H200 before (docs/models.md) and lost
+# to SDPA or were not installed; the kernels part times auto's candidates (models/attention_pick.py).
+KERNEL_BACKENDS = ("native", "_flash_3", "flash_4_hub", "sage_hub")
 MEMORY_FRAMES = 10  # the paper's memory capacity: 10 latent frames before the shot's 21
 
 # (name, extra render arguments, with a reference image): in order of value, so a spent time budget
 # drops the least informative.
 MODES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("offload none", ("--offload", "none"), True),
+    ("magcache + compile, 12 steps", ("--offload", "none", "--compile", "--cache", "magcache", "--steps", "12"), True),
     ("offload group", ("--offload", "group"), True),
     ("offload model", ("--offload", "model"), True),
     ("fp8 + offload none", ("--offload", "none", "--quantize", "fp8"), True),
@@ -65,7 +71,7 @@ MODES: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("offload model + VAE tiling", ("--offload", "model", "--vae-tiling"), True),
 )
 FAST_ARGS = ("--continuation", "--quantize", "--compile", "--cache")  # renders that are not a plain offload mode
-PARTS = ("forwards", "renders")  # the forwards first: they feed every projection and the fast-mode table
+PARTS = ("kernels", "forwards", "renders")  # kernels and forwards first: they feed every projection and the table
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,9 @@ class ModeResult:
     modes: list[str] = field(default_factory=list)  # each shot's mode (t2v, m2v, mi2v, mm2v)
     peak_gib: float | None = None  # torch.cuda.max_memory_allocated over the render
     wall_s: float | None = None  # the whole command: model loads included
+    forwards: list[int] = field(default_factory=list)  # expert forwards per shot (run.json)
+    forwards_skipped: list[int] = field(default_factory=list)  # of which a step cache skipped
+    graphs_compiled: int | None = None  # torch.compile graphs made during the render (recompiles show here)
 
 
 def run_cli(args: list[str]) -> int:
@@ -276,6 +285,7 @@ def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
+    graphs = _graphs_compiled()
     try:
         code = run_cli(["render", str(script), "-o", str(run_dir), "--model", str(model_dir), "--device", size.device,
                         "--restart", *extra])  # fmt: skip
@@ -284,6 +294,7 @@ def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path
     except Exception as err:  # noqa: BLE001  the check reports a broken mode and goes on to the next
         result.error = "".join(traceback.format_exception_only(type(err), err)).strip()
     result.wall_s = round(time.perf_counter() - started, 2)
+    result.graphs_compiled = _graphs_compiled() - graphs
     if cuda:
         result.peak_gib = round(torch.cuda.max_memory_allocated() / GIB, 2)
     record_file = run_dir / "run.json"
@@ -292,7 +303,16 @@ def render_mode(name: str, extra: tuple[str, ...], script: Path, model_dir: Path
         result.shot_s = [s["timings"]["total_s"] for s in shots]
         result.generate_s = [s["timings"]["generate_s"] for s in shots]
         result.modes = [s["mode"] for s in shots]
+        result.forwards = [s.get("forwards", 0) for s in shots]
+        result.forwards_skipped = [s.get("forwards_skipped", 0) for s in shots]
     return result
+
+
+def _graphs_compiled() -> int:
+    """Graphs torch.compile has made in this process so far (dynamo's own count)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 # -- 3. one full expert forward per attention backend and fast mode ----------------------------------
@@ -312,14 +332,26 @@ class ForwardResult:
     unavailable: str | None = None
 
 
-# Fast modes timed on a fresh expert each (they change it in place), in order of value: (label,
-# RuntimeOptions fields, fp8 method). Compilation is timed on the GPU only (minutes on 2 CPU cores;
-# tests/render/test_fast_modes.py covers --compile there).
-FAST_FORWARDS: tuple[tuple[str, dict[str, Any], str, bool], ...] = (
-    ("compile", {"compile": True}, "layerwise", True),
-    ("fp8 torchao", {"quantize": "fp8"}, "torchao", True),
-    ("fp8 torchao + compile", {"quantize": "fp8", "compile": True}, "torchao", True),
-    ("fp8 layerwise (storage)", {"quantize": "fp8"}, "layerwise", False),
+@dataclass(frozen=True)
+class FastForward:
+    """A fast mode timed on a fresh expert (they change it in place)."""
+
+    label: str
+    options: dict[str, Any]  # RuntimeOptions fields
+    fp8: str = "layerwise"  # the fp8 method it needs
+    gpu_only: bool = True  # compilation takes minutes on 2 CPU cores; tests/render/test_fast_modes.py covers it there
+    kernel: bool = False  # on the attention kernel auto picked
+    offload_streams: bool | None = None  # group offload from the CPU, with or without CUDA streams
+
+
+# In order of value: the goal's lossless modes, then fp8 with them, then what group offload costs.
+FAST_FORWARDS: tuple[FastForward, ...] = (
+    FastForward("compile + best kernel", {"compile": True}, kernel=True),
+    FastForward("fp8 torchao + compile + best kernel", {"quantize": "fp8", "compile": True}, "torchao", kernel=True),
+    FastForward("compile", {"compile": True}),
+    FastForward("group offload + streams", {}, offload_streams=True),
+    FastForward("group offload, no streams", {}, offload_streams=False),
+    FastForward("fp8 layerwise (storage)", {"quantize": "fp8"}, gpu_only=False),
 )
 
 
@@ -405,30 +437,93 @@ def time_forwards(size: CheckSize, repeats: int = 1, log: Path | None = None) ->
         record(result)
 
     model = build()
-    for backend in BACKENDS:
-        measure(backend or "sdpa (default)", model, lambda b=backend: model.set_attention_backend(b or "native"))
-    model.set_attention_backend("native")
-    auto = resolve_attention_backend("auto", device, dtype)
-    record(ForwardResult(f"attention auto -> {auto}", unavailable="picks the backend timed above"))
-    for label, options, method, gpu_only in FAST_FORWARDS:
-        if gpu_only and not cuda:
-            record(ForwardResult(label, unavailable="timed on a GPU only"))
+    measure("sdpa (default)", model, lambda: model.set_attention_backend("native"))
+    auto = resolve_attention_backend("auto", device, dtype)  # measured on a probe once per device (attention_pick)
+    record(ForwardResult(f"attention auto -> {auto}", unavailable="the kernel auto picked; see the kernels part"))
+    for fast in FAST_FORWARDS:
+        if fast.gpu_only and not cuda:
+            record(ForwardResult(fast.label, unavailable="timed on a GPU only"))
             continue
-        if method == "torchao" and fp8_method(device) != "torchao":
-            record(ForwardResult(label, unavailable="torchao missing or no fp8 tensor cores here (speed.fp8_method)"))
+        if fast.fp8 == "torchao" and fp8_method(device) != "torchao":
+            record(ForwardResult(fast.label, unavailable="torchao missing or no fp8 tensor cores here (speed.fp8_method)"))
+            continue
+        if fast.kernel and auto == "native":
+            record(ForwardResult(fast.label, unavailable="auto picked SDPA here: the same as without the kernel"))
             continue
         del model
         _free()
         model = build()
-        runtime = RuntimeOptions(**options)
-        measure(label, model, lambda m=model, r=runtime, q=method: apply_speed_options(m, r, dtype, q),
-                other_length=runtime.compile)  # fmt: skip
+        runtime = RuntimeOptions(**fast.options)
+
+        def setup(m: Any = model, r: Any = runtime, f: FastForward = fast) -> None:
+            apply_speed_options(m, r, dtype, f.fp8)
+            m.set_attention_backend(auto if f.kernel else "native")
+            if f.offload_streams is not None:
+                offload_from_host(m, device, f.offload_streams)
+
+        measure(fast.label, model, setup, other_length=runtime.compile)
     del model
     _free()
     return results
 
 
+def offload_from_host(model: Any, device: Any, streams: bool) -> None:
+    """The expert's weights to the CPU, then block by block onto the GPU as ``--offload group`` does
+    (models/offload.py; with streams only when the pinned copies fit in RAM, as there)."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    from storymem_cli.models.offload import decide_streams
+    from storymem_cli.models.residency import host_memory, module_bytes
+
+    if streams:
+        decision = decide_streams(device.type, module_bytes(model), host_memory())
+        if not decision.use_stream:
+            raise RuntimeError(f"no streams: {decision.reason}")
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    apply_group_offloading(model, onload_device=device, offload_device=torch.device("cpu"), offload_type="block_level",
+                           num_blocks_per_group=1, use_stream=streams, record_stream=streams)  # fmt: skip
+
+
+# -- 2b. attention kernels at the real shape ----------------------------------------------------------------
+
+
+def time_kernels(size: CheckSize) -> list[dict[str, Any]]:
+    """Each candidate of --attention auto at the check's self-attention shape: seconds, TFLOP/s and the
+    relative RMS error against fp32 on a slice of the queries (models/attention_pick.measure)."""
+    import torch
+
+    from storymem_cli.models.attention_pick import measure
+    from storymem_cli.pipeline.layout import latent_frame_count
+
+    device, dtype = torch.device(size.device), getattr(torch, size.dtype)
+    heads = size.transformer["num_attention_heads"]
+    head_dim = size.transformer["attention_head_dim"]
+    frames = latent_frame_count(size.frames, 4) + size.forward_memory_frames
+    tokens = frames * (size.height // 16) * (size.width // 16)
+    results = []
+    for backend in KERNEL_BACKENDS:
+        found = measure(backend, device, dtype, shape=(1, tokens, heads, head_dim))
+        flops = 4 * tokens * tokens * heads * head_dim  # scores and the weighted sum, one self-attention
+        row = {**asdict(found), "tokens": tokens,
+               "tflops": None if not found.seconds else round(flops / found.seconds / 1e12, 1)}  # fmt: skip
+        results.append(row)
+        shown = f"{found.seconds:.4f} s, error {found.error:.1e}" if found.seconds else f"unavailable ({found.unavailable})"
+        print(f"  kernel {backend}: {shown}", file=sys.stderr, flush=True)
+        _free()
+    return results
+
+
 # -- 4. projections to the whole A14B story ------------------------------------------------------------
+
+
+def story_work() -> float:
+    """A paper-setting story's denoising FLOPs as a fraction of every shot at the full memory (render.story_cost)."""
+    from storymem_cli.render.story_cost import memory_growth, shot_tokens, story_factor
+
+    tokens = [shot_tokens(832, 480, 81, frames) for frames in memory_growth(STORY_SHOTS)]
+    return story_factor(tokens, shot_tokens(832, 480, 81, MEMORY_FRAMES))
 
 
 def project(
@@ -452,6 +547,8 @@ def project(
         return {"note": "nothing to project from: the SDPA forward is missing"}
     render_layers = size.transformer["num_layers"]
     per_layer = sdpa.seconds / sdpa.layers
+    # The forwards were timed at the full memory (10 frames); a story's shots have 0, 3, 6, 9, then 10.
+    work = story_work()
     forward_full = per_layer * A14B_LAYERS
     outside = None
     if base is not None:
@@ -472,7 +569,7 @@ def project(
             continue
         mode = render.args[render.args.index("--offload") + 1]
         extra = max(0.0, _mean(render.shot_s) - _mean(base.shot_s)) * A14B_LAYERS / render_layers
-        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full + (outside or 0.0) + extra
+        shot_s = PAPER_STEPS * FORWARDS_PER_STEP * forward_full * work + (outside or 0.0) + extra
         row: dict[str, Any] = {"minutes_per_story": round(STORY_SHOTS * shot_s / 60, 1)}
         if render.peak_gib is not None and small:
             grown = (resident(full, mode) - resident(small, mode)) / GIB
@@ -480,18 +577,32 @@ def project(
         rows[render.mode] = row
 
     def minutes(forward_s: float, steps: int = PAPER_STEPS, per_step: int = FORWARDS_PER_STEP) -> float:
-        return round(STORY_SHOTS * (steps * per_step * forward_s + (outside or 0.0)) / 60, 1)
+        return round(STORY_SHOTS * (steps * per_step * forward_s * work + (outside or 0.0)) / 60, 1)
 
     fast = {f.backend: minutes(f.seconds / f.layers * A14B_LAYERS) for f in forwards if f.seconds}
     # A step-distilled LoRA (Wan2.2 Lightning: 4 steps, guidance 1, so one pass per step) on SDPA.
     fast["sdpa + --guidance 1, 4 steps (distilled LoRA)"] = minutes(forward_full, steps=4, per_step=1)
+    # MagCache at the authors' settings on top of every forward without offloading: the share of the
+    # story's forward work it skips comes from the published curves (models/magcache.py), not measured.
+    from storymem_cli.models.magcache import story_skipped_work
+
+    skipped = {experts: story_skipped_work(0.06, 2, experts) for experts in ("auto", "both")}
+    magcache = {
+        f"{f.backend} + magcache ({'authors' if experts == 'auto' else 'both experts'}, {share:.0%} skipped)":
+            minutes(f.seconds / f.layers * A14B_LAYERS * (1 - share))
+        for f in forwards if f.seconds and "offload" not in f.backend for experts, share in skipped.items()
+    }  # fmt: skip
     return {
         "computed": True,
-        "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, 48,360 tokens each",
+        "story": f"{STORY_SHOTS} shots x {PAPER_STEPS} steps x {FORWARDS_PER_STEP} forwards, memory growing by 3 "
+                 f"keyframes a shot up to 10: {work:.3f} of every shot at 48,360 tokens",
+        "story_work": round(work, 4),
         "forward_s_40_layers": round(forward_full, 2),
         "outside_transformer_s_per_shot": None if outside is None else round(outside, 2),
         "per_offload_mode": rows,
         "minutes_per_story_by_forward": fast,
+        "minutes_per_story_with_magcache": {key: round(value, 1) for key, value in magcache.items()},
+        "goal_minutes": 45,
         **({} if outside is not None else {"note": "no offload-none render: minutes count the transformer only"}),
     }
 
@@ -522,6 +633,17 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"{r['mode']:<30} {result:<10} {per_shot:>7} {peak:>9}  {' '.join(r['modes'])}")
         if r["error"] or r["skipped"]:
             lines.append(f"    {r['error'] or r['skipped']}")
+    if report.get("kernels"):
+        lines += ["", f"{'attention kernel':<14} {'s':>8} {'TFLOP/s':>8} {'error vs fp32':>13}  (tokens)"]
+        for k in report["kernels"]:
+            if k["unavailable"]:
+                lines.append(f"{k['backend']:<14} {'-':>8} {'-':>8} {'-':>13}  {k['unavailable'][:90]}")
+            else:
+                lines.append(f"{k['backend']:<14} {k['seconds']:>8.4f} {k['tflops'] or 0:>8.1f} {k['error']:>13.2e}  ({k['tokens']:,})")
+    cached = [r for r in report["renders"] if any(r["forwards_skipped"])]
+    for r in cached:
+        lines.append(f"{r['mode']}: forwards skipped per shot {r['forwards_skipped']} of {r['forwards']}, "
+                     f"graphs compiled during the render {r['graphs_compiled']}")  # fmt: skip
     lines += ["", f"{'forward (backend, mode)':<26} {'forward s':>9} {'peak GiB':>9} {'weights':>8}  "
               "(layers, tokens, first call s; compiled: no-memory first/next s)"]
     for f in report["forwards"]:
@@ -538,7 +660,9 @@ def table(report: dict[str, Any]) -> str:
         peak = f"{row['peak_gib']:.1f} GiB" if "peak_gib" in row else "peak n/a"
         lines.append(f"  {mode:<30} {row['minutes_per_story']:>7.1f} min  {peak}")
     for variant, minutes in projection.get("minutes_per_story_by_forward", {}).items():
-        lines.append(f"  {variant:<46} {minutes:>7.1f} min (offload none)")
+        lines.append(f"  {variant:<46} {minutes:>7.1f} min" + ("" if "offload" in variant else " (offload none)"))
+    for variant, minutes in projection.get("minutes_per_story_with_magcache", {}).items():
+        lines.append(f"  {variant:<70} {minutes:>7.1f} min")
     if "note" in projection:
         lines.append(f"  {projection['note']}")
     lines.append(f"\ntotal {report['total_s']:.0f} s")
@@ -574,6 +698,10 @@ def run_check(size: CheckSize, out: Path, parts: tuple[str, ...] = PARTS) -> dic
         report["total_s"] = round(time.perf_counter() - started, 1)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
+    report["kernels"] = []
+    if "kernels" in parts:
+        report["kernels"] = time_kernels(size)
+        save()
     if "forwards" in parts:
         log = out / "forwards.jsonl"
         log.unlink(missing_ok=True)
@@ -615,6 +743,7 @@ def merge_reports(paths: list[Path], out: Path | None) -> dict[str, Any]:
     report = {**full[0], "merged_from": [str(path) for path in paths]}
     report["renders"] = [r for rep in reports for r in rep["renders"]]
     report["forwards"] = [f for rep in reports for f in rep["forwards"]]
+    report["kernels"] = [k for rep in reports for k in rep.get("kernels", [])]
     report["params"] = {k: v for rep in reports for k, v in rep["params"].items()}
     report["total_s"] = sum(rep["total_s"] for rep in reports)
     size = CheckSize(**report["check"])

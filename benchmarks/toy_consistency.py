@@ -57,6 +57,7 @@ FAST_CONFIGS: tuple[Config, ...] = (
     Config("fast-first-block-0.2", "memory + --cache first-block --cache-threshold 0.2",
            ("--cache", "first-block", "--cache-threshold", "0.2")),
     Config("fast-taylorseer", "memory + --cache taylorseer (interval 5)", ("--cache", "taylorseer")),
+    Config("fast-magcache", "memory + --cache magcache (the authors' Wan2.2 curves, threshold 0.06)", ("--cache", "magcache")),
     Config("fast-fp8", "memory + --quantize fp8", ("--quantize", "fp8")),
     Config("fast-compile", "memory + --compile", ("--compile",)),
     Config("fast-half-steps", "memory + half the steps", ("--steps", "10")),  # the toy model's 20 halved

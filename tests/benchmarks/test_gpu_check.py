@@ -23,12 +23,15 @@ def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_p
     assert vae_tiled["model"]["storymem_lora"]["fused"] is True
 
     forwards = {f["backend"]: f for f in report["forwards"]}
-    auto = next(name for name in forwards if name.startswith("attention auto -> "))
-    assert list(forwards) == ["sdpa (default)", "_native_cudnn", "_native_flash", "flash", "_flash_3", "sage", auto,
-                              *(label for label, *_ in check.FAST_FORWARDS)]  # fmt: skip
+    assert list(forwards) == ["sdpa (default)", "attention auto -> native", *(f.label for f in check.FAST_FORWARDS)]
     assert forwards["fp8 layerwise (storage)"]["seconds"] > 0
-    for label in ("compile", "fp8 torchao", "fp8 torchao + compile"):  # GPU only, and it says so
-        assert forwards[label]["unavailable"] == "timed on a GPU only"
+    for fast in check.FAST_FORWARDS:  # compiled, on a GPU kernel, offloaded to a GPU: GPU only, and it says so
+        assert fast.label == "fp8 layerwise (storage)" or forwards[fast.label]["unavailable"] == "timed on a GPU only"
+    kernels = {k["backend"]: k for k in report["kernels"]}
+    assert list(kernels) == list(check.KERNEL_BACKENDS) and kernels["native"]["seconds"] > 0
+    assert all(k["unavailable"] for name, k in kernels.items() if name != "native")  # GPU kernels, none on the CPU
+    magcache = renders["magcache + compile, 12 steps"]  # skips decided by the published curve; no compile on the CPU
+    assert sum(magcache["forwards_skipped"]) > 0 and magcache["forwards"] == [24] * 4 and magcache["graphs_compiled"] == 0
     assert forwards["sdpa (default)"]["seconds"] > 0 and forwards["sdpa (default)"]["tokens"] == 5 * 3 * 4
     for forward in forwards.values():  # measured, or says why not: never silently missing
         assert (forward["seconds"] is None) != (forward["unavailable"] is None)
@@ -39,6 +42,10 @@ def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_p
     assert set(projection["per_offload_mode"]) == plain and "offload group + VAE tiling" in plain
     fast = projection["minutes_per_story_by_forward"]
     assert fast["sdpa + --guidance 1, 4 steps (distilled LoRA)"] < fast["sdpa (default)"]
+    with_magcache = projection["minutes_per_story_with_magcache"]
+    assert with_magcache and all(minutes < fast["sdpa (default)"] for key, minutes in with_magcache.items()
+                                 if key.startswith("sdpa (default) +"))  # fmt: skip
+    assert 0.85 < projection["story_work"] < 0.95  # memory grows by 3 keyframes a shot: ~0.90 of every shot at M=10
     assert all(row["minutes_per_story"] > 0 for row in projection["per_offload_mode"].values())
     assert report["params"]["a14b"]["expert"] > 14e9  # the real expert, counted on the meta device
     table = capsys.readouterr().out

@@ -25,7 +25,7 @@ def test_ulysses_over_two_processes_equals_one_process_for_every_memory_size(tmp
     proc, out = run_worker(tmp_path, torchrun, "ulysses")
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
-    assert results.pop("degrees") == "ParallelDegrees(ulysses=2, ring=1)"
+    assert results.pop("degrees") == "ParallelDegrees(ulysses=2, ring=1, cfg=1)"
     names = [f"{e}/{layout}/M={m}" for e in ("i2v_transformer", "i2v_transformer_2")
              for layout in ("negative", "sequential") for m in range(11)]  # fmt: skip
     assert sorted(results) == sorted(names)

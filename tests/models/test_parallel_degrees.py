@@ -26,6 +26,14 @@ def test_explicit_modes():
         pick_degrees(3, A14B_HEADS, "ulysses")
 
 
+def test_cfg_halves_the_processes_and_splits_each_half_as_auto():
+    assert pick_degrees(2, A14B_HEADS, "cfg") == ParallelDegrees(ulysses=1, ring=1, cfg=2)
+    assert pick_degrees(4, A14B_HEADS, "cfg") == ParallelDegrees(ulysses=2, ring=1, cfg=2)  # Ulysses 2 in each half
+    assert pick_degrees(8, A14B_HEADS, "cfg").as_dict() == {"world_size": 8, "ulysses": 4, "ring": 1, "cfg": 2}
+    with pytest.raises(InvalidInputError, match="two equal halves"):
+        pick_degrees(3, A14B_HEADS, "cfg")
+
+
 def test_the_paper_size_splits_over_up_to_8_processes_but_7_and_an_odd_size_are_refused():
     for world in (1, 2, 3, 4, 5, 6, 8):
         check_sequence_split(world, 832, 480)  # 52 x 30 = 1560 tokens per latent frame

@@ -299,16 +299,27 @@ def test_every_runtime_option_is_a_flag_with_its_fields_default_and_reaches_the_
     flags = {"device": ["--device", "cpu"], "dtype": ["--dtype", "bfloat16"], "offload": ["--offload", "model"],
              "vae_tiling": ["--vae-tiling"], "attention_backend": ["--attention", "flash"],
              "cache": ["--cache", "first-block"], "cache_threshold": ["--cache-threshold", "0.2"],
-             "cache_interval": ["--cache-interval", "3"], "compile": ["--compile"], "quantize": ["--quantize", "fp8"]}  # fmt: skip
-    assert set(flags) == set(RuntimeOptions.model_fields) - {"fuse_lora"}
+             "cache_interval": ["--cache-interval", "3"], "compile": ["--compile"], "quantize": ["--quantize", "fp8"],
+             "magcache_threshold": ["--magcache-threshold", "0.1"], "magcache_k": ["--magcache-k", "3"],
+             "magcache_retention": ["--magcache-retention", "0.2"], "magcache_experts": ["--magcache-experts", "both"]}  # fmt: skip
+    alone = {"magcache_curve", "magcache_calibrate"}  # a file each; calibrating refuses a cache: their own dry run
+    assert set(flags) | alone == set(RuntimeOptions.model_fields) - {"fuse_lora"}
     script = write_script(tmp_path, "one.json", small_story("One", shots=1))
     result = render(str(script), "-o", str(tmp_path / "run"), "--dry-run", "--json", *sum(flags.values(), []))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["settings"]["runtime"] == {
         "device": "cpu", "dtype": "bfloat16", "offload": "model", "vae_tiling": True, "attention_backend": "flash",
         "fuse_lora": True, "cache": "first-block", "cache_threshold": 0.2, "cache_interval": 3, "compile": True,
-        "quantize": "fp8",
+        "quantize": "fp8", "magcache_threshold": 0.1, "magcache_k": 3, "magcache_retention": 0.2,
+        "magcache_experts": "both", "magcache_curve": None, "magcache_calibrate": None,
     }  # fmt: skip
+    curve = tmp_path / "curve.json"
+    curve.write_text(json.dumps({"format": "storymem-magcache-curves/1", "curves": {}}))
+    result = render(str(script), "-o", str(tmp_path / "run2"), "--dry-run", "--json", "--magcache-curve", str(curve),
+                    "--magcache-calibrate", str(tmp_path / "out.json"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    runtime = json.loads(result.stdout)["settings"]["runtime"]
+    assert (runtime["magcache_curve"], runtime["magcache_calibrate"]) == (str(curve), str(tmp_path / "out.json"))
 
 
 def test_unknown_offload_mode_is_invalid_input(tmp_path):

@@ -28,6 +28,9 @@ MODES = {
                           lambda m, s: m["cache"]["cache"] == "first-block" and s["runtime"]["cache_threshold"] == 0.5),
     "taylorseer cache": (["--cache", "taylorseer", "--cache-interval", "2"],
                          lambda m, s: m["cache"]["cache"] == "taylorseer" and s["runtime"]["cache_interval"] == 2),
+    "magcache": (["--cache", "magcache", "--magcache-threshold", "0.2"],
+                 lambda m, s: m["cache"]["cache"] == "magcache" and s["runtime"]["magcache_threshold"] == 0.2
+                 and "wan2.2-i2v-a14b" in m["cache"]["curves"]["m2v"]["source"]),
     "fp8 storage": (["--quantize", "fp8"], lambda m, s: m["quantize"] == "fp8" and m["quantize_method"] == "layerwise"),
     "guidance 1": (["--guidance", "1"], lambda m, s: s["guidance"] == 1.0),
 }  # fmt: skip
@@ -122,8 +125,10 @@ def test_fingerprint_has_what_changes_pixels():
 
     base = fingerprint()
     assert fingerprint(compile=True) == base and fingerprint(attention_backend="auto") == base
-    changed = [fingerprint(cache="first-block"), fingerprint(cache="taylorseer"), fingerprint(quantize="fp8")]
-    assert base not in changed and len(set(changed)) == 3
+    assert fingerprint(magcache_calibrate="curve.json") == base  # it only measures
+    changed = [fingerprint(cache="first-block"), fingerprint(cache="taylorseer"), fingerprint(quantize="fp8"),
+               fingerprint(cache="magcache"), fingerprint(cache="magcache", magcache_threshold=0.1)]  # fmt: skip
+    assert base not in changed and len(set(changed)) == 5
 
 
 def test_fp8_runs_on_torchao_only_where_fp8_matmuls_exist(monkeypatch):

@@ -82,11 +82,13 @@ def test_settings_added_later_leave_the_fingerprint_unchanged_at_their_default()
     # The hash a run rendered before --upscale and --keyframes existed recorded for its shots.
     base = settings()
     payload = base.model_dump(mode="json", exclude={"upscale", "runtime"})  # flat, as run.json format 1 had it
-    payload.update(base.runtime.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "compile"}))
+    payload.update(base.runtime.model_dump(mode="json", exclude={"offload", "device", "attention_backend", "compile",
+                                                                 "magcache_calibrate"}))  # fmt: skip
     del payload["memory"]["selection"]
+    magcache = ("magcache_threshold", "magcache_k", "magcache_retention", "magcache_experts", "magcache_curve")
     for later in ("guidance", "guidance_2", "cache", "cache_threshold", "cache_interval", "quantize", "fuse_lora",
                   "scheduler", "flow_shift_t2v", "flow_shift_m2v", "retrieval", "describe_characters",
-                  "memory_from"):  # fmt: skip
+                  "memory_from", *magcache):  # fmt: skip
         del payload[later]  # added later still
     before = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     assert base.fingerprint() == before
@@ -132,7 +134,9 @@ def test_every_option_reaches_the_settings():
                "retrieval": "paper", "describe_characters": True, "memory_from": "runs/part1"}  # fmt: skip
     runtime = {"offload": "model", "device": "cuda:1", "dtype": "bfloat16", "vae_tiling": True,
                "attention_backend": "flash", "fuse_lora": False, "cache": "first-block", "cache_threshold": 0.1,
-               "cache_interval": 3, "compile": True, "quantize": "fp8"}  # fmt: skip
+               "cache_interval": 3, "compile": True, "quantize": "fp8", "magcache_threshold": 0.1, "magcache_k": 3,
+               "magcache_retention": 0.2, "magcache_experts": "both", "magcache_curve": "c.json",
+               "magcache_calibrate": "c.json"}  # fmt: skip
     assert set(changed) | {"runtime"} == set(RenderOptions.model_fields)
     assert set(runtime) == set(RuntimeOptions.model_fields)
     base = settings().model_dump()

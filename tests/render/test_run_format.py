@@ -48,10 +48,11 @@ def as_format_2(record: dict) -> dict:
 
 def as_format_1(record: dict) -> dict:
     """A format-3 record written back as format 1 wrote it: format 2's shots, runtime flat, no fuse_lora
-    (not a setting then), none of the settings format 2 gained later."""
+    nor the MagCache options (not settings then), none of the settings format 2 gained later."""
     record = as_format_2(record)
     settings = {key: value for key, value in record["settings"].items() if key not in ADDED_AFTER_FORMAT_1}
-    runtime = {key: value for key, value in settings.pop("runtime").items() if key != "fuse_lora"}
+    runtime = {key: value for key, value in settings.pop("runtime").items()
+               if key != "fuse_lora" and not key.startswith("magcache_")}  # fmt: skip
     return {**record, "format_version": 1, "settings": {**settings, **runtime}}
 
 

@@ -41,9 +41,26 @@ def tails(run: Path) -> list[np.ndarray]:
     return [np.load(run / shot["tail"])["frames"].astype(int) for shot in record["shots"]]
 
 
-def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_video(tmp_path, torchrun, child_env):
+def assert_one_process_renders_the_same(args: list[str], run: Path, reference: Path) -> None:
+    """``args`` (render SCRIPT -o RUN ...) again in this process into ``reference``: the same seeds, modes,
+    memory and fingerprints as ``run``, and frames within TOLERANCE."""
     import torch
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # CPU float sums depend on the thread count
+    try:
+        result = CliRunner().invoke(app, [*args[:3], str(reference), *args[4:]])
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    record, expected = (json.loads((folder / "run.json").read_text()) for folder in (run, reference))
+    for key in ("seed", "mode", "memory_ids", "keyframe_ids", "fingerprint"):
+        assert [s[key] for s in record["shots"]] == [s[key] for s in expected["shots"]], key
+    for got, want in zip(tails(run), tails(reference), strict=True):
+        assert np.abs(got - want).max() <= TOLERANCE
+
+
+def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_video(tmp_path, torchrun, child_env):
     script = write_script(tmp_path / "scripts", "heron.json", STORY)
     args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--device", "cpu", "--json"]
     run = tmp_path / "run"
@@ -72,17 +89,6 @@ def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_vi
 
     # 3. One process renders the same story: same plan, memory and frames (within TOLERANCE).
     reference = tmp_path / "reference"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CPU float sums depend on the thread count
-    try:
-        result = CliRunner().invoke(app, [*args[:3], str(reference), *args[4:]])
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
-    expected = json.loads((reference / "run.json").read_text())
-    for key in ("seed", "mode", "memory_ids", "keyframe_ids", "fingerprint"):
-        assert [s[key] for s in record["shots"]] == [s[key] for s in expected["shots"]], key
-    for got, want in zip(tails(run), tails(reference), strict=True):
-        assert np.abs(got - want).max() <= TOLERANCE
+    assert_one_process_renders_the_same(args, run, reference)
     listing = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.name != ".lock")
     assert listing == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.name != ".lock")

@@ -37,12 +37,14 @@ Cache = choices("Cache", RuntimeOptions, "cache")
 Quantize = choices("Quantize", RuntimeOptions, "quantize")
 Scheduler = choices("Scheduler", RenderOptions, "scheduler")
 Retrieval = choices("Retrieval", RenderOptions, "retrieval")
+MagcacheExperts = choices("MagcacheExperts", RuntimeOptions, "magcache_experts")
 
 
 class Parallel(str, Enum):
     auto = "auto"
     ulysses = "ulysses"
     ring = "ring"
+    cfg = "cfg"
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
@@ -130,6 +132,19 @@ def failure_line(failure: Any) -> str:
     """A failed story of a batch, named once: most messages already start with the script's path."""
     name = str(failure.script)
     return f"error: {failure.message}" if failure.message.startswith(name) else f"error: {name}: {failure.message}"
+
+
+def check_magcache(runtime: RuntimeOptions) -> None:
+    """A calibration render caches nothing; a curve file is read before any model loads."""
+    from storymem_cli.models.magcache import load_curves  # torch-free
+
+    if runtime.magcache_calibrate is not None and runtime.cache != "none":
+        raise InvalidInputError(
+            f"--magcache-calibrate cannot be combined with --cache {runtime.cache}: it measures every step",
+            hint="calibrate in a render without --cache, then render with --cache magcache --magcache-curve FILE",
+        )
+    if runtime.magcache_curve is not None:
+        load_curves(runtime.magcache_curve)
 
 
 def _echo_json(payload: Any) -> None:
@@ -229,21 +244,47 @@ def render(
     ),
     attention_backend: str | None = field_option(
         RuntimeOptions, "attention_backend", "--attention", metavar="BACKEND",
-        help="diffusers attention backend, e.g. flash, _native_cudnn, sage, or auto: FlashAttention 3 where it "
-        "runs, else PyTorch SDPA (the default). run.json records the one used.",
+        help="diffusers attention backend, e.g. flash, _native_cudnn, flash_4_hub / sage_hub (flash-attn-4 / "
+        "sageattention from PyPI: pip install \"storymem-cli[attention]\"), or auto: on a GPU the fastest of FlashAttention "
+        "3, flash-attn-4 and sageattention that beats SDPA within 3x SDPA's error, measured once per device; else "
+        "PyTorch SDPA (the default). run.json records the one used and the measurements.",
     ),
     cache: Cache = field_option(
         RuntimeOptions, "cache", choice=Cache,
         help="Step caching on both experts (diffusers' hooks): first-block (reuse the last step's output "
-        "while the first block's residual on the shot's frames changes less than --cache-threshold) or "
+        "while the first block's residual on the shot's frames changes less than --cache-threshold), "
         "taylorseer (each expert's first 3 steps in full, then one in every --cache-interval, the output "
-        "extrapolated between). Faster, slightly different frames.",
+        "extrapolated between) or magcache (skip steps by the Wan2.2 experts' published magnitude-ratio "
+        "curves, --magcache-*). Faster, slightly different frames.",
     ),
     cache_threshold: float = field_option(
         RuntimeOptions, "cache_threshold", help="first-block cache: relative residual change that recomputes."
     ),
     cache_interval: int = field_option(
         RuntimeOptions, "cache_interval", help="taylorseer cache: full computation every N steps."
+    ),
+    magcache_threshold: float = field_option(
+        RuntimeOptions, "magcache_threshold", help="magcache: accumulated ratio error up to which a step is skipped (authors: 0.06)."
+    ),
+    magcache_k: int = field_option(RuntimeOptions, "magcache_k", "--magcache-k", help="magcache: most steps skipped in a row (authors: 2)."),
+    magcache_retention: float | None = field_option(
+        RuntimeOptions, "magcache_retention",
+        help="magcache: fraction of each expert's first steps never skipped (default: the authors', 0.1 for "
+        "memory shots, 0.4 for the first shot).",
+    ),
+    magcache_experts: MagcacheExperts = field_option(
+        RuntimeOptions, "magcache_experts", choice=MagcacheExperts,
+        help="magcache: which experts skip steps: auto (the authors': both on the first shot, the low-noise "
+        "expert on memory shots), low or both (memory shots skip ~20 of 40 steps instead of ~12).",
+    ),
+    magcache_curve: Path | None = field_option(
+        RuntimeOptions, "magcache_curve", metavar="FILE",
+        help="magcache: magnitude ratios measured with --magcache-calibrate (default: the MagCache authors' Wan2.2 curves).",
+    ),
+    magcache_calibrate: Path | None = field_option(
+        RuntimeOptions, "magcache_calibrate", metavar="FILE",
+        help="Measure MagCache's magnitude ratios on this render (it skips nothing: the frames are the plain "
+        "render's) and write them to FILE after every shot, for --cache magcache --magcache-curve FILE.",
     ),
     compile: bool = field_option(  # noqa: A002  named as the field it fills
         RuntimeOptions, "compile", "--compile",
@@ -293,7 +334,9 @@ def render(
         help="Under torchrun (one story on N GPUs): how each transformer forward is split over the N "
         "processes: ulysses (the head count, 40 for A14B, must divide by N), ring (needs --attention flash "
         "or another backend that returns log-sum-exp) or auto (Ulysses as far as the heads allow, the rest "
-        "ring). Rank 0 alone writes the run folder. Ignored in a single process.",
+        "ring), or cfg (the conditional and unconditional passes on the two halves of the processes, one "
+        "exchange per step; each half split as auto splits it, e.g. Ulysses 2 x 2 from 4 processes). Rank 0 "
+        "alone writes the run folder. Ignored in a single process.",
     ),
 ) -> None:
     """Render story scripts into videos, shot by shot, with a memory of earlier shots.
@@ -329,6 +372,7 @@ def render(
     styles = tuple(parse_style_lora(text) for text in style_lora)
     flow_shift_t2v, flow_shift_m2v = parse_flow_shifts(flow_shift)
     check_files(lora)
+    check_magcache(runtime)
     if output is not None:
         check_output_path(output, "-o", folder=True)
     options = RenderOptions(
@@ -375,7 +419,7 @@ def render(
     jobs, early = preflight(jobs, options, batch=batch, writes=not dry_run and leads)  # before torch is imported
 
     if launch is not None:  # torchrun: every rank shares each forward, rank 0 does the rest
-        check_options(launch, runtime.device, runtime.offload, runtime.cache)
+        check_options(launch, runtime.device, runtime.offload, runtime.cache, runtime.magcache_calibrate)
         start(launch, runtime.device, parallel.value)
         if not launch.leader:
             try:

@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from storymem_cli.errors import InvalidInputError
 
-ParallelMode = Literal["auto", "ulysses", "ring"]
-PARALLEL_MODES: tuple[str, ...] = ("auto", "ulysses", "ring")
+ParallelMode = Literal["auto", "ulysses", "ring", "cfg"]
+PARALLEL_MODES: tuple[str, ...] = ("auto", "ulysses", "ring", "cfg")
 SPATIAL_STRIDE = 16  # pixels per token side: Wan's VAE (x8) then the patch (x2), A14B and tiny alike
 
 
@@ -28,13 +28,14 @@ SPATIAL_STRIDE = 16  # pixels per token side: Wan's VAE (x8) then the patch (x2)
 class ParallelDegrees:
     ulysses: int
     ring: int
+    cfg: int = 1  # 2: the conditional and unconditional passes on separate halves (models/parallel_cfg.py)
 
     @property
     def world(self) -> int:
-        return self.ulysses * self.ring
+        return self.cfg * self.ulysses * self.ring
 
     def as_dict(self) -> dict[str, int]:
-        return {"world_size": self.world, "ulysses": self.ulysses, "ring": self.ring}
+        return {"world_size": self.world, "ulysses": self.ulysses, "ring": self.ring, "cfg": self.cfg}
 
 
 def pick_degrees(world: int, heads: int, mode: ParallelMode = "auto") -> ParallelDegrees:
@@ -45,6 +46,11 @@ def pick_degrees(world: int, heads: int, mode: ParallelMode = "auto") -> Paralle
     """
     if world < 1:
         raise InvalidInputError(f"world size {world}: must be at least 1")
+    if mode == "cfg":  # two halves, each split as auto splits it
+        from storymem_cli.models.parallel_cfg import half_world
+
+        inner = pick_degrees(half_world(world), heads, "auto")
+        return ParallelDegrees(ulysses=inner.ulysses, ring=inner.ring, cfg=2)
     if mode == "ring":
         return ParallelDegrees(ulysses=1, ring=world)
     if mode == "ulysses":
@@ -108,9 +114,14 @@ def _mesh(degrees: ParallelDegrees) -> Any:
     if degrees not in _STATE.meshes:
         from torch.distributed.device_mesh import init_device_mesh
 
-        _STATE.meshes[degrees] = init_device_mesh(
-            _STATE.device_type, (degrees.ring, degrees.ulysses), mesh_dim_names=("ring", "ulysses")
-        )
+        if degrees.cfg > 1:  # a CfgSplit: the pair of ranks that exchange predictions, the mesh of this half
+            from storymem_cli.models.parallel_cfg import split
+
+            _STATE.meshes[degrees] = split(_STATE.device_type, degrees.world, degrees)
+        else:
+            _STATE.meshes[degrees] = init_device_mesh(
+                _STATE.device_type, (degrees.ring, degrees.ulysses), mesh_dim_names=("ring", "ulysses")
+            )
     return _STATE.meshes[degrees]
 
 
@@ -149,10 +160,17 @@ def enable_context_parallel(transformer: Any) -> None:
             hint=f"on the CPU use a process count that divides the model's {transformer.config.num_attention_heads} "
             "attention heads (pure Ulysses)",
         )
-    config = ContextParallelConfig(ulysses_degree=degrees.ulysses, ring_degree=degrees.ring, mesh=_mesh(degrees))
-    try:
-        with _cpu_device_count():
-            transformer.enable_parallelism(config=config)
-    except ValueError as err:  # e.g. an attention backend without context parallelism
-        raise InvalidInputError(f"context parallelism over {_STATE.world} processes: {err}") from None
+    mesh = _mesh(degrees)
+    if degrees.ulysses * degrees.ring > 1:
+        half_mesh = mesh.half_mesh if degrees.cfg > 1 else mesh
+        config = ContextParallelConfig(ulysses_degree=degrees.ulysses, ring_degree=degrees.ring, mesh=half_mesh)
+        try:
+            with _cpu_device_count():
+                transformer.enable_parallelism(config=config)
+        except ValueError as err:  # e.g. an attention backend without context parallelism
+            raise InvalidInputError(f"context parallelism over {_STATE.world} processes: {err}") from None
+    if degrees.cfg > 1:  # outermost: it sees the pipeline's own call arguments
+        from storymem_cli.models.parallel_cfg import enable_cfg_parallel
+
+        enable_cfg_parallel(transformer, mesh)
     _STATE.used = degrees

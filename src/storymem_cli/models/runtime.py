@@ -11,7 +11,7 @@ from storymem_cli.config import ContinuationMode
 
 OffloadMode = Literal["none", "model", "group"]
 DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
-CacheMode = Literal["none", "first-block", "taylorseer"]
+CacheMode = Literal["none", "first-block", "taylorseer", "magcache"]
 QuantizeMode = Literal["none", "fp8"]
 StyleExperts = Literal["both", "high", "low"]  # a style LoRA's experts (Wan2.2 LoRAs may ship one file per expert)
 # a style LoRA's pair: t2v (the first shot's T2V experts), m2v (the memory shots' I2V experts) or both
@@ -46,6 +46,17 @@ class RuntimeOptions(BaseModel):
     cache_threshold: float = Field(0.05, gt=0, le=1, description="the first-block cache's relative residual change")
     # taylorseer: full computation every N steps, extrapolated between (diffusers' default)
     cache_interval: int = Field(5, ge=2, le=40, description="steps between full computations")
+    # magcache: skip steps by the Wan2.2 experts' magnitude-ratio curve (models/magcache.py); the MagCache
+    # authors' settings for Wan2.2 A14B (threshold 0.06, K 2; retention 0.1 on I2V, 0.4 on T2V)
+    magcache_threshold: float = Field(0.06, gt=0, le=1, description="MagCache's accumulated ratio error")
+    magcache_k: int = Field(2, ge=1, le=40, description="most steps MagCache skips in a row")
+    magcache_retention: float | None = Field(
+        None, ge=0, lt=1, description="the fraction of each expert's first steps never skipped"
+    )  # None: the curve's (the authors')
+    # auto: the authors' choice (T2V: both experts; I2V, i.e. the memory shots: the low-noise expert only)
+    magcache_experts: Literal["auto", "low", "both"] = "auto"
+    magcache_curve: Path | None = None  # a calibration file (--magcache-calibrate); None: the published curves
+    magcache_calibrate: Path | None = None  # record the ratios of this render into this file (skips nothing)
     compile: bool = False  # torch.compile of the repeated transformer blocks (dynamic shapes)
     quantize: QuantizeMode = "none"  # fp8: half the experts' memory (speed.fp8_method: torchao matmuls or storage)
 

@@ -13,36 +13,28 @@ if TYPE_CHECKING:
 
     from storymem_cli.models.runtime import RuntimeOptions
 
-# Tried in this order by --attention auto: FlashAttention 3 (Hopper; a separate build), then PyTorch's
-# SDPA, which already picks the best of its own kernels. Forcing one of those kernels lost on an H200
-# (one A14B expert forward at 48,360 tokens, bf16: SDPA 5.78 s, cuDNN 6.01 s, PyTorch's flash 8.05 s;
-# benchmarks/gpu_check.py), so auto never forces them. FlashAttention 2 and Sage were not installed
-# there and stay out until measured; Sage quantises q and k, which changes the frames anyway.
-AUTO_ATTENTION = ("_flash_3", "native")
-
-
-def _attention_works(name: str, device: torch.device, dtype: torch.dtype) -> bool:
-    """Run the backend once on a small (batch, tokens, heads, head_dim) problem on this device."""
-    import torch
-    from diffusers.models.attention_dispatch import dispatch_attention_fn
-
-    q = torch.randn(1, 64, 2, 64, device=device, dtype=dtype)
-    try:
-        out = dispatch_attention_fn(q, q, q, backend=name)
-    except Exception:  # noqa: BLE001  not installed, not built for this GPU, not for this dtype: not usable here
-        return False
-    return bool(torch.isfinite(out).all())
-
 
 def resolve_attention_backend(name: str | None, device: torch.device, dtype: torch.dtype) -> str | None:
-    """``auto``: the first of AUTO_ATTENTION that runs here; any other name as given."""
-    if name != "auto":
-        return name
-    return next(backend for backend in AUTO_ATTENTION if backend == "native" or _attention_works(backend, device, dtype))
+    """``auto``: the fastest kernel that runs here and matches SDPA (models/attention_pick.py); any other
+    name as given, a PyPI kernel's function handed to diffusers first (flash_4_hub, sage_hub)."""
+    from storymem_cli.models.attention_pick import pick_backend, register_local_kernel
+
+    if name == "auto":
+        return pick_backend(device, dtype).backend
+    problem = register_local_kernel(name) if name else None
+    if problem:
+        from storymem_cli.errors import InvalidInputError
+
+        raise InvalidInputError(f"--attention {name}: {problem}", hint="install it, or leave --attention out (SDPA)")
+    return name
 
 
 def cache_config(runtime: RuntimeOptions) -> Any:
     """The diffusers cache config for ``--cache`` (None: off)."""
+    if runtime.cache == "magcache" or runtime.magcache_calibrate is not None:  # per expert, set per shot
+        from storymem_cli.models.magcache import placeholder_config
+
+        return placeholder_config(runtime)
     if runtime.cache == "none":
         return None
     if runtime.cache == "first-block":
@@ -131,13 +123,18 @@ def apply_speed_options(transformer: Any, runtime: RuntimeOptions, compute_dtype
         else:  # norms and embeddings stay in full precision (diffusers' default skip list)
             transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
     config = cache_config(runtime)
+    beneath = runtime.compile and type(config).__name__ == "MagCacheConfig"
+    if beneath:  # its hooks would keep compile_repeated_blocks from compiling anything (magcache.py)
+        from storymem_cli.models.magcache import compile_beneath_hooks
+
+        compile_beneath_hooks(transformer)
     if config is not None:
         transformer.enable_cache(config)
         if runtime.cache == "first-block":
             from storymem_cli.models.step_cache import measure_shot_tokens_only
 
             measure_shot_tokens_only(transformer)
-    if runtime.compile:
+    if runtime.compile and not beneath:
         # The memory length changes from shot to shot (0 to 10 latent frames): dynamic shapes, not
         # one recompile per length.
         transformer.compile_repeated_blocks(dynamic=True)

@@ -124,8 +124,15 @@ class StoryModel:
         self.attention_backend: str | None = None  # resolved when the first experts load
         self.quantize_method: str | None = None  # --quantize fp8: torchao or layerwise (speed.fp8_method)
         self._cache_notes: set[str] = set()  # --cache warnings already given
+        self.offload_streams: Any = None  # --offload group: whether CUDA streams overlap the copies (models/offload.py)
         self._pipes: dict[Kind, Any] = {}  # the pipelines whose experts are loaded: one, or both when they fit
         self._kind: Kind | None = None  # the pipeline the last shot ran
+        from storymem_cli.models.magcache import MagCacheRun
+        from storymem_cli.models.step_stats import ShotStats
+
+        self.stats = ShotStats()  # the last shot's denoising time and forwards (skipped ones too)
+        calibrating = runtime.magcache_calibrate is not None
+        self.magcache = MagCacheRun(runtime) if runtime.cache == "magcache" or calibrating else None
         self.pair_loads = 0  # expert pairs loaded by this model (a batch of stories shares it)
         self.style_reports: dict[int, dict[str, Any]] = {}  # style LoRA index -> pair -> what was applied
 
@@ -266,6 +273,7 @@ class StoryModel:
             if self.quantize_method == "torchao":  # quantised where it computes: seconds there, minutes on the CPU
                 transformer.to(self.device)
             apply_speed_options(transformer, self.runtime, self.dtype, self.quantize_method or "layerwise")
+            self.stats.attach(transformer, cached=transformer.is_cache_enabled)
             if backend:
                 try:
                     transformer.set_attention_backend(backend)
@@ -275,13 +283,9 @@ class StoryModel:
         if self.runtime.offload == "model":
             pipe.enable_model_cpu_offload(device=self.device)
         elif self.runtime.offload == "group":
-            pipe.enable_group_offload(
-                onload_device=self.device,
-                offload_device=torch.device("cpu"),
-                offload_type="block_level",
-                num_blocks_per_group=1,
-                exclude_modules=sorted(self._group_offloaded),
-            )
+            from storymem_cli.models.offload import enable_group_offload
+
+            self.offload_streams = enable_group_offload(pipe, self.device, sorted(self._group_offloaded))
             self._group_offloaded.update(("text_encoder", "vae"))
         else:
             pipe.to(self.device)
@@ -311,7 +315,11 @@ class StoryModel:
         negative = WAN_DEFAULT_NEGATIVE_PROMPT if request.negative_prompt is None else request.negative_prompt
 
         def on_step(called: Any, i: int, _t: Any, _kwargs: dict) -> dict:
-            if self.runtime.cache != "none":
+            if i + 1 == sampling.steps:  # before the pipeline's cleanup resets the step caches
+                self.stats.end_denoising()
+                if self.magcache is not None:
+                    self.magcache.after_shot(kind, experts)
+            if self.runtime.cache in ("first-block", "taylorseer"):
                 self._step_cache_after(called, i, sampling)
             if progress is not None:
                 progress(i + 1, sampling.steps)
@@ -326,13 +334,21 @@ class StoryModel:
         pipe.scheduler = make_scheduler(
             self.scheduler_config, sampling.flow_shift, sampling.release_sigmas, sampling.scheduler
         )
-        for transformer in (pipe.transformer, pipe.transformer_2):
+        experts = (pipe.transformer, pipe.transformer_2)
+        for transformer in experts:
             reset_step_cache(transformer)
         if self.runtime.cache == "taylorseer":
             self._check_taylorseer_fits(pipe, request, sampling)
+        if self.magcache is not None:
+            self.magcache.before_shot(kind, experts, sampling)
+        self.stats.start_shot(self.device)
+        negative_embeds = self._negative_embeds(pipe, negative)
+        from storymem_cli.models.parallel_cfg import set_negative
+
+        set_negative(experts, negative_embeds)  # --parallel cfg: what the unconditional half computes with
         common = {
             "prompt": request.prompt,
-            "negative_prompt_embeds": self._negative_embeds(pipe, negative),
+            "negative_prompt_embeds": negative_embeds,
             "height": request.height,
             "width": request.width,
             "num_frames": request.frames,
@@ -384,6 +400,10 @@ class StoryModel:
                     self._cache_notes.add(note)
                     warnings.warn(note, stacklevel=2)
 
+    def shot_stats(self) -> dict[str, Any]:
+        """The last shot's denoising seconds, expert forwards and forwards a step cache skipped."""
+        return self.stats.result()
+
     def _negative_embeds(self, pipe: Any, text: str) -> torch.Tensor:
         """The negative prompt (Wan's long default for every shot), encoded once: the text encoder is
         the same for both pipelines, and encoding it alone is what the pipelines do inside."""
@@ -423,6 +443,20 @@ class StoryModel:
 
         return file_sha256(path)  # the loader's cache too: each LoRA file (~2.3 GB at A14B) is hashed once
 
+    def _describe_attention_pick(self) -> dict[str, Any]:
+        """--attention auto: the kernels measured on this device and why the one used won."""
+        from storymem_cli.models.attention_pick import picked
+
+        pick = picked(self.device, self.dtype) if self.runtime.attention_backend == "auto" else None
+        return {"attention_pick": pick.as_dict()} if pick is not None else {}
+
+    def _describe_cache(self) -> dict[str, Any] | None:
+        if self.magcache is not None:
+            return self.magcache.describe()
+        if self.runtime.cache == "none":
+            return None
+        return self.runtime.model_dump(include={"cache", "cache_threshold", "cache_interval"})
+
     def describe(self) -> dict[str, Any]:
         """What run.json records about the model: sources, LoRA files and hashes, precision, device."""
         lora = self.lora_report  # the loader's report once the M2V experts are loaded
@@ -449,14 +483,15 @@ class StoryModel:
             "vae_dtype": "float32",
             "device": str(self.device),
             "offload": self.runtime.offload,
+            **({"offload_streams": self.offload_streams.as_dict()} if self.offload_streams is not None else {}),
             # Pairs held now and loaded so far (by this process: a batch's stories share the model):
             # both held means a switch between T2V and M2V shots loads nothing (models/residency.py).
             "expert_pairs": {"held": sorted(self._pipes), "loads": self.pair_loads},
             "vae_tiling": self.runtime.vae_tiling,
             "attention_backend": self.attention_backend or self.runtime.attention_backend,
             "attention_backend_requested": self.runtime.attention_backend,
-            "cache": None if self.runtime.cache == "none" else self.runtime.model_dump(
-                include={"cache", "cache_threshold", "cache_interval"}),
+            **self._describe_attention_pick(),
+            "cache": self._describe_cache(),
             "compile": self.runtime.compile,
             "quantize": self.runtime.quantize,
             "quantize_method": self.quantize_method,  # fp8: torchao (fp8 matmuls) or layerwise (fp8 storage)

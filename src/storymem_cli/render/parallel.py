@@ -47,7 +47,7 @@ def launch_from_env(env: dict[str, str] | None = None) -> Launch | None:
     return Launch(rank=int(env["RANK"]), world=world, local_rank=int(env.get("LOCAL_RANK", env["RANK"])))
 
 
-def check_options(launch: Launch, device: str | None, offload: str, cache: str) -> None:
+def check_options(launch: Launch, device: str | None, offload: str, cache: str, calibrate: Any = None) -> None:
     """Options that cannot be combined with several processes, refused before anything loads."""
     if device is not None and device not in ("cpu", "cuda"):
         raise InvalidInputError(
@@ -57,9 +57,14 @@ def check_options(launch: Launch, device: str | None, offload: str, cache: str) 
     if offload != "none":  # diffusers' offloading hooks and context-parallel hooks conflict (diffusers #12533)
         raise InvalidInputError(f"--offload {offload} cannot be combined with {launch.world} processes",
                                 hint="leave --offload out: each GPU holds both experts")  # fmt: skip
-    if cache != "none":  # each rank would decide on its own share of tokens whether to skip a step
+    # Each rank would decide on its own share of tokens whether to skip a step. (MagCache decides from its
+    # curve alone, but its residual is taken around diffusers' sequence split: not verified yet.)
+    if cache != "none":
         raise InvalidInputError(f"--cache {cache} cannot be combined with {launch.world} processes",
                                 hint="leave --cache out, or render on one GPU")  # fmt: skip
+    if calibrate is not None:  # every rank would write the file, each from its share of the tokens
+        raise InvalidInputError(f"--magcache-calibrate cannot be combined with {launch.world} processes",
+                                hint="calibrate in a single process")  # fmt: skip
 
 
 def check_size(launch: Launch, settings: Any) -> None:

@@ -7,13 +7,16 @@ denoising step so its ETA is smooth) and the current shot (denoising steps).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any, Protocol, TextIO
 
 from storymem_cli.render.plan import ShotPlan
 
 
 class RenderProgress(Protocol):
-    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int) -> None: ...
+    # work: each shot's share of the story's denoising (render.story_cost), for the ETA; None: equal shares
+    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int,
+                    work: Sequence[float] | None = None) -> None: ...  # fmt: skip
     def shot_start(self, plan: ShotPlan) -> None: ...
     def step(self, step: int, total: int) -> None: ...
     def shot_done(self, plan: ShotPlan, seconds: float) -> None: ...
@@ -39,12 +42,16 @@ class PlainProgress:
         self.total = 0
         self.remaining = 0
         self.elapsed: list[float] = []
+        self.work: list[float] = []
+        self.done_work: list[float] = []
 
     def _line(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
 
-    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int) -> None:
+    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int,
+                    work: Sequence[float] | None = None) -> None:  # fmt: skip
         self.story, self.total, self.remaining, self.elapsed = story, total_shots, total_shots - kept_shots, []
+        self.work, self.done_work = list(work) if work else [1.0] * total_shots, []
         kept = f", {kept_shots} kept from the last run" if kept_shots else ""
         shots = "1 shot" if total_shots == 1 else f"{total_shots} shots"
         self._line(f"{story}: {shots}{kept}, {steps} steps each")
@@ -56,9 +63,13 @@ class PlainProgress:
         return None  # a line per denoising step would drown the log
 
     def shot_done(self, plan: ShotPlan, seconds: float) -> None:
+        from storymem_cli.render.story_cost import remaining_seconds
+
         self.elapsed.append(seconds)
+        self.done_work.append(self.work[plan.index] if plan.index < len(self.work) else 1.0)
         self.remaining -= 1
-        eta = sum(self.elapsed) / len(self.elapsed) * self.remaining
+        # Later shots carry more memory: seconds per unit of work so far, times the work left.
+        eta = remaining_seconds(self.elapsed, self.done_work, self.work[len(self.work) - self.remaining :])
         self._line(f"{self.story}: shot {plan.number}/{self.total} done in {seconds:.1f} s, ETA {_clock(eta)}")
 
     def note(self, text: str) -> None:
@@ -99,7 +110,8 @@ class RichProgress:
         self.steps = 1
         self.finished = 0
 
-    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int) -> None:
+    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int,
+                    work: Sequence[float] | None = None) -> None:  # fmt: skip
         self.total, self.steps, self.finished = total_shots, steps, kept_shots
         if self.story_task is not None:
             self.bars.remove_task(self.story_task)
@@ -139,7 +151,8 @@ class RichProgress:
 
 
 class NullProgress:
-    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int) -> None: ...
+    def story_start(self, story: str, total_shots: int, kept_shots: int, steps: int,
+                    work: Sequence[float] | None = None) -> None: ...  # fmt: skip
     def shot_start(self, plan: ShotPlan) -> None: ...
     def step(self, step: int, total: int) -> None: ...
     def shot_done(self, plan: ShotPlan, seconds: float) -> None: ...

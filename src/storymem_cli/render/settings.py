@@ -35,7 +35,8 @@ from storymem_cli.render.seeds import DEFAULT_BASE_SEED
 # Scheduling and hardware: the frames are the same up to floating-point noise. VAE tiling decodes
 # in overlapping tiles blended at the seams: a numerical choice made to fit a GPU, not a creative one.
 # Names of settings and of RuntimeOptions fields alike (the fingerprint hashes both in one flat layer).
-NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile"}
+# --magcache-calibrate only records: the frames are those of the same render without it.
+NOT_IN_FINGERPRINT = {"offload", "device", "attention_backend", "vae_tiling", "compile", "magcache_calibrate"}
 # --memory-from's folder: where the earlier run lies, not what it holds (its identity is in every
 # shot's fingerprint, render/series.py), so moving it keeps the finished shots.
 NOT_IN_FINGERPRINT |= {"memory_from"}
@@ -50,6 +51,8 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("fuse_lora",): True, ("style_loras", "*", "expert"): "both", ("style_loras", "*", "pair"): "both",
     ("scheduler",): "unipc", ("flow_shift_t2v",): None, ("flow_shift_m2v",): None,
     ("retrieval",): None, ("describe_characters",): False,
+    ("magcache_threshold",): 0.06, ("magcache_k",): 2, ("magcache_retention",): None, ("magcache_curve",): None,
+    ("magcache_experts",): "auto",
 }  # fmt: skip  # "*": every item of a list
 # A step cache whose implementation changed the frames it makes: its runs' shots carry the revision, so
 # shots rendered by the earlier implementation are rendered again on resume (revision 2, issue 30: first-block

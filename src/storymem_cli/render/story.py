@@ -51,6 +51,7 @@ from storymem_cli.render.resume import (
 )
 from storymem_cli.render.runfolder import PREVIEW_NAME, RunFolder, raise_os_error
 from storymem_cli.render.settings import RenderSettings
+from storymem_cli.render.story_cost import time_summary
 from storymem_cli.render.video import MAX_SIDE, join_clips, upscale_nearest, write_clip
 
 
@@ -419,7 +420,7 @@ class StoryRenderer:
         except OSError as err:
             raise_os_error(err, self.folder.script_json)
         self._save(record)
-        self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps)
+        self.progress.story_start(self.script.story_name, len(plans), kept, self.settings.steps, self._work(plans))
         if self.preset.name == TOY.name:
             warning = toy_prompt_warning(plans)
             if warning:
@@ -465,7 +466,19 @@ class StoryRenderer:
         record["total_frames"] = total
         record["status"] = "done"
         self._save(record)
+        if kept < len(plans):
+            self.progress.note(f"{self.script.story_name}: {time_summary(record['shots'][kept:])}")
         return summary(self.folder, record)
+
+    def _work(self, plans: Sequence[ShotPlan]) -> list[float]:
+        """Each shot's expert-forward FLOPs at the most memory it can have (render.story_cost)."""
+        from storymem_cli.render.story_cost import flops, memory_growth, shot_tokens
+
+        video, memory = self.settings.video, self.settings.memory
+        references = len(self.script.references) if self.settings.use_memory else 0
+        per_shot = memory.max_keyframes_per_shot if self.settings.use_memory else 0
+        grown = memory_growth(len(plans), memory.capacity, per_shot, start=min(references, memory.capacity))
+        return [flops(shot_tokens(video.width, video.height, video.frames, frames)) for frames in grown]
 
     def _open_bank(self, kept: int) -> Any:
         """The memory bank exactly as it was before shot ``kept``; a story rendered from its first
@@ -522,6 +535,7 @@ class StoryRenderer:
     ) -> tuple[dict[str, Any], np.ndarray]:
         from storymem_cli.pipeline.request import ShotRequest
         from storymem_cli.render.components import cuda_out_of_memory
+        from storymem_cli.render.story_cost import shot_tokens
 
         self.progress.shot_start(plan)
         started = time.perf_counter()
@@ -558,6 +572,9 @@ class StoryRenderer:
                 raise oom from err
             raise
         generated = time.perf_counter()
+        # The denoising alone (no text encoding, no VAE) and the forwards a step cache skipped; a model
+        # without the counters (a stand-in in tests) records none.
+        denoised = getattr(parts.model, "shot_stats", lambda: {})()
 
         # Trim, then write the clip (upscaled for viewing) and the lossless tail (model size).
         shot_frames = trim_frames(frames, plan.mode)
@@ -600,9 +617,12 @@ class StoryRenderer:
             "fingerprint": fingerprint,
             "status": "done",
             "finished_at": _now(),
+            "tokens": shot_tokens(video.width, video.height, video.frames, len(memory)),  # of each expert forward
+            **{key: denoised[key] for key in ("forwards", "forwards_skipped") if key in denoised},
             "timings": {
                 "prepare_s": round(prepared - started, 4),
                 "generate_s": round(generated - prepared, 4),
+                **({"denoise_s": denoised["denoise_s"]} if denoised.get("denoise_s") is not None else {}),
                 "write_s": round(written - generated, 4),
                 "memory_s": round(remembered - written, 4),
                 "total_s": round(remembered - started, 4),
