@@ -478,6 +478,12 @@ CASES = [
     (R("--lora", "{lora_file}"), 2, "--lora"),
     (R("--shard", "1/1000000"), 0, "shares 2-1000000 render nothing"),  # a word, not a refusal: arrays outgrow lists
     (R("--scheduler", "ddim"), 2, "--scheduler"),
+    (R("--cache", "magcache", "--magcache-threshold", "-1"), 2, "--magcache-threshold"),
+    (R("--cache", "magcache", "--magcache-k", "0"), 2, "--magcache-k"),
+    (R("--cache", "magcache", "--magcache-retention", "1"), 2, "--magcache-retention 1.0: must be a number at least 0 and below 1"),
+    (R("--cache", "magcache", "--magcache-experts", "mid"), 2, "--magcache-experts"),
+    (R("--cache", "magcache", "--magcache-curve", "{nowhere}.json"), 2, "--magcache-curve"),
+    (R("--cache", "magcache", "--magcache-calibrate", "{root}/ratios.json"), 2, "--magcache-calibrate"),
     (R("--flow-shift", "m2v=-1"), 2, "--flow-shift"),
     (["download", "--model", "nope"], 2, "nope"),
     (["download", "--continuation", "sideways"], 2, "--continuation"),

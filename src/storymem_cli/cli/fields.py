@@ -46,9 +46,10 @@ def from_params(model: type[_Model], ctx: typer.Context) -> _Model:
     return model(**given)
 
 
-def _bounds(field: FieldInfo) -> tuple[float, bool, float] | None:
-    """(low, low is excluded, high) from the field's ge/gt/le constraints; None for a field without."""
-    low, open_low, high, found = -math.inf, False, math.inf, False
+def _bounds(field: FieldInfo) -> tuple[float, bool, float, bool] | None:
+    """(low, low is excluded, high, high is excluded) from the field's ge/gt/le/lt constraints; None for
+    a field without."""
+    low, open_low, high, open_high, found = -math.inf, False, math.inf, False, False
     for rule in field.metadata:
         if isinstance(rule, annotated_types.Ge):
             low, found = rule.ge, True
@@ -56,7 +57,9 @@ def _bounds(field: FieldInfo) -> tuple[float, bool, float] | None:
             low, open_low, found = rule.gt, True, True
         elif isinstance(rule, annotated_types.Le):
             high, found = rule.le, True
-    return (low, open_low, high) if found else None  # type: ignore[return-value]
+        elif isinstance(rule, annotated_types.Lt):
+            high, open_high, found = rule.lt, True, True
+    return (low, open_low, high, open_high) if found else None  # type: ignore[return-value]
 
 
 def check_field(option: str, value: Any, field: FieldInfo) -> None:
@@ -65,9 +68,14 @@ def check_field(option: str, value: Any, field: FieldInfo) -> None:
     bounds = _bounds(field)
     if value is None or bounds is None:
         return
-    low, open_low, high = bounds
-    if math.isfinite(value) and (low < value if open_low else low <= value) and value <= high:
+    low, open_low, high, open_high = bounds
+    above = low < value if open_low else low <= value
+    below = value < high if open_high else value <= high
+    if math.isfinite(value) and above and below:
         return
-    allowed = f"above {low:g} and at most {high:g}" if open_low else f"from {low:g} to {high:g}"
+    if open_high:
+        allowed = f"{'above' if open_low else 'at least'} {low:g} and below {high:g}"
+    else:
+        allowed = f"above {low:g} and at most {high:g}" if open_low else f"from {low:g} to {high:g}"
     reason = f" ({field.description})" if field.description else ""
     raise InvalidInputError(f"{option} {value}: must be a number {allowed}{reason}")

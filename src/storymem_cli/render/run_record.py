@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from storymem_cli.config import PlanMode
 from storymem_cli.jsonio import JsonFileError, json_path, validation_problem
 
 RESTART_HINT = "pass --restart to render this story from scratch in this folder"
@@ -27,10 +28,11 @@ class ShotRecord(_Open):
     """One finished shot (the fields a render keeps shots by, and eval and the preview read)."""
 
     index: int = Field(ge=0)
+    shot: int = Field(ge=1)  # index + 1: the number people read (run format 3)
     scene: int
-    shot_in_scene: int = Field(ge=0)
+    shot_in_scene: int = Field(ge=1)  # counted from 1 (run format 3; older records are upgraded on read)
     prompt: str
-    mode: Literal["t2v", "m2v", "mi2v", "mm2v"]
+    mode: PlanMode
     seed: int = Field(ge=0)
     frames: int = Field(ge=1)
     trimmed_frames: int = Field(ge=1)
@@ -67,6 +69,8 @@ def first_damaged_shot(path: Any, record: Any) -> tuple[int, str] | None:
             ShotRecord.model_validate(shot)
             if shot["index"] != i:
                 raise ValueError(f"index is {shot['index']}, not {i}")
+            if shot["shot"] != i + 1:
+                raise ValueError(f"shot is {shot['shot']}, not {i + 1}")
         except (ValidationError, ValueError) as err:
             where, message = validation_problem(err) if isinstance(err, ValidationError) else ("index", str(err))
             reason = f"run.json {json_path(('shots', i))}{'.' + where if where else ''}: {message}"
