@@ -39,7 +39,7 @@ def test_offload_gives_the_same_frames(tiny_request):
 
 
 def test_unknown_attention_backend_fails_before_loading():
-    with pytest.raises(InvalidInputError, match="unknown attention backend 'warp-drive'") as err:
+    with pytest.raises(InvalidInputError, match="--attention 'warp-drive': unknown attention backend") as err:
         load_story_model(resolve_preset("tiny"), RuntimeOptions(device="cpu", attention_backend="warp-drive"))
     assert "native" in str(err.value)
 

@@ -18,9 +18,9 @@ def test_which_frames_keyframe_selection_scans(tmp_path, generate_log, monkeypat
     scanned = []
     real_update_bank = story.update_bank
 
-    def update_bank(bank, shot, frames, parts, memory_ids):
+    def update_bank(bank, shot, frames, parts, memory_ids, **kwargs):
         scanned.append(frames.copy())
-        return real_update_bank(bank, shot, frames, parts, memory_ids)
+        return real_update_bank(bank, shot, frames, parts, memory_ids, **kwargs)
 
     monkeypatch.setattr(story, "update_bank", update_bank)
     script = write_script(tmp_path, "boat.json", small_story("Boat", shots=2))  # a cut, then MM2V

@@ -84,7 +84,7 @@ def test_part_two_starts_from_part_ones_memory_and_leaves_it_untouched(series):
     record = run_json(series["part2"])
     assert record["memory_from"]["run_dir"] == str(series["part1"].resolve())
     assert len(record["memory_from"]["identity"]) == 64
-    assert record["shots"][0]["mode"] == "m2v"  # part 1's memory conditions part 2's first shot
+    assert record["shots"][0]["mode"] == "mr2v"  # part 1's memory (references now) conditions part 2's first shot
     first = record["shots"][0]
     assert first["memory_ids"] and {w["why"] for w in first["memory_why"]} == {"names Mia"}
     assert len(series["log"][0][0].memory) == len(first["memory_ids"])

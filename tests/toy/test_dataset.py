@@ -125,7 +125,7 @@ def test_missing_or_broken_index(tmp_path):
     with pytest.raises(InvalidInputError, match="no dataset index"):
         load_index(tmp_path)
     (tmp_path / INDEX_NAME).write_text("{", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match="not a readable JSON"):
+    with pytest.raises(InvalidInputError, match="is not valid JSON"):
         load_index(tmp_path)
 
 
