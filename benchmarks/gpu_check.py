@@ -255,7 +255,7 @@ class ModeResult:
     error: str | None = None
     shot_s: list[float] = field(default_factory=list)  # wall time per shot (run.json timings)
     generate_s: list[float] = field(default_factory=list)  # of which the model's generate call
-    modes: list[str] = field(default_factory=list)  # each shot's mode (t2v, m2v, mi2v, mm2v)
+    modes: list[str] = field(default_factory=list)  # each shot's mode (t2v, mr2v, m2v, mi2v, mm2v)
     peak_gib: float | None = None  # torch.cuda.max_memory_allocated over the render
     wall_s: float | None = None  # the whole command: model loads included
     forwards: list[int] = field(default_factory=list)  # expert forwards per shot (run.json)

@@ -15,8 +15,8 @@ def test_the_cpu_rehearsal_renders_every_mode_and_projects(load_benchmark, tmp_p
     for render in renders.values():
         assert render["finished"], render
         assert len(render["shot_s"]) == 4 and all(s > 0 for s in render["shot_s"])
-        want = ["t2v", "mm2v", "m2v", "mm2v"] if "mm2v" in render["mode"] else ["m2v", "mi2v", "m2v", "mi2v"]
-        assert render["modes"] == want  # the reference makes the first shot M2V; continuations follow the flag
+        want = ["t2v", "mm2v", "m2v", "mm2v"] if "mm2v" in render["mode"] else ["mr2v", "mi2v", "m2v", "mi2v"]
+        assert render["modes"] == want  # the reference makes the first shot MR2V; continuations follow the flag
     # every run folder holds a finished story whose run.json says how it ran
     vae_tiled = json.loads((tmp_path / "runs" / "offload_group_plus_VAE_tiling" / "run.json").read_text())
     assert vae_tiled["model"]["offload"] == "group" and vae_tiled["model"]["vae_tiling"] is True
