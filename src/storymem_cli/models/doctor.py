@@ -244,13 +244,6 @@ def _lora_keys_row(found: Found, headers: dict[Path, dict[str, Any]], wanted: bo
     return Row("LoRA keys", "ok", "; ".join(done))
 
 
-def _cached(repo_id: str, filename: str) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    hit = try_to_load_from_cache(repo_id, filename)
-    return Path(hit) if isinstance(hit, str) else None
-
-
 def _hpsv3_row() -> Row:
     from storymem_cli.errors import MissingWeightsError
     from storymem_cli.scoring.hpsv3_files import locate_hpsv3
@@ -272,10 +265,11 @@ def _hpsv3_row() -> Row:
 
 
 def _clip_row(name: str, model_name: str) -> Row:
-    from storymem_cli.scoring.clip import KNOWN_TAGS, open_clip_hub_files
+    from storymem_cli.scoring.clip import KNOWN_TAGS, cached_pretrained, open_clip_hub_files
 
-    repo_id, names = open_clip_hub_files(KNOWN_TAGS[(model_name, "openai")])
-    hit = next((p for p in (_cached(repo_id, n) for n in names) if p is not None), None)
+    cfg = KNOWN_TAGS[(model_name, "openai")]
+    repo_id, names = open_clip_hub_files(cfg)
+    hit = cached_pretrained(cfg)  # the embedder's own cache lookup: the same files, in the same order
     if hit is None:
         return Row(name, "fail", f"{repo_id}/{names[0]} is not in the Hugging Face cache",
                    "storymem download (open_clip would fetch it on first use, which needs the network then)")  # fmt: skip

@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-VAE_TIME, VAE_SPACE, PATCH = 4, 8, 2  # Wan2.2's VAE: 4x in time, 8x in space; the transformer's 1x2x2 patches
+from storymem_cli.config import VAE_SPATIAL_STRIDE, VAE_TEMPORAL_STRIDE
+
+PATCH = 2  # the Wan transformer's 1x2x2 patches
 
 
 @dataclass(frozen=True)
@@ -30,12 +32,13 @@ A14B_WIDTH = Width()
 
 
 def latent_frames(frames: int) -> int:
-    return (frames - 1) // VAE_TIME + 1
+    """pipeline.layout.latent_frame_count without importing torch (this module is torch-free)."""
+    return (frames - 1) // VAE_TEMPORAL_STRIDE + 1
 
 
 def shot_tokens(width: int, height: int, frames: int, memory_frames: int) -> int:
     """Tokens of one expert forward: (memory + shot latent frames) x latent patches per frame."""
-    per_frame = (height // (VAE_SPACE * PATCH)) * (width // (VAE_SPACE * PATCH))
+    per_frame = (height // (VAE_SPATIAL_STRIDE * PATCH)) * (width // (VAE_SPATIAL_STRIDE * PATCH))
     return (latent_frames(frames) + memory_frames) * per_frame
 
 

@@ -116,7 +116,7 @@ def resolve_clip_checkpoint(model_name: str, weights: str | os.PathLike[str], *,
                 f"{what}: {text!r} is neither a file, a folder nor a pretrained tag of {model_name}",
                 hint=f"known tags: {', '.join(tags) or 'none'}; or pass a local checkpoint file or folder",
             )
-    cached = _cached_pretrained(cfg)  # the cache first: no network, and for known tags no open_clip import
+    cached = cached_pretrained(cfg)  # the cache first: no network, and for known tags no open_clip import
     if cached is not None:
         return cached
 
@@ -144,7 +144,7 @@ def resolve_clip_checkpoint(model_name: str, weights: str | os.PathLike[str], *,
         raise missing(f"could not be downloaded ({type(err).__name__})") from None
 
 
-def _cached_pretrained(cfg: dict) -> Path | None:
+def cached_pretrained(cfg: dict) -> Path | None:
     """The file open_clip would download for ``cfg``, when the Hugging Face cache already has it.
     Mirrors open_clip.pretrained.download_pretrained: ``hf_hub`` is ``org/repo/`` (default file
     name) or ``org/repo/file``, and a .safetensors twin is preferred."""
