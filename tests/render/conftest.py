@@ -44,6 +44,20 @@ STORY = {
 }
 
 
+# The torchrun stories (test_torchrun*.py): T2V, MI2V with memory, M2V with memory.
+HERON = {
+    "story_name": "Heron Lake",
+    "scenes": [
+        {
+            "scene_num": 1,
+            "video_prompts": ["A boat on a calm lake at dawn.", "The boat turns toward the reeds.",
+                              "A heron lands on the boat's bow."],
+            "cut": [True, False, True],
+        }
+    ],
+}  # fmt: skip
+
+
 def write_script(folder: Path, name: str, story: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -125,3 +139,22 @@ def finished(tmp_path_factory):
         patch.undo()
     assert result.exit_code == 0, result.output
     return {"run": root / "run", "script": script, "log": log, "summary": json.loads(result.stdout)}
+
+
+@pytest.fixture(scope="session")
+def heron_one_process(tmp_path_factory) -> Path:
+    """HERON rendered by one process with one thread (CPU float sums depend on the thread count), the
+    reference the torchrun renders are compared with: ``render SCRIPT -o RUN --model tiny --device cpu``."""
+    import torch
+
+    root = tmp_path_factory.mktemp("heron")
+    script = write_script(root / "scripts", "heron.json", HERON)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(app, ["render", str(script), "-o", str(root / "run"), "--model", "tiny",
+                                          "--device", "cpu", "--json"])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return root / "run"

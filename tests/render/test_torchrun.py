@@ -15,53 +15,33 @@ import re
 from pathlib import Path
 
 import numpy as np
-from typer.testing import CliRunner
 
-from storymem_cli.cli.app import app
-
-from .conftest import write_script
+from .conftest import HERON, write_script
 
 GUARD = Path(__file__).with_name("rank_guard")
 TOLERANCE = 2  # grey levels of 255, on the lossless tail frames
-STORY = {
-    "story_name": "Heron Lake",
-    "scenes": [
-        {
-            "scene_num": 1,
-            "video_prompts": ["A boat on a calm lake at dawn.", "The boat turns toward the reeds.",
-                              "A heron lands on the boat's bow."],
-            "cut": [True, False, True],
-        }
-    ],
-}  # fmt: skip
-
 
 def tails(run: Path) -> list[np.ndarray]:
     record = json.loads((run / "run.json").read_text())
     return [np.load(run / shot["tail"])["frames"].astype(int) for shot in record["shots"]]
 
 
-def assert_one_process_renders_the_same(args: list[str], run: Path, reference: Path) -> None:
-    """``args`` (render SCRIPT -o RUN ...) again in this process into ``reference``: the same seeds, modes,
-    memory and fingerprints as ``run``, and frames within TOLERANCE."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # CPU float sums depend on the thread count
-    try:
-        result = CliRunner().invoke(app, [*args[:3], str(reference), *args[4:]])
-    finally:
-        torch.set_num_threads(threads)
-    assert result.exit_code == 0, result.output
+def assert_one_process_renders_the_same(run: Path, reference: Path) -> None:
+    """``run`` has the seeds, modes, memory, fingerprints and files of ``reference`` (the same story
+    rendered by one process), and its frames are within TOLERANCE."""
     record, expected = (json.loads((folder / "run.json").read_text()) for folder in (run, reference))
     for key in ("seed", "mode", "memory_ids", "keyframe_ids", "fingerprint"):
         assert [s[key] for s in record["shots"]] == [s[key] for s in expected["shots"]], key
     for got, want in zip(tails(run), tails(reference), strict=True):
         assert np.abs(got - want).max() <= TOLERANCE
+    listing = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.name != ".lock")
+    assert listing == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.name != ".lock")
 
 
-def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_video(tmp_path, torchrun, child_env):
-    script = write_script(tmp_path / "scripts", "heron.json", STORY)
+def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_video(
+    tmp_path, torchrun, child_env, heron_one_process
+):
+    script = write_script(tmp_path / "scripts", "heron.json", HERON)
     args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--device", "cpu", "--json"]
     run = tmp_path / "run"
     env = {
@@ -87,8 +67,5 @@ def test_torchrun_killed_rank_then_same_command_resumes_to_the_single_process_vi
     assert record["status"] == "done"
     assert record["model"]["parallel"]["world_size"] == 2 and record["model"]["parallel"]["ulysses"] == 2
 
-    # 3. One process renders the same story: same plan, memory and frames (within TOLERANCE).
-    reference = tmp_path / "reference"
-    assert_one_process_renders_the_same(args, run, reference)
-    listing = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.name != ".lock")
-    assert listing == sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*") if p.name != ".lock")
+    # 3. One process rendered the same story: same plan, memory, files and frames (within TOLERANCE).
+    assert_one_process_renders_the_same(run, heron_one_process)

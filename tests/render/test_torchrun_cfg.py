@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import os
 
-from .conftest import write_script
-from .test_torchrun import GUARD, STORY, assert_one_process_renders_the_same
+from .conftest import HERON, write_script
+from .test_torchrun import GUARD, assert_one_process_renders_the_same
 
 
-def test_cfg_parallel_story_equals_one_process(tmp_path, torchrun, child_env):
-    script = write_script(tmp_path / "scripts", "heron.json", STORY)
+def test_cfg_parallel_story_equals_one_process(tmp_path, torchrun, child_env, heron_one_process):
+    script = write_script(tmp_path / "scripts", "heron.json", HERON)
     args = ["render", str(script), "-o", str(tmp_path / "run"), "--model", "tiny", "--device", "cpu", "--json"]
     run = tmp_path / "run"
     env = {"PYTHONPATH": os.pathsep.join([str(GUARD), child_env()["PYTHONPATH"]]), "STORYMEM_TEST_RUN_DIR": str(run)}
@@ -26,4 +26,4 @@ def test_cfg_parallel_story_equals_one_process(tmp_path, torchrun, child_env):
                                            "backend": "context parallel (diffusers)"}  # fmt: skip
     assert [shot["forwards"] for shot in record["shots"]] == [8, 8, 8]  # rank 0's: both calls of 4 steps answered
 
-    assert_one_process_renders_the_same(args, run, tmp_path / "reference")
+    assert_one_process_renders_the_same(run, heron_one_process)

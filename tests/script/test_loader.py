@@ -45,6 +45,15 @@ def test_json5_comments_and_trailing_commas(write):
     assert script.story_name == "Rain" and len(script.shots) == 1 and warnings == []
 
 
+def test_plain_json_and_json5_read_to_the_same_script(write, base_story):
+    """Plain JSON takes the standard library's parser (fast), JSON5 json5's: the same values."""
+    base_story["scenes"][0]["seeds"] = [4000000007, None, 0]
+    base_story["scenes"][0]["video_prompts"][0] += ' "quoted" \u00e9 \\ tab\t'
+    plain = load_script(write(json.dumps(base_story), "plain.json"))
+    commented = load_script(write("// a comment makes this JSON5\n" + json.dumps(base_story, indent=1), "five.json"))
+    assert plain[0] == commented[0] and plain[1] == commented[1]
+
+
 def test_utf8_bom_and_non_ascii_text(write, base_story):
     base_story["story_name"] = "Le cerf-volant — 风筝"
     path = write(b"\xef\xbb\xbf" + json.dumps(base_story, ensure_ascii=False).encode("utf-8"))
@@ -108,8 +117,9 @@ def test_unknown_key_without_a_close_match_lists_the_known_keys(write, base_stor
     assert "story_name, story_overview, scenes, references" in problem.message
 
 
-def test_duplicate_keys_are_errors(write):
-    text = '{"story_name": "a", "story_name": "b", "scenes": [{"scene_num": 1, "video_prompts": ["x"]}]}'
+@pytest.mark.parametrize("comment", ["", "// JSON5: read by json5, not the standard library\n"])
+def test_duplicate_keys_are_errors(write, comment):
+    text = comment + '{"story_name": "a", "story_name": "b", "scenes": [{"scene_num": 1, "video_prompts": ["x"]}]}'
     (problem,) = problems_of(write(text))
     assert problem.path == "story_name"
     assert "more than once" in problem.message

@@ -8,6 +8,7 @@ experts, not four.
 
 from __future__ import annotations
 
+import functools
 import gc
 import warnings
 from collections.abc import Callable
@@ -519,6 +520,13 @@ def installed_versions(*names: str) -> dict[str, str | None]:
 
 def software_versions() -> dict[str, str | None]:
     """Installed versions of the libraries a result depends on, for a user reporting it (None: not installed)."""
+    return dict(_software_versions())
+
+
+# Read once per process: the libraries already imported are the ones running, and describe() runs after
+# every shot (each lookup scans site-packages).
+@functools.cache
+def _software_versions() -> dict[str, str | None]:
     import platform
 
     from storymem_cli import __version__

@@ -41,10 +41,11 @@ def load_model(preset: Any, settings: RenderSettings) -> Any:
     from storymem_cli.models.registry import load_story_model
     from storymem_cli.models.safe_load import refusal
     from storymem_cli.quiet import quiet_libraries
-    from storymem_cli.render.parallel import lead
+    from storymem_cli.render.parallel import announce, lead
     from storymem_cli.render.runtime import model_options
 
     quiet_libraries()  # diffusers' loading bars have no environment variable, only a call
+    announce(preset, settings)  # under torchrun: the other ranks load theirs at the same time
     try:
         return lead(load_story_model(preset, model_options(settings)), preset, settings)
     except (pickle.UnpicklingError, OSError, ValueError, RuntimeError) as err:

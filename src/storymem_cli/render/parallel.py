@@ -1,9 +1,9 @@
 """One story on several processes: ``torchrun --nproc-per-node N -m storymem_cli render ...``.
 
 Rank 0 renders exactly as one process does: it plans, reads and writes the run folder, keeps the memory
-bank, decodes with the VAE and writes the videos. Before each shot it sends the shot's request (prompt,
-seed, memory images, first frames, sizes) and its settings to the other ranks; they load the same model
-and run the same denoising with it, so each transformer forward is split over all ranks by diffusers'
+bank, decodes with the VAE and writes the videos. Before it loads a model it tells the other ranks which
+one, so that all ranks load at once; before each shot it sends the shot's request (prompt, seed, memory
+images, first frames, sizes) and its settings to the other ranks; they run the same denoising, so each transformer forward is split over all ranks by diffusers'
 context parallelism (models/parallel.py), and they stop before decoding. The other ranks never touch
 the run folder, so a crash of any rank leaves it as a one-process crash does: resumable by running the
 same command again, with any number of processes.
@@ -145,15 +145,29 @@ class LeaderModel:
         return getattr(self.model, name)
 
 
+def announce(preset: Any, settings: Any) -> None:
+    """Rank 0, about to load a model: the other ranks load theirs now, beside it, instead of when the
+    first shot arrives (then rank 0 would wait one whole model load for them). Nothing in one process."""
+    if _LAUNCH is not None and _LAUNCH.leader:
+        _send((preset, settings, None))
+
+
 def lead(model: Any, preset: Any, settings: Any) -> Any:
     """The model rank 0 renders with: ``model`` itself in a single process."""
     return LeaderModel(model, preset, settings) if _LAUNCH is not None and _LAUNCH.leader else model
 
 
 def follow() -> int:
-    """Ranks 1..N-1: generate every shot rank 0 sends, undecoded, until it says stop; returns the shot count."""
+    """Ranks 1..N-1: load the model rank 0 announces, generate every shot it sends, undecoded, until it
+    says stop; returns the shot count."""
     from storymem_cli.models.registry import load_story_model
     from storymem_cli.render.runtime import model_options
+
+    # While rank 0 plans: the model code (diffusers' and transformers' Wan classes, seconds of imports),
+    # so that its announcement finds this rank ready to load.
+    import storymem_cli.pipeline.m2v  # noqa: F401
+    import storymem_cli.pipeline.t2v  # noqa: F401
+    from transformers import UMT5EncoderModel  # noqa: F401
 
     loaded: tuple[Any, Any] | None = None
     shots = 0
@@ -163,6 +177,8 @@ def follow() -> int:
         if loaded is None or loaded[0] != key:
             loaded = None  # free the old model before loading the next one
             loaded = (key, load_story_model(preset, model_options(settings)))
+        if request is None:  # announce(): only the load
+            continue
         loaded[1].generate(request, decode=False)
         shots += 1
     return shots

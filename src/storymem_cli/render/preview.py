@@ -17,25 +17,29 @@ from storymem_cli.render.atomic import atomic_path
 PREVIEW_COLUMNS = 4  # 8-shot stories (ST-Bench has 7-12) come out as two rows
 
 
-def middle_frame(clip: Path) -> np.ndarray:
-    """The clip's middle frame, (H, W, 3) uint8: away from the cut and the continuation seam."""
-    from storymem_cli.render.video import read_frames
+def middle_frames(video: Path, shots: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each shot's middle frame, away from the cut and the continuation seam, read from ``video``
+    (story.mp4: the shots' clips joined by stream copy, so the same frames as each clip)."""
+    from storymem_cli.render.video import read_frames_at
 
-    frames = read_frames(clip)
-    return frames[len(frames) // 2]
+    middles, start = [], 0
+    for shot in shots:
+        middles.append(start + shot["trimmed_frames"] // 2)
+        start += shot["trimmed_frames"]
+    return read_frames_at(video, middles)
 
 
 def shot_caption(shot: dict[str, Any]) -> list[str]:
     return [f"shot {shot['index'] + 1}: {shot['mode']}", f"scene {shot['scene']}, seed {shot['seed']}", shot["prompt"]]
 
 
-def write_preview(root: Path, shots: Sequence[dict[str, Any]], path: Path) -> None:
-    """Draw the finished ``shots`` (run.json records, clips under ``root``) into ``path``."""
+def write_preview(video: Path, shots: Sequence[dict[str, Any]], path: Path) -> None:
+    """Draw the finished ``shots`` (run.json records, in the order ``video`` joins them) into ``path``."""
     from PIL import Image
 
     from storymem_cli.memory.sheet import render_contact_sheet
 
-    images = [middle_frame(root / shot["path"]) for shot in shots]
+    images = list(middle_frames(video, shots))
     sheet = render_contact_sheet(images, [shot_caption(shot) for shot in shots], columns=PREVIEW_COLUMNS)
     with atomic_path(path) as tmp:
         Image.fromarray(sheet).save(tmp, format="PNG")

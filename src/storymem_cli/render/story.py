@@ -458,7 +458,7 @@ class StoryRenderer:
             raise_os_error(err, self.folder.story_mp4)
         preview = self.folder.root / PREVIEW_NAME
         try:
-            write_preview(self.folder.root, record["shots"], preview)
+            write_preview(self.folder.story_mp4, record["shots"], preview)
         except OSError as err:
             raise_os_error(err, preview)
         record["video"] = self.folder.relative(self.folder.story_mp4)

@@ -114,9 +114,19 @@ def _pairs(pairs: list[tuple[str, Any]]) -> _Object:
 _JSON5_ERROR = re.compile(r"^<string>:(?P<line>\d+) (?P<what>.*?) at column (?P<column>\d+)$")
 
 
+def _loads(text: str) -> Any:
+    """Plain JSON through the standard library (C, ~100x faster than json5's pure Python on a
+    script); anything else (comments, trailing commas, a syntax error to word) through JSON5, of
+    which JSON is a subset, so both give the same values."""
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_int=_int)
+    except json.JSONDecodeError:
+        return json5.loads(text, object_pairs_hook=_pairs, parse_int=_int)
+
+
 def _parse(path: Path, text: str) -> tuple[Any, list[ScriptProblem]]:
     try:
-        data = parse_json(path, text, loads=lambda t: json5.loads(t, object_pairs_hook=_pairs, parse_int=_int))
+        data = parse_json(path, text, loads=_loads)
     except JsonFileError as err:
         raise _fail(path, err.problem + (f" (at {err.where})" if err.where else "") + ": " + _FORMAT_HINT) from None
     except ValueError as err:
