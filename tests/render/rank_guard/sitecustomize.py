@@ -15,14 +15,25 @@ TOUCHING = {"open", "os.mkdir", "os.rename", "os.replace", "os.remove", "os.rmdi
             "shutil.rmtree", "shutil.copyfile", "os.chmod"}  # fmt: skip
 
 if RANK not in (None, "0") and RUN_DIR:
+    import functools
+
     guarded = os.path.realpath(RUN_DIR)
+    # Thousands of files are opened by the imports alone: each folder is resolved once (a seconds-long
+    # head start for rank 0 otherwise), and a path's last part only when it is a link.
+    real_folder = functools.lru_cache(maxsize=None)(os.path.realpath)
+
+    def resolve(path: str) -> str:
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        return os.path.join(real_folder(folder), name)
 
     def guard(event: str, args: tuple) -> None:
         if event not in TOUCHING:
             return
         for arg in args:
             if isinstance(arg, (str, bytes, os.PathLike)):
-                path = os.path.realpath(os.fsdecode(arg))
+                path = resolve(os.fsdecode(arg))
                 if path == guarded or path.startswith(guarded + os.sep):
                     os.write(2, f"rank {RANK} touched the run folder: {event} {path}\n".encode())
                     os._exit(97)
