@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+
+# The suite starts ~40 Python children (renders killed and resumed, torchrun ranks, dry runs): with
+# PYTHONDONTWRITEBYTECODE set (some machines and CI images set it), each compiled all of storymem
+# from source again. They and this process may leave __pycache__ folders (ignored by git), as Python
+# does by default.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

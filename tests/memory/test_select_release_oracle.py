@@ -20,9 +20,8 @@ SHOTS = 600
 
 def release_oracle(emb: np.ndarray, usable: np.ndarray, bank: np.ndarray) -> list[int]:
     n = len(emb)
-
-    def cos(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.dot(a.astype(np.float64), b.astype(np.float64)))
+    frames = emb.astype(np.float64)
+    gram = frames @ frames.T  # every frame-to-frame cosine, once: the scan below repeats per threshold
 
     def extract(threshold: float) -> list[int]:
         first = 0
@@ -32,7 +31,7 @@ def release_oracle(emb: np.ndarray, usable: np.ndarray, bank: np.ndarray) -> lis
                 return []
         keys, last = [first], first
         for i in range(2, n):
-            if cos(emb[last], emb[i]) < threshold and usable[i]:
+            if gram[last, i] < threshold and usable[i]:
                 keys.append(i)
                 last = i
         return keys
@@ -44,7 +43,8 @@ def release_oracle(emb: np.ndarray, usable: np.ndarray, bank: np.ndarray) -> lis
             threshold -= 0.01
         else:
             break
-    return [k for k in keys if not any(cos(emb[k], m) > 0.9 for m in bank)]
+    to_bank = frames @ bank.astype(np.float64).T
+    return [k for k in keys if not any(to_bank[k] > 0.9)]
 
 
 def unit(v: np.ndarray) -> np.ndarray:
