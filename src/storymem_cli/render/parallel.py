@@ -3,10 +3,10 @@
 Rank 0 renders exactly as one process does: it plans, reads and writes the run folder, keeps the memory
 bank, decodes with the VAE and writes the videos. Before it loads a model it tells the other ranks which
 one, so that all ranks load at once; before each shot it sends the shot's request (prompt, seed, memory
-images, first frames, sizes) and its settings to the other ranks; they run the same denoising, so each transformer forward is split over all ranks by diffusers'
-context parallelism (models/parallel.py), and they stop before decoding. The other ranks never touch
-the run folder, so a crash of any rank leaves it as a one-process crash does: resumable by running the
-same command again, with any number of processes.
+images, first frames, sizes) and its settings to the other ranks; they run the same denoising, so each
+transformer forward is split over all ranks by diffusers' context parallelism (models/parallel.py), and
+they stop before decoding. The other ranks never touch the run folder, so a crash of any rank leaves it
+as a one-process crash does: resumable by running the same command again, with any number of processes.
 """
 
 from __future__ import annotations

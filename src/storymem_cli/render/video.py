@@ -105,14 +105,16 @@ def read_frames_at(path: Path, indices: Sequence[int]) -> np.ndarray:
         raise ValueError("no frame indices to read")
     if wanted != sorted(set(wanted)) or wanted[0] < 0:
         raise ValueError(f"frame indices must be ascending, distinct and not negative, got {wanted}")
-    # inside a filtergraph a comma separates filters, so the ones inside eq(...) are escaped
-    select = "select=" + "+".join(f"eq(n\\,{i})" for i in wanted)
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", select, "-fps_mode", "passthrough"])
+    # Inside a filtergraph a comma separates filters, so the ones inside eq(...) are escaped. setpts
+    # numbers the kept frames 0, 1, 2, ...: the output's constant frame rate then repeats none of them
+    # (-fps_mode passthrough would too, but ffmpeg before 5.1, as imageio-ffmpeg 0.5.0 ships, lacks it).
+    select = "select=" + "+".join(f"eq(n\\,{i})" for i in wanted) + ",setpts=N/FRAME_RATE/TB"
+    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", select])
     meta = next(reader)
     width, height = meta["size"]
     frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
     if len(frames) != len(wanted):
-        raise OSError(errno.EIO, f"{path} gave {len(frames)} of the frames {wanted}: it has fewer frames than its record says")
+        raise OSError(errno.EIO, f"{path} gave {len(frames)} of the frames {wanted}: fewer than its record says")
     return np.stack(frames)
 
 
