@@ -100,15 +100,15 @@ def test_a_bad_curve_file_is_refused_naming_it(tmp_path):
 def test_with_compile_the_blocks_are_compiled_beneath_the_hooks(shot, monkeypatch):
     """diffusers' MagCache hooks are torch.compiler.disable'd around every block: compiling the hooked
     blocks compiled nothing. The blocks' own forward is compiled instead, and the skips still counted.
-    What is at stake is whether dynamo captures the blocks, so the graphs go to aot_eager rather than
-    inductor's C++ build (~15 s cold on 2 cores); tests/render/test_fast_modes.py renders through
-    inductor."""
+    What is at stake is whether dynamo captures the blocks, so its graphs run eagerly rather than
+    through inductor's C++ build (~15 s cold on 2 cores); tests/render/test_fast_modes.py renders
+    through inductor."""
     import functools
 
     import torch
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     request, plain_frames = shot
     graphs = counters["stats"]["unique_graphs"]
     runtime = RuntimeOptions(device="cpu", cache="magcache", magcache_threshold=0.2, compile=True)
