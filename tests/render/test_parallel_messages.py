@@ -43,12 +43,11 @@ def test_one_process_sends_nothing(monkeypatch):
 
 
 def test_a_follower_loads_on_the_announcement_and_once_per_model(monkeypatch):
-    def settings(model: str):
-        return SimpleNamespace(model_dump_json=lambda: model)
+    def dumped(text: str):  # a preset or settings model, as follow() keys them
+        return SimpleNamespace(model_dump_json=lambda: text)
 
-    tiny, toy = SimpleNamespace(model_dump_json=lambda: "tiny"), SimpleNamespace(model_dump_json=lambda: "toy")
-    messages = [(tiny, settings("a"), None), (tiny, settings("a"), "shot 1"), (tiny, settings("a"), "shot 2"),
-                (toy, settings("b"), None), (toy, settings("b"), "shot 3"), None]  # fmt: skip
+    tiny, toy, a, b = dumped("tiny"), dumped("toy"), dumped("a"), dumped("b")
+    messages = [(tiny, a, None), (tiny, a, "shot 1"), (tiny, a, "shot 2"), (toy, b, None), (toy, b, "shot 3"), None]
     events: list = []
 
     class Model:

@@ -85,21 +85,13 @@ def write_clip(frames: np.ndarray, path: Path, fps: int) -> None:
 
 def read_frames(path: Path) -> np.ndarray:
     """Decode a video to ``(F, H, W, 3)`` uint8 RGB."""
-    imageio_ffmpeg = _imageio_ffmpeg()
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    width, height = meta["size"]
-    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
-    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
+    return _decode(path, [])
 
 
 def read_frames_at(path: Path, indices: Sequence[int]) -> np.ndarray:
     """Decode only frames ``indices`` (0-based, ascending, no repeats) of a video, ``(len, H, W, 3)``
     uint8 RGB, in one ffmpeg pass: ffmpeg's select filter drops the others before they reach the pipe
     (a preview of 12 shots of 81 frames reads 12 frames, not 972, from one process, not 12)."""
-    imageio_ffmpeg = _imageio_ffmpeg()
-
     wanted = list(indices)
     if not wanted:
         raise ValueError("no frame indices to read")
@@ -109,13 +101,19 @@ def read_frames_at(path: Path, indices: Sequence[int]) -> np.ndarray:
     # numbers the kept frames 0, 1, 2, ...: the output's constant frame rate then repeats none of them
     # (-fps_mode passthrough would too, but ffmpeg before 5.1, as imageio-ffmpeg 0.5.0 ships, lacks it).
     select = "select=" + "+".join(f"eq(n\\,{i})" for i in wanted) + ",setpts=N/FRAME_RATE/TB"
-    reader = imageio_ffmpeg.read_frames(str(path), output_params=["-vf", select])
+    frames = _decode(path, ["-vf", select])
+    if len(frames) != len(wanted):
+        raise OSError(errno.EIO, f"{path} gave {len(frames)} of the frames {wanted}: fewer than its record says")
+    return frames
+
+
+def _decode(path: Path, output_params: list[str]) -> np.ndarray:
+    """What ffmpeg outputs for ``path`` with ``output_params``, as ``(F, H, W, 3)`` uint8 RGB."""
+    reader = _imageio_ffmpeg().read_frames(str(path), output_params=output_params)
     meta = next(reader)
     width, height = meta["size"]
     frames = [np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3) for buf in reader]
-    if len(frames) != len(wanted):
-        raise OSError(errno.EIO, f"{path} gave {len(frames)} of the frames {wanted}: fewer than its record says")
-    return np.stack(frames)
+    return np.stack(frames) if frames else np.zeros((0, height, width, 3), np.uint8)
 
 
 def _concat_line(path: Path) -> str:
